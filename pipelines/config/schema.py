@@ -1,0 +1,208 @@
+"""Typed configuration schemas.
+
+Hydra composes YAML from ``conf/`` against these dataclasses (registered in a ConfigStore by
+:mod:`pipelines.config.store`), so a wrong type or an unknown key fails at composition, before any
+work. Only these plain dataclasses travel to Ray workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+NOVA_MME_MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
+
+
+@dataclass
+class EmbeddingConfig:
+    """What is asked of the model: the use case's embedding parameters."""
+
+    model_id: str = NOVA_MME_MODEL_ID
+    # Purpose used when indexing (always GENERIC_INDEX for retrieval use cases) and when querying.
+    index_purpose: str = "GENERIC_INDEX"
+    query_purpose: str = "GENERIC_RETRIEVAL"
+    dimension: int = 1024
+    # detailLevel for plain images, and for PDF pages rendered to images.
+    image_detail_level: str = "STANDARD_IMAGE"
+    document_detail_level: str = "DOCUMENT_IMAGE"
+    video_embedding_mode: str = "AUDIO_VIDEO_COMBINED"
+    text_truncation_mode: str = "END"
+
+
+@dataclass
+class SegmentationConfig:
+    """How assets are cut into segments before embedding."""
+
+    # local: our CPU workers cut the media; service: Bedrock's async SEGMENTED_EMBEDDING does it.
+    mode: str = "local"
+    # Text chunking (characters). The documented inline limit is 8,192 characters.
+    text_max_chars: int = 6000
+    text_overlap_chars: int = 600
+    # PDF: "image" renders pages (DOCUMENT_IMAGE), "text" extracts and chunks the text layer,
+    # "auto" picks text for text-born pages and images otherwise.
+    pdf_mode: str = "image"
+    pdf_dpi: int = 150
+    pdf_max_pixels: int = 4_000_000
+    # Images: longest side cap, and the decompression-bomb limit in pixels.
+    image_max_side: int = 2048
+    image_max_pixels: int = 89_478_485
+    # Audio / video windows (seconds); the sync API accepts at most 30 s.
+    audio_window_s: float = 30.0
+    audio_overlap_s: float = 0.0
+    audio_format: str = "mp3"
+    video_window_s: float = 30.0
+    video_overlap_s: float = 0.0
+    # Re-encode video when keyframes are too sparse for stream copy: "auto" | "always" | "never".
+    video_reencode: str = "auto"
+    video_max_height: int = 480
+    # Service segmentation (async): seconds per segment (1..30) and chars per text segment.
+    service_duration_s: int = 5
+    service_max_chars: int = 32000
+
+
+@dataclass
+class QuotaConfig:
+    """The account's Bedrock quota the pipeline plans for (shared by every embed actor)."""
+
+    requests_per_minute: float = 600.0
+    tokens_per_minute: float = 1_000_000.0
+
+
+@dataclass
+class BedrockConfig:
+    """How to reach Bedrock Runtime (AWS when ``endpoint_url`` is unset)."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    # S3 endpoint for staging and async outputs (moto locally); unset = AWS.
+    s3_endpoint_url: str | None = None
+    # Where async segmentation stages inputs and writes outputs: s3://bucket/prefix
+    s3_staging_uri: str | None = None
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
+    # Retries of one request (throttles and transient errors), paced by the pipeline, not botocore.
+    max_attempts: int = 8
+    base_backoff_s: float = 0.5
+    max_backoff_s: float = 20.0
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 120.0
+    # Embed stage: actors and requests in flight per actor.
+    actors: int = 2
+    max_in_flight_per_actor: int = 8
+    actor_num_cpus: float = 0.25
+    # Async jobs: poll interval bounds (seconds) and overall timeout.
+    async_poll_min_s: float = 0.5
+    async_poll_max_s: float = 15.0
+    async_timeout_s: float = 3600.0
+
+
+@dataclass
+class QdrantConfig:
+    """Where vectors go: a server by ``url`` or the embedded local store at ``path``."""
+
+    url: str | None = None
+    path: str | None = ".qdrant"
+    collection: str = "nova"
+    # Points per upsert (Qdrant guidance: 64-256).
+    batch_size: int = 128
+    # Parallel writers against a server; embedded mode always uses exactly one.
+    writers: int = 2
+    prefer_grpc: bool = False
+    timeout_s: float = 60.0
+    on_disk_payload: bool = False
+    # Defer HNSW indexing during big loads on a server (indexing_threshold=0, restored after).
+    defer_indexing: bool = True
+
+
+@dataclass
+class RayConfig:
+    """Where the job runs: a local Ray (address unset) or a cluster (``auto`` or ``ray://``)."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    # CPU decode tasks: CPUs per task; None sizes from the cluster.
+    decode_num_cpus: float = 1.0
+    decode_concurrency: int | None = None
+    writer_num_cpus: float = 0.25
+    log_to_driver: bool = False
+
+
+@dataclass
+class PricesConfig:
+    """On-demand prices (USD) used for cost estimates; keep them in config, not code."""
+
+    text_per_1k_tokens: float = 0.000135
+    image_each: float = 0.00006
+    video_per_second: float = 0.0007
+    audio_per_second: float = 0.00014
+
+
+@dataclass
+class EmulatorQuotaConfig:
+    """Quotas the local endpoint enforces with ThrottlingException (0 = unlimited)."""
+
+    requests_per_minute: float = 0.0
+    tokens_per_minute: float = 0.0
+    # Bucket depth in seconds of quota: how much burst is tolerated.
+    burst_seconds: float = 2.0
+
+
+@dataclass
+class EmulatorLatencyConfig:
+    """Per-modality latency (milliseconds) added to the fixed ``latency_ms``."""
+
+    text: float = 0.0
+    image: float = 0.0
+    audio: float = 0.0
+    video: float = 0.0
+
+
+@dataclass
+class EmulatorConfig:
+    """The local Bedrock Runtime-compatible endpoint (and its moto S3)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    s3_port: int = 0
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    latency: EmulatorLatencyConfig = field(default_factory=EmulatorLatencyConfig)
+    quota: EmulatorQuotaConfig = field(default_factory=EmulatorQuotaConfig)
+    # Fault rates per error code (e.g. ThrottlingException: 0.1), plus "DroppedConnection" and
+    # "MalformedBody".
+    faults: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    # Seconds an async job stays InProgress at least (lets pollers see the state).
+    async_min_duration_s: float = 0.2
+
+
+@dataclass
+class UseCaseConfig:
+    """A named use case: which modalities it takes, how it embeds and segments them."""
+
+    name: str = "mixed_media"
+    description: str = ""
+    modalities: list[str] = field(
+        default_factory=lambda: ["text", "image", "document", "audio", "video"]
+    )
+    # A query the demo runs against the collection (text), and optional query asset.
+    demo_query_text: str | None = None
+
+
+@dataclass
+class BackfillJobConfig:
+    """``python -m jobs.backfill``: the whole job's configuration."""
+
+    usecase: UseCaseConfig = field(default_factory=UseCaseConfig)
+    manifest: str | None = None
+    run_dir: str = "runs"
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    bedrock: BedrockConfig = field(default_factory=BedrockConfig)
+    qdrant: QdrantConfig = field(default_factory=QdrantConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    prices: PricesConfig = field(default_factory=PricesConfig)
+    # Stop early for smoke runs: at most this many manifest rows (None = all).
+    limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
