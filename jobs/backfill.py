@@ -1,0 +1,40 @@
+"""Embed a corpus described by a Parquet manifest into Qdrant.
+
+    python -m jobs.backfill usecase=document_retrieval manifest=s3://bucket/m.parquet \
+        bedrock=emulator qdrant.path=.qdrant
+
+Works the same under ``ray job submit --working-dir . -- python -m jobs.backfill ray=cluster ...``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from pipelines.config.schema import BackfillJobConfig
+from pipelines.config.store import register_configs
+from pipelines.core.errors import ConfigError, InfrastructureError, ManifestError
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="backfill")
+def main(dcfg: DictConfig) -> None:
+    from pipelines.backfill import run_backfill
+
+    cfg = OmegaConf.to_object(dcfg)
+    assert isinstance(cfg, BackfillJobConfig)
+    try:
+        run_backfill(cfg)
+    except (ConfigError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except InfrastructureError as exc:
+        print(f"infrastructure error: {exc}", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""The backfill job: a Parquet manifest in, vectors in Qdrant, a report and a dead-letter file out.
+
+Plan (driver) -> decode (CPU tasks) -> embed (async-style I/O actors, one shared rate budget) ->
+write (batched idempotent upserts) -> report. See ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.config.schema import BackfillJobConfig
+from pipelines.config.validate import validate_backfill
+from pipelines.core.ledger import AssetLedger
+from pipelines.core.rate_limit import BUDGET_NAMESPACE, RateBudgetSettings, get_or_create_budget
+from pipelines.core.report import build_report, write_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackfillResult:
+    """What a run produced: where its files are and the report's contents."""
+
+    run_dir: Path
+    report_path: Path
+    dead_letter_path: Path
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _say(msg: str) -> None:
+    print(f"[backfill] {msg}", flush=True)
+
+
+def init_ray(cfg: BackfillJobConfig) -> None:
+    """Join the cluster given by ``ray.address`` (or start a local Ray); no-op if connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {
+        "ignore_reinit_error": True,
+        "log_to_driver": cfg.ray.log_to_driver,
+    }
+    if cfg.ray.address:
+        kwargs["address"] = cfg.ray.address
+    else:
+        kwargs["include_dashboard"] = False
+        if cfg.ray.num_cpus:
+            kwargs["num_cpus"] = cfg.ray.num_cpus
+    ray.init(**kwargs)
+
+
+def _asset_blocks(table: pa.Table, parallelism: int) -> list[pa.Table]:
+    """Small blocks so that decode tasks balance (one long video must not hold up a block)."""
+    n = table.num_rows
+    if n == 0:
+        return []
+    blocks = min(n, max(parallelism * 8, 1), 1024)
+    size = math.ceil(n / blocks)
+    return [table.slice(i, size) for i in range(0, n, size)]
+
+
+def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
+    """Run one backfill end to end; raises ConfigError / ManifestError before any work."""
+    import ray
+    import ray.data as rd
+
+    from pipelines.core.manifest import load_manifest
+    from pipelines.sinks.dead_letter import DeadLetterWriter
+    from pipelines.sinks.qdrant_writer import QdrantWriter
+    from pipelines.stages.decode import DecodeFn
+    from pipelines.stages.embed import SegmentEmbedder
+
+    started = time.monotonic()
+    validate_backfill(cfg)
+    assert cfg.manifest is not None
+    s3_endpoint = cfg.bedrock.s3_endpoint_url
+    manifest = load_manifest(cfg.manifest, s3_endpoint)
+    if cfg.limit is not None:
+        manifest = manifest.slice(0, cfg.limit)
+
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    run_dir = Path(cfg.run_dir) / cfg.usecase.name / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # Plan: every row gets a ledger entry now, so nothing can vanish later.
+    ledger = AssetLedger()
+    wanted = set(cfg.usecase.modalities)
+    keep = []
+    for i, row in enumerate(manifest.select(["asset_id", "uri", "modality"]).to_pylist()):
+        ledger.add(row["asset_id"], row["uri"], row["modality"])
+        if row["modality"] in wanted:
+            keep.append(i)
+        else:
+            ledger.skip(row["asset_id"], "skipped_modality")
+    todo = manifest.take(pa.array(keep, type=pa.int64())) if keep else manifest.slice(0, 0)
+    _say(
+        f"manifest {cfg.manifest}: {manifest.num_rows} rows, {todo.num_rows} to embed "
+        f"for use case {cfg.usecase.name!r} into collection {cfg.qdrant.collection!r}"
+    )
+
+    # Qdrant first: an unreachable store or a dimension clash fails before Bedrock is called.
+    writer = QdrantWriter(cfg.qdrant, cfg.embedding.dimension)
+    writer.open()
+    try:
+        writer.ensure_collection()
+        report_extra: dict[str, Any] = {}
+        if todo.num_rows:
+            report_extra = _execute(cfg, todo, ledger, writer, ray, rd, DecodeFn, SegmentEmbedder)
+        partial = ledger.finalize()
+        if partial:
+            writer.delete_assets(partial)
+        writer.finish_load()
+        points_in_collection = writer.count(exact=True)
+    finally:
+        writer.close()
+
+    duration = time.monotonic() - started
+    report = build_report(
+        ledger,
+        cfg.prices,
+        duration,
+        extra={
+            "run_id": run_id,
+            "usecase": cfg.usecase.name,
+            "collection": cfg.qdrant.collection,
+            "manifest": cfg.manifest,
+            "points_in_collection": points_in_collection,
+            **report_extra,
+        },
+    )
+    dlq = DeadLetterWriter(run_dir / "dead_letter.parquet")
+    for r in ledger.dead_letters():
+        dlq.add(r)
+    dead_path = dlq.close()
+    report_path = write_report(report, run_dir)
+    _summary(report, report_path, dead_path)
+    return BackfillResult(run_dir, report_path, dead_path, report)
+
+
+def _execute(
+    cfg: BackfillJobConfig,
+    todo: pa.Table,
+    ledger: AssetLedger,
+    writer: Any,
+    ray: Any,
+    rd: Any,
+    decode_cls: Any,
+    embedder_cls: Any,
+) -> dict[str, Any]:
+    init_ray(cfg)
+    ctx = rd.DataContext.get_current()
+    ctx.execution_options.preserve_order = False
+    ctx.enable_progress_bars = sys.stderr.isatty()
+
+    budget_name = f"nova-mme-rate-budget-{cfg.qdrant.collection}"
+    budget = get_or_create_budget(
+        RateBudgetSettings(
+            cfg.bedrock.quota.requests_per_minute, cfg.bedrock.quota.tokens_per_minute
+        ),
+        name=budget_name,
+    )
+    cpus = int(ray.cluster_resources().get("CPU", 2))
+    ds = rd.from_arrow(_asset_blocks(todo, cpus))
+    if cfg.segmentation.mode == "service":
+        from pipelines.stages.embed_service import ServiceSegmentEmbedder
+
+        embedded = ds.map_batches(
+            ServiceSegmentEmbedder,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_constructor_kwargs={
+                "bedrock": cfg.bedrock,
+                "embedding": cfg.embedding,
+                "segmentation": cfg.segmentation,
+            },
+            compute=rd.ActorPoolStrategy(
+                size=cfg.bedrock.actors,
+                max_concurrent_calls_per_actor=cfg.bedrock.max_in_flight_per_actor,
+                enable_true_multi_threading=True,
+            ),
+            num_cpus=cfg.bedrock.actor_num_cpus,
+        )
+    else:
+        segments = ds.map_batches(
+            decode_cls(cfg.segmentation, cfg.embedding, cfg.bedrock.s3_endpoint_url),
+            batch_size=1,
+            batch_format="pyarrow",
+            num_cpus=cfg.ray.decode_num_cpus,
+            compute=rd.TaskPoolStrategy(size=cfg.ray.decode_concurrency)
+            if cfg.ray.decode_concurrency
+            else None,
+        )
+        embedded = segments.map_batches(
+            embedder_cls,
+            batch_size=max(1, cfg.bedrock.max_in_flight_per_actor),
+            batch_format="pyarrow",
+            fn_constructor_kwargs={
+                "bedrock": cfg.bedrock,
+                "embedding": cfg.embedding,
+                "budget_name": budget_name,
+                "budget_namespace": BUDGET_NAMESPACE,
+            },
+            compute=rd.ActorPoolStrategy(
+                size=cfg.bedrock.actors,
+                max_concurrent_calls_per_actor=2,
+                enable_true_multi_threading=True,
+            ),
+            num_cpus=cfg.bedrock.actor_num_cpus,
+        )
+
+    last_progress = time.monotonic()
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        result = writer.write(pending)
+        for r in result.written:
+            ledger.written(r["asset_id"], r["segment_index"])
+        for r, reason in result.rejected:
+            ledger.fail(r["asset_id"], "write", "rejected", reason)
+        pending.clear()
+
+    for batch in embedded.iter_batches(batch_size=cfg.qdrant.batch_size, batch_format="pyarrow"):
+        for row in batch.to_pylist():
+            ledger.observe(row)
+            if row.get("error_code") is None:
+                pending.append(row)
+        if len(pending) >= cfg.qdrant.batch_size:
+            flush()
+        if time.monotonic() - last_progress > 5.0:
+            last_progress = time.monotonic()
+            counts = ledger.outcome_counts()
+            done = sum(1 for s in ledger.assets.values() if s.complete or s.failures)
+            _say(
+                f"progress: {done}/{len(ledger.assets) - counts.get('skipped_modality', 0)} "
+                f"assets settled, {sum(s.points_written for s in ledger.assets.values())} points"
+            )
+    flush()
+    snapshot = ray.get(budget.snapshot.remote())
+    return {"rate_budget": snapshot}
+
+
+def _summary(report: dict[str, Any], report_path: Path, dead_path: Path) -> None:
+    _say(
+        f"done in {report['duration_s']:.1f}s: {report['rows']} rows -> "
+        f"{report['embedded']} embedded, {report['skipped_unchanged']} unchanged, "
+        f"{report['skipped_modality']} other modality, {report['dead_lettered']} dead-lettered; "
+        f"{report['points_written']} points, {report['bedrock_calls']} Bedrock calls "
+        f"({report['throttled']} throttled, {report['retries']} retries), "
+        f"est. ${report['cost_usd']:.4f}"
+    )
+    for modality, agg in report["by_modality"].items():
+        _say(
+            f"  {modality:<9} rows {agg['rows']:>4}  embedded {agg['embedded']:>4}  "
+            f"dead {agg['dead_lettered']:>3}  points {agg['points_written']:>5}"
+        )
+    _say(f"report:      {report_path}")
+    _say(f"dead letter: {dead_path}")
+    if os.environ.get("NOVA_PIPELINE_QUIET") is None:
+        sys.stdout.flush()

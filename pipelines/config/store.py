@@ -1,0 +1,24 @@
+"""Registers the typed schemas with Hydra's ConfigStore.
+
+``conf/backfill.yaml`` lists ``backfill_schema`` first in its defaults, so every YAML value and
+command-line override is checked against :class:`~pipelines.config.schema.BackfillJobConfig`: an
+unknown key or a wrong type fails at composition, naming the key.
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from pipelines.config.schema import BackfillJobConfig
+
+_REGISTERED = False
+
+
+def register_configs() -> None:
+    """Idempotent: safe to call from every entry point."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    cs = ConfigStore.instance()
+    cs.store(name="backfill_schema", node=BackfillJobConfig)
+    _REGISTERED = True

@@ -1,0 +1,155 @@
+"""Value checks that types alone cannot express; run before any cluster work.
+
+Every failure is a :class:`~pipelines.core.errors.ConfigError` naming the dotted key, so that a
+user can fix the command line without reading code.
+"""
+
+from __future__ import annotations
+
+from pipelines.config.schema import (
+    BackfillJobConfig,
+    BedrockConfig,
+    EmbeddingConfig,
+    QdrantConfig,
+    SegmentationConfig,
+)
+from pipelines.core.errors import ConfigError
+from pipelines.core.rows import MODALITIES
+
+PURPOSES = (
+    "GENERIC_INDEX",
+    "GENERIC_RETRIEVAL",
+    "TEXT_RETRIEVAL",
+    "IMAGE_RETRIEVAL",
+    "VIDEO_RETRIEVAL",
+    "DOCUMENT_RETRIEVAL",
+    "AUDIO_RETRIEVAL",
+    "CLASSIFICATION",
+    "CLUSTERING",
+)
+DIMENSIONS = (256, 384, 1024, 3072)
+DETAIL_LEVELS = ("STANDARD_IMAGE", "DOCUMENT_IMAGE")
+VIDEO_MODES = ("AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE")
+TRUNCATION_MODES = ("START", "END", "NONE")
+
+
+def _one_of(key: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, f"{value!r} is not one of {list(allowed)}")
+
+
+def _positive(key: str, value: float | int, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def validate_embedding(cfg: EmbeddingConfig, prefix: str = "embedding") -> None:
+    if not cfg.model_id:
+        raise ConfigError(f"{prefix}.model_id", "must not be empty")
+    _one_of(f"{prefix}.index_purpose", cfg.index_purpose, PURPOSES)
+    _one_of(f"{prefix}.query_purpose", cfg.query_purpose, PURPOSES)
+    _one_of(f"{prefix}.dimension", cfg.dimension, DIMENSIONS)
+    _one_of(f"{prefix}.image_detail_level", cfg.image_detail_level, DETAIL_LEVELS)
+    _one_of(f"{prefix}.document_detail_level", cfg.document_detail_level, DETAIL_LEVELS)
+    _one_of(f"{prefix}.video_embedding_mode", cfg.video_embedding_mode, VIDEO_MODES)
+    _one_of(f"{prefix}.text_truncation_mode", cfg.text_truncation_mode, TRUNCATION_MODES)
+
+
+def validate_segmentation(cfg: SegmentationConfig, prefix: str = "segmentation") -> None:
+    _one_of(f"{prefix}.mode", cfg.mode, ("local", "service"))
+    _one_of(f"{prefix}.pdf_mode", cfg.pdf_mode, ("image", "text", "auto"))
+    _one_of(f"{prefix}.audio_format", cfg.audio_format, ("mp3", "wav", "ogg"))
+    _one_of(f"{prefix}.video_reencode", cfg.video_reencode, ("auto", "always", "never"))
+    if not 100 <= cfg.text_max_chars <= 50_000:
+        raise ConfigError(f"{prefix}.text_max_chars", f"must be in 100..50000, got {cfg.text_max_chars}")
+    if not 0 <= cfg.text_overlap_chars < cfg.text_max_chars // 2:
+        raise ConfigError(
+            f"{prefix}.text_overlap_chars",
+            f"must be in 0..text_max_chars/2 ({cfg.text_max_chars // 2}), got {cfg.text_overlap_chars}",
+        )
+    if not 36 <= cfg.pdf_dpi <= 600:
+        raise ConfigError(f"{prefix}.pdf_dpi", f"must be in 36..600, got {cfg.pdf_dpi}")
+    _positive(f"{prefix}.pdf_max_pixels", cfg.pdf_max_pixels)
+    _positive(f"{prefix}.image_max_side", cfg.image_max_side)
+    _positive(f"{prefix}.image_max_pixels", cfg.image_max_pixels)
+    for kind in ("audio", "video"):
+        window = getattr(cfg, f"{kind}_window_s")
+        overlap = getattr(cfg, f"{kind}_overlap_s")
+        if not 1.0 <= window <= 30.0:
+            raise ConfigError(
+                f"{prefix}.{kind}_window_s", f"must be in 1..30 s (sync API limit), got {window}"
+            )
+        if not 0.0 <= overlap < window:
+            raise ConfigError(f"{prefix}.{kind}_overlap_s", f"must be in 0..window, got {overlap}")
+    _positive(f"{prefix}.video_max_height", cfg.video_max_height)
+    if not 1 <= cfg.service_duration_s <= 30:
+        raise ConfigError(
+            f"{prefix}.service_duration_s", f"must be in 1..30, got {cfg.service_duration_s}"
+        )
+    if not 800 <= cfg.service_max_chars <= 50_000:
+        raise ConfigError(
+            f"{prefix}.service_max_chars", f"must be in 800..50000, got {cfg.service_max_chars}"
+        )
+
+
+def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) -> None:
+    if not cfg.region:
+        raise ConfigError("bedrock.region", "must not be empty")
+    for key in ("endpoint_url", "s3_endpoint_url"):
+        url = getattr(cfg, key)
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"bedrock.{key}", f"must be an http(s) URL, got {url!r}")
+    _positive("bedrock.quota.requests_per_minute", cfg.quota.requests_per_minute)
+    _positive("bedrock.quota.tokens_per_minute", cfg.quota.tokens_per_minute)
+    if cfg.max_attempts < 1:
+        raise ConfigError("bedrock.max_attempts", f"must be >= 1, got {cfg.max_attempts}")
+    if cfg.actors < 1:
+        raise ConfigError("bedrock.actors", f"must be >= 1, got {cfg.actors}")
+    if cfg.max_in_flight_per_actor < 1:
+        raise ConfigError(
+            "bedrock.max_in_flight_per_actor", f"must be >= 1, got {cfg.max_in_flight_per_actor}"
+        )
+    if not 0 < cfg.actor_num_cpus <= 1:
+        raise ConfigError(
+            "bedrock.actor_num_cpus",
+            f"must be in (0, 1]; I/O actors take a fraction of a CPU, got {cfg.actor_num_cpus}",
+        )
+    if seg is not None and seg.mode == "service":
+        if not cfg.s3_staging_uri or not cfg.s3_staging_uri.startswith("s3://"):
+            raise ConfigError(
+                "bedrock.s3_staging_uri",
+                "segmentation.mode=service needs an s3://bucket/prefix for inputs and outputs",
+            )
+
+
+def validate_qdrant(cfg: QdrantConfig) -> None:
+    if (cfg.url is None) == (cfg.path is None):
+        raise ConfigError(
+            "qdrant.url", "set exactly one of qdrant.url (server) or qdrant.path (embedded)"
+        )
+    if not cfg.collection:
+        raise ConfigError("qdrant.collection", "must not be empty")
+    if not 1 <= cfg.batch_size <= 1000:
+        raise ConfigError("qdrant.batch_size", f"must be in 1..1000, got {cfg.batch_size}")
+    if cfg.writers < 1:
+        raise ConfigError("qdrant.writers", f"must be >= 1, got {cfg.writers}")
+
+
+def validate_backfill(cfg: BackfillJobConfig) -> None:
+    """Every check for ``jobs.backfill``; raises ConfigError naming the first bad key."""
+    if not cfg.manifest:
+        raise ConfigError("manifest", "required: manifest=<path|file://...|s3://bucket/key>")
+    if not cfg.usecase.modalities:
+        raise ConfigError("usecase.modalities", "must list at least one modality")
+    for m in cfg.usecase.modalities:
+        _one_of("usecase.modalities", m, MODALITIES)
+    validate_embedding(cfg.embedding)
+    validate_segmentation(cfg.segmentation)
+    validate_bedrock(cfg.bedrock, cfg.segmentation)
+    validate_qdrant(cfg.qdrant)
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ConfigError("limit", f"must be >= 1 or null, got {cfg.limit}")
+    if cfg.ray.decode_num_cpus <= 0:
+        raise ConfigError("ray.decode_num_cpus", "must be > 0")
+    if not 0 < cfg.ray.writer_num_cpus <= 1:
+        raise ConfigError("ray.writer_num_cpus", "must be in (0, 1]")

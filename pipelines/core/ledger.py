@@ -1,0 +1,153 @@
+"""Per-asset accounting: every manifest row ends embedded, skipped or dead-lettered.
+
+The driver feeds the ledger every row that comes out of the pipeline (embedded or dead letter)
+and every write acknowledgement. An asset is *embedded* only when every one of its segments was
+written; otherwise it is dead-lettered with the first failure's stage, code and message, and its
+partial points are removed so that the index never holds half an asset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTCOMES = ("embedded", "skipped_unchanged", "skipped_modality", "dead_lettered")
+
+
+@dataclass
+class Failure:
+    stage: str
+    code: str
+    message: str
+    segment_index: int | None = None
+
+
+@dataclass
+class AssetState:
+    """What is known of one asset while the run goes on."""
+
+    asset_id: str
+    uri: str | None
+    modality: str
+    expected_segments: int | None = None
+    segments_written: set[int] = field(default_factory=set)
+    points_written: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    outcome: str | None = None
+    bedrock_calls: int = 0
+    throttles: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    text_chars: int = 0
+    images: int = 0
+    media_seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return (
+            not self.failures
+            and self.expected_segments is not None
+            and len(self.segments_written) >= self.expected_segments
+        )
+
+
+class AssetLedger:
+    """Tracks every asset of a run from plan to outcome."""
+
+    def __init__(self) -> None:
+        self.assets: dict[str, AssetState] = {}
+
+    def add(self, asset_id: str, uri: str | None, modality: str) -> None:
+        self.assets[asset_id] = AssetState(asset_id, uri, modality)
+
+    def skip(self, asset_id: str, outcome: str) -> None:
+        if outcome not in OUTCOMES or not outcome.startswith("skipped"):
+            raise ValueError(f"not a skip outcome: {outcome!r}")
+        self.assets[asset_id].outcome = outcome
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """Account for one row out of the embed stage (before it is written)."""
+        st = self.assets[row["asset_id"]]
+        count = row.get("segment_count")
+        if count and count > 0:
+            st.expected_segments = int(count)
+        st.bedrock_calls += int(row.get("bedrock_calls") or 0)
+        st.throttles += int(row.get("throttles") or 0)
+        st.retries += int(row.get("retries") or 0)
+        if row.get("error_code") is not None:
+            st.failures.append(
+                Failure(
+                    row.get("error_stage") or "unknown",
+                    row["error_code"],
+                    row.get("error_message") or "",
+                    row.get("segment_index"),
+                )
+            )
+            return
+        st.input_tokens += int(row.get("input_tokens") or 0)
+        # Usage for the cost estimate is counted once per segment (its first embedding row).
+        if row.get("bedrock_calls"):
+            kind = row.get("input_kind")
+            if kind == "text":
+                st.text_chars += len(row.get("input_text") or "")
+            elif kind == "image":
+                st.images += 1
+            elif kind in ("audio", "video"):
+                start, end = row.get("start_s"), row.get("end_s")
+                if start is not None and end is not None:
+                    st.media_seconds += max(0.0, float(end) - float(start))
+
+    def written(self, asset_id: str, segment_index: int, points: int = 1) -> None:
+        st = self.assets[asset_id]
+        st.segments_written.add(int(segment_index))
+        st.points_written += points
+
+    def fail(self, asset_id: str, stage: str, code: str, message: str) -> None:
+        self.assets[asset_id].failures.append(Failure(stage, code, message))
+
+    def finalize(self) -> list[str]:
+        """Decide every outcome; returns the asset ids whose partial points must be deleted."""
+        partial: list[str] = []
+        for st in self.assets.values():
+            if st.outcome is not None:
+                continue
+            if st.complete:
+                st.outcome = "embedded"
+                continue
+            if not st.failures:
+                got = len(st.segments_written)
+                st.failures.append(
+                    Failure(
+                        "write",
+                        "incomplete",
+                        f"{got} of {st.expected_segments} segments reached the index",
+                    )
+                )
+            st.outcome = "dead_lettered"
+            if st.points_written:
+                partial.append(st.asset_id)
+        return partial
+
+    def outcome_counts(self) -> Counter[str]:
+        return Counter(st.outcome or "pending" for st in self.assets.values())
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """One row per failure of every dead-lettered asset."""
+        rows = []
+        for st in self.assets.values():
+            if st.outcome != "dead_lettered":
+                continue
+            for f in st.failures:
+                rows.append(
+                    {
+                        "asset_id": st.asset_id,
+                        "uri": st.uri,
+                        "modality": st.modality,
+                        "stage": f.stage,
+                        "error_code": f.code,
+                        "message": f.message,
+                        "segment_index": f.segment_index,
+                    }
+                )
+        return rows

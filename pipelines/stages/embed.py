@@ -1,0 +1,201 @@
+"""The embed stage: segment rows in, embedded rows out, within one cluster-wide rate budget.
+
+Each actor holds one boto3 client (thread-safe) and runs up to ``max_in_flight_per_actor``
+requests at once in threads. Before every attempt it reserves a slot from the shared
+:mod:`pipelines.core.rate_limit` budget actor and sleeps the delay it is given; it reports
+successes and throttles back so that the budget adapts. Retries are ours, not botocore's (the
+client is built with one attempt), so that every attempt is paced and counted in one place.
+
+Outcomes per segment:
+- success: one row per returned embedding (two for ``AUDIO_VIDEO_SEPARATE``);
+- permanent error, or retries exhausted: a dead-letter row (stage ``embed``, the error code);
+- fatal error (credentials, access): :class:`~pipelines.core.errors.InfrastructureError`, the job
+  stops, since every other request would fail the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.bedrock.tokens import media_tokens, text_tokens
+from pipelines.config.schema import BedrockConfig, EmbeddingConfig
+from pipelines.core.errors import InfrastructureError
+from pipelines.core.rows import SEGMENT_COLUMNS, dead_letter_row, is_dead_letter, require_columns
+from pipelines.core.schemas import EMBEDDED_SCHEMA, rows_to_table
+
+log = logging.getLogger(__name__)
+
+
+def estimate_segment_tokens(row: dict[str, Any]) -> int:
+    """Tokens the budget reserves for one segment, before the service says the real count."""
+    kind = row.get("input_kind")
+    if kind == "text":
+        return text_tokens(len(row.get("input_text") or ""))
+    if kind in ("audio", "video"):
+        start, end = row.get("start_s"), row.get("end_s")
+        seconds = (end - start) if start is not None and end is not None else None
+        return media_tokens(kind, seconds)
+    return media_tokens("image")
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff (attempt counts from 1)."""
+    return rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
+
+
+class SegmentEmbedder:
+    """Ray Data callable class for the embed stage (one instance per actor)."""
+
+    def __init__(
+        self,
+        bedrock: BedrockConfig,
+        embedding: EmbeddingConfig,
+        budget_name: str | None = None,
+        budget_namespace: str | None = None,
+    ) -> None:
+        from pipelines.bedrock.client import NovaEmbeddingsClient, make_bedrock_client
+
+        self.bedrock = bedrock
+        self.embedding = embedding
+        self.client = NovaEmbeddingsClient(make_bedrock_client(bedrock), embedding.model_id)
+        self.budget: Any = None
+        if budget_name is not None:
+            import ray
+
+            self.budget = ray.get_actor(budget_name, namespace=budget_namespace)
+        self.pool = ThreadPoolExecutor(
+            max_workers=bedrock.max_in_flight_per_actor, thread_name_prefix="embed"
+        )
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+
+    # -- rate budget ----------------------------------------------------------------------------
+    def _reserve(self, tokens: int) -> None:
+        if self.budget is None:
+            return
+        import ray
+
+        delay = ray.get(self.budget.reserve.remote(tokens))
+        if delay > 0:
+            time.sleep(delay)
+
+    def _report(self, successes: int, throttles: int, estimated: int = 0, actual: int = 0) -> None:
+        if self.budget is not None:
+            # Fire and forget: the budget's bookkeeping must not add latency to the call path.
+            self.budget.report.remote(successes, throttles, estimated, actual)
+
+    # -- one segment ----------------------------------------------------------------------------
+    def embed_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        """Embed one segment row; returns embedded rows or one dead-letter row."""
+        from pipelines.bedrock.errors import (
+            BedrockCallError,
+            ErrorClass,
+            RequestValidationError,
+            max_retries_for,
+        )
+        from pipelines.bedrock.model import request_from_segment
+
+        base = {c: row.get(c) for c in SEGMENT_COLUMNS}
+        if is_dead_letter(row):
+            return [base]
+        try:
+            request = request_from_segment(row, self.embedding)
+        except RequestValidationError as exc:
+            return [self._dead(base, exc.code, str(exc), calls=0, throttles=0, retries=0)]
+        tokens = estimate_segment_tokens(row)
+        calls = throttles = 0
+        per_code_retries: dict[str, int] = {}
+        while True:
+            self._reserve(tokens)
+            calls += 1
+            try:
+                result = self.client.embed(request)
+            except BedrockCallError as exc:
+                if exc.error_class is ErrorClass.FATAL:
+                    raise InfrastructureError(
+                        f"Bedrock refused the pipeline's calls ({exc.code}): {exc.message}. "
+                        "Check credentials, region and model access."
+                    ) from exc
+                if exc.error_class is ErrorClass.THROTTLED:
+                    throttles += 1
+                    self._report(0, 1)
+                if not exc.retryable:
+                    return [self._dead(base, exc.code, exc.message, calls, throttles, calls - 1)]
+                per_code_retries[exc.code] = per_code_retries.get(exc.code, 0) + 1
+                allowed = max_retries_for(exc.code, self.bedrock.max_attempts - 1)
+                if calls >= self.bedrock.max_attempts or per_code_retries[exc.code] > allowed:
+                    return [
+                        self._dead(
+                            base,
+                            exc.code,
+                            f"gave up after {calls} attempts: {exc.message}",
+                            calls,
+                            throttles,
+                            calls - 1,
+                        )
+                    ]
+                time.sleep(
+                    backoff_delay(
+                        calls, self.bedrock.base_backoff_s, self.bedrock.max_backoff_s, self._rng
+                    )
+                )
+                continue
+            self._report(1, 0, tokens if result.input_tokens else 0, result.input_tokens or 0)
+            out = []
+            for i, emb in enumerate(result.embeddings):
+                out.append(
+                    {
+                        **base,
+                        "embedding_type": emb.embedding_type,
+                        "vector": emb.vector,
+                        "input_tokens": result.input_tokens if i == 0 else 0,
+                        "truncated_char_length": emb.truncated_char_length,
+                        # Calls are counted once per segment, on its first embedding row.
+                        "bedrock_calls": calls if i == 0 else 0,
+                        "throttles": throttles if i == 0 else 0,
+                        "retries": calls - 1 if i == 0 else 0,
+                    }
+                )
+            return out
+
+    @staticmethod
+    def _dead(
+        base: dict[str, Any], code: str, message: str, calls: int, throttles: int, retries: int
+    ) -> dict[str, Any]:
+        row = dead_letter_row(
+            base,
+            "embed",
+            code,
+            message,
+            segment_index=base.get("segment_index"),
+            segment_count=base.get("segment_count"),
+            page=base.get("page"),
+            start_s=base.get("start_s"),
+            end_s=base.get("end_s"),
+            char_start=base.get("char_start"),
+            char_end=base.get("char_end"),
+            input_kind=base.get("input_kind"),
+        )
+        row.update(bedrock_calls=calls, throttles=throttles, retries=retries)
+        return row
+
+    # -- Ray Data entry point -------------------------------------------------------------------
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        if rows:
+            require_columns(rows[0], SEGMENT_COLUMNS, "embed")
+        futures = [self.pool.submit(self.embed_row, r) for r in rows]
+        out: list[dict[str, Any]] = []
+        for fut in futures:
+            out.extend(fut.result())
+        # Media bytes are not needed downstream: drop them so the writer moves vectors only.
+        for r in out:
+            r["input_bytes"] = None
+        return rows_to_table(out, EMBEDDED_SCHEMA)

@@ -1,0 +1,128 @@
+"""Every config file composes against the typed schema, and bad values fail naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from pipelines.config.schema import BackfillJobConfig
+from pipelines.config.store import register_configs
+from pipelines.config.validate import validate_backfill
+from pipelines.core.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+USECASES = sorted(p.stem for p in (CONF / "usecase").glob("*.yaml"))
+GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("bedrock", "qdrant", "ray")}
+
+
+def _compose(overrides: list[str]) -> BackfillJobConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose("backfill", overrides=overrides)
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, BackfillJobConfig)
+    return obj
+
+
+def test_the_six_use_cases_exist() -> None:
+    assert set(USECASES) >= {
+        "product_search",
+        "document_retrieval",
+        "text_retrieval",
+        "video_clip_search",
+        "audio_fingerprinting",
+        "mixed_media",
+    }
+
+
+@pytest.mark.parametrize("usecase", USECASES)
+def test_every_usecase_composes_and_validates(usecase: str) -> None:
+    cfg = _compose([f"usecase={usecase}", "manifest=m.parquet"])
+    validate_backfill(cfg)
+    assert cfg.usecase.name == usecase
+    assert cfg.qdrant.collection == usecase
+
+
+@pytest.mark.parametrize(
+    "usecase,purpose,dimension",
+    [
+        ("product_search", "IMAGE_RETRIEVAL", 1024),
+        ("document_retrieval", "DOCUMENT_RETRIEVAL", 3072),
+        ("text_retrieval", "TEXT_RETRIEVAL", 1024),
+        ("video_clip_search", "VIDEO_RETRIEVAL", 1024),
+        ("audio_fingerprinting", "AUDIO_RETRIEVAL", 1024),
+        ("mixed_media", "GENERIC_RETRIEVAL", 1024),
+    ],
+)
+def test_usecase_parameters_follow_the_seed(usecase: str, purpose: str, dimension: int) -> None:
+    cfg = _compose([f"usecase={usecase}", "manifest=m.parquet"])
+    assert cfg.embedding.index_purpose == "GENERIC_INDEX"
+    assert cfg.embedding.query_purpose == purpose
+    assert cfg.embedding.dimension == dimension
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_group_option_composes(group: str, option: str) -> None:
+    cfg = _compose([f"{group}={option}", "manifest=m.parquet"])
+    validate_backfill(cfg)
+
+
+def test_any_key_is_overridable_on_the_command_line() -> None:
+    cfg = _compose(
+        [
+            "usecase=product_search",
+            "manifest=s3://b/m.parquet",
+            "embedding.dimension=256",
+            "bedrock.quota.requests_per_minute=50",
+            "qdrant.collection=other",
+        ]
+    )
+    assert cfg.embedding.dimension == 256
+    assert cfg.bedrock.quota.requests_per_minute == 50
+    assert cfg.qdrant.collection == "other"
+
+
+def test_unknown_key_and_wrong_type_fail_at_composition() -> None:
+    with pytest.raises(ConfigCompositionException, match="embedding.dimensio"):
+        _compose(["embedding.dimensio=5"])
+    with pytest.raises(ConfigCompositionException, match="embedding.dimension"):
+        _compose(["embedding.dimension=abc"])
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("embedding.dimension=512", "embedding.dimension"),
+        ("embedding.query_purpose=SEARCH", "embedding.query_purpose"),
+        ("embedding.video_embedding_mode=BOTH", "embedding.video_embedding_mode"),
+        ("segmentation.audio_window_s=45", "segmentation.audio_window_s"),
+        ("segmentation.pdf_mode=ocr", "segmentation.pdf_mode"),
+        ("bedrock.actor_num_cpus=2", "bedrock.actor_num_cpus"),
+        ("bedrock.endpoint_url=localhost:8765", "bedrock.endpoint_url"),
+        ("qdrant.batch_size=0", "qdrant.batch_size"),
+        ("segmentation.mode=service", "bedrock.s3_staging_uri"),
+    ],
+)
+def test_bad_values_fail_before_work_naming_the_key(override: str, key: str) -> None:
+    cfg = _compose(["manifest=m.parquet", override])
+    with pytest.raises(ConfigError) as info:
+        validate_backfill(cfg)
+    assert info.value.key == key
+
+
+def test_missing_manifest_names_the_key() -> None:
+    cfg = _compose([])
+    with pytest.raises(ConfigError) as info:
+        validate_backfill(cfg)
+    assert info.value.key == "manifest"
+
+
+def test_server_and_embedded_are_exclusive() -> None:
+    cfg = _compose(["manifest=m.parquet", "qdrant.url=http://q:6333"])
+    with pytest.raises(ConfigError) as info:
+        validate_backfill(cfg)
+    assert info.value.key == "qdrant.url"
