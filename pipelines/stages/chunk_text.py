@@ -1,0 +1,253 @@
+"""Text chunking and the text decoder.
+
+:func:`chunk_text` cuts a text into character spans no longer than ``max_chars``, preferring
+paragraph breaks, then sentence ends, then any whitespace, and cutting hard only inside a run with
+no whitespace. Consecutive spans overlap by at most ``overlap_chars`` characters (the next span
+starts at the first word start at or after ``end - overlap_chars``), and every span starts after
+the previous one, so the loop always progresses. Spans never start or end on whitespace, and every
+non-whitespace character of the text lies in at least one span.
+
+:func:`decode_text` turns a text asset (inline ``text`` column or a file at ``uri``) into one
+segment row per chunk, with ``char_start``/``char_end`` relative to the decoded text.
+
+Dead-letter codes (stage ``decode``): ``missing_uri`` (neither text nor uri), ``bad_uri``,
+``file_not_found``, ``file_unreadable``, ``empty_file`` (zero bytes), ``empty_text`` (only
+whitespace), ``text_binary`` (NUL bytes or mostly control characters), ``text_not_utf8`` (not
+UTF-8/UTF-16 with BOM, nor cleanly decodable as cp1252), ``text_too_large``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from typing import Any
+
+from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core.errors import ConfigError
+from pipelines.core.io import open_local
+from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.stages._decode_common import (
+    CODE_EMPTY_FILE,
+    CODE_MISSING_URI,
+    describe,
+    source_error,
+)
+
+STAGE = "decode"
+
+# Larger text files are refused rather than read whole into a worker's memory (the async API's
+# own limit for one text input is 634 MB; our chunks go inline, so this is about worker memory).
+MAX_TEXT_BYTES = 64 * 1024 * 1024
+# Bytes sniffed for binary content.
+_SNIFF_BYTES = 8192
+# Share of characters allowed to be undecodable (U+FFFD) in mostly-UTF-8 text before we give up.
+_MAX_REPLACEMENT_SHARE = 0.001
+
+# A sentence end: terminal punctuation, optional closing quotes/brackets, then whitespace.
+_SENTENCE_END = re.compile(r"[.!?\u3002;:][\"'\u201d\u2019)\]]*(?=\s)")
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+_WHITESPACE = re.compile(r"\s")
+
+
+def chunk_text(text: str, max_chars: int, overlap_chars: int = 0) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` covering ``text`` in chunks of at most ``max_chars``.
+
+    Cuts fall, in order of preference, at a paragraph break, a sentence end or any whitespace in
+    the second half of the window; only a run without whitespace is cut hard at ``max_chars``.
+    The next span starts at the first word start at or after ``end - overlap_chars`` (so the
+    overlap is at most ``overlap_chars``, and never makes a span start before the previous one).
+    Whitespace-only text gives ``[]``.
+
+    Raises :class:`ConfigError` when ``max_chars < 1`` or ``overlap_chars`` is not in
+    ``[0, max_chars)``.
+    """
+    check_chunk_sizes(max_chars, overlap_chars)
+    n = len(text)
+    content_end = n
+    while content_end > 0 and text[content_end - 1].isspace():
+        content_end -= 1
+    start = _skip_space(text, 0, content_end)
+    spans: list[tuple[int, int]] = []
+    prev_end = start
+    while start < content_end:
+        if content_end - start <= max_chars:
+            spans.append((start, content_end))
+            break
+        # Each chunk must reach past the previous one: at least to the first uncovered character.
+        fresh = _skip_space(text, prev_end, content_end)
+        end = _find_cut(text, start, max_chars, fresh + 1)
+        spans.append((start, end))
+        prev_end = end
+        start = _next_start(text, start, end, overlap_chars, content_end, max_chars)
+    return spans
+
+
+def check_chunk_sizes(max_chars: int, overlap_chars: int) -> None:
+    """Raise :class:`ConfigError` unless ``max_chars >= 1`` and ``0 <= overlap < max_chars``."""
+    if max_chars < 1:
+        raise ConfigError("segmentation.text_max_chars", f"must be >= 1, got {max_chars}")
+    if not 0 <= overlap_chars < max_chars:
+        raise ConfigError(
+            "segmentation.text_overlap_chars",
+            f"must be in [0, text_max_chars={max_chars}), got {overlap_chars}",
+        )
+
+
+def _skip_space(text: str, pos: int, limit: int) -> int:
+    while pos < limit and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def _rstrip_to(text: str, start: int, end: int) -> int:
+    while end > start + 1 and text[end - 1].isspace():
+        end -= 1
+    return end
+
+
+def _find_cut(text: str, start: int, max_chars: int, min_end: int) -> int:
+    """End of the chunk starting at ``start`` (exclusive): ``min_end <= end <= start + max_chars``.
+
+    ``text[min_end - 1]`` is not whitespace and ``min_end <= start + max_chars``.
+    """
+    limit = start + max_chars
+    # Never cut in the first half (no tiny chunks), nor before new content.
+    low = max(start + max(1, max_chars // 2), min_end)
+    # The character right after the window may be the whitespace that ends a word exactly there.
+    window = text[low : limit + 1]
+    best: int | None = None
+    for m in _PARAGRAPH.finditer(window):
+        best = m.start()
+    if best is None:
+        for m in _SENTENCE_END.finditer(window):
+            if m.end() + low <= limit:
+                best = m.end()
+    if best is None:
+        for m in _WHITESPACE.finditer(window):
+            best = m.start()
+    if best is None:
+        return limit  # no boundary in the second half: hard cut
+    return _rstrip_to(text, start, low + best)
+
+
+def _next_start(
+    text: str, start: int, end: int, overlap: int, content_end: int, max_chars: int
+) -> int:
+    """Where the chunk after ``[start, end)`` begins: a word start within the overlap."""
+    fresh = _skip_space(text, end, content_end)
+    if overlap == 0:
+        return fresh
+    # The next chunk must be able to reach the first character not yet covered.
+    earliest = max(start + 1, fresh + 1 - max_chars)
+    target = max(end - overlap, earliest)
+    for pos in range(target, end):
+        if not text[pos].isspace() and text[pos - 1].isspace():
+            return pos
+    if fresh > end or (end < content_end and text[end].isspace()):
+        # The cut was at whitespace and no word starts inside the overlap: no overlap.
+        return fresh
+    # One long word across the cut: overlap hard, at a non-space character.
+    return _skip_space(text, target, fresh)
+
+
+def decode_text(
+    asset: Mapping[str, Any],
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+    s3_endpoint_url: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Segment rows for a text asset: one per chunk of its inline ``text`` or the file at ``uri``.
+
+    The inline ``text`` column wins when it is not null. Files are decoded as UTF-8 (a BOM for
+    UTF-8 or UTF-16 is honoured); mostly-UTF-8 text with a few bad bytes keeps them as U+FFFD;
+    otherwise cp1252 is tried; anything else is a dead letter. Never raises for data errors.
+    """
+    del emb  # text segments carry no embedding parameters; the embed stage applies them
+    check_chunk_sizes(seg.text_max_chars, seg.text_overlap_chars)
+    text = asset.get("text")
+    if text is None:
+        loaded = _load_text(asset, s3_endpoint_url)
+        if isinstance(loaded, dict):
+            yield loaded
+            return
+        text = loaded
+    text = str(text)
+    if not text.strip():
+        yield dead_letter_row(asset, STAGE, "empty_text", "the text is empty or only whitespace")
+        return
+    spans = chunk_text(text, seg.text_max_chars, seg.text_overlap_chars)
+    for i, (start, end) in enumerate(spans):
+        yield segment_row(
+            asset,
+            segment_index=i,
+            segment_count=len(spans),
+            input_kind="text",
+            input_text=text[start:end],
+            char_start=start,
+            char_end=end,
+        )
+
+
+def _load_text(asset: Mapping[str, Any], s3_endpoint_url: str | None) -> str | dict[str, Any]:
+    """The decoded text of the asset's file, or a dead-letter row."""
+    uri = asset.get("uri")
+    if not uri:
+        return dead_letter_row(asset, STAGE, CODE_MISSING_URI, "neither text nor uri is set")
+    with ExitStack() as stack:
+        try:
+            path = stack.enter_context(open_local(str(uri), s3_endpoint_url))
+            size = os.path.getsize(path)
+        except Exception as exc:
+            mapped = source_error(exc)
+            if mapped is None:
+                raise
+            return dead_letter_row(asset, STAGE, mapped[0], mapped[1])
+        if size == 0:
+            return dead_letter_row(asset, STAGE, CODE_EMPTY_FILE, "the file has zero bytes")
+        if size > MAX_TEXT_BYTES:
+            return dead_letter_row(
+                asset,
+                STAGE,
+                "text_too_large",
+                f"{size} bytes is over the {MAX_TEXT_BYTES}-byte limit for text files",
+            )
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            return dead_letter_row(asset, STAGE, "file_unreadable", describe(exc))
+    decoded = decode_text_bytes(data)
+    if isinstance(decoded, tuple):
+        return dead_letter_row(asset, STAGE, decoded[0], decoded[1])
+    return decoded
+
+
+def decode_text_bytes(data: bytes) -> str | tuple[str, str]:
+    """Decode a text file's bytes, or ``(code, message)`` saying why they are not text."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            return "text_not_utf8", f"invalid UTF-16 after a UTF-16 BOM: {exc}"
+    head = data[:_SNIFF_BYTES]
+    if b"\x00" in head:
+        return "text_binary", "NUL bytes found: this looks like a binary file, not text"
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13, 27))
+    if head and controls / len(head) > 0.1:
+        return "text_binary", f"{controls} control bytes in the first {len(head)}: not text"
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    lossy = data.decode("utf-8", errors="replace")
+    if lossy.count("\ufffd") <= max(1, int(len(lossy) * _MAX_REPLACEMENT_SHARE)):
+        return lossy
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        return "text_not_utf8", f"neither UTF-8 nor cp1252: {exc}"

@@ -1,0 +1,389 @@
+"""PDF decoder: one document asset -> segment rows (rendered pages and/or text chunks).
+
+The document is opened from a local path (``open_local`` downloads ``s3://`` objects to a temp
+file) and read one page at a time: memory is bounded by one rendered page, not the document.
+Rows are yielded lazily; the document is closed when the generator finishes or is closed.
+
+Modes (``seg.pdf_mode``):
+
+- ``image``: one row per page, rendered at ``seg.pdf_dpi`` (lowered so that
+  ``width * height <= seg.pdf_max_pixels``), PNG, or JPEG when the PNG would be over the inline
+  cap (:data:`MAX_INLINE_IMAGE_BYTES`); ``detail_level = emb.document_detail_level``,
+  ``page = segment_index + 1``, ``segment_count = page count``.
+- ``text``: the *document text* (see below) cut by :func:`chunk_text`; ``char_start``/``char_end``
+  index the document text and ``page`` is the page where the chunk starts.
+- ``auto``: a first pass extracts every page's text (cheap, no rendering) and classifies pages: a
+  page is sent as text when it has at least :data:`AUTO_MIN_TEXT_CHARS` characters of text and no
+  large graphics (images covering :data:`AUTO_MAX_IMAGE_SHARE` of the page, or coloured filled
+  shapes such as chart bars covering :data:`AUTO_MAX_FILL_SHARE`), otherwise as a rendered image.
+  Text pages are chunked within the page (a chunk never spans pages). The list of segments, and so
+  ``segment_count``, is fixed before the first row is yielded; the second pass renders the image
+  pages one at a time.
+
+The *document text* is ``"\\n\\n".join(text of page i, trailing whitespace removed)`` over all
+pages (a page that fails contributes ``""``), the same string in ``text`` and ``auto`` mode, so
+char positions agree between the two.
+
+Every row of one document has a distinct ``segment_index`` in ``[0, segment_count)``, including
+the dead-letter rows of single pages that fail (those carry ``page`` too, and the other pages go
+on). Whole-document failures are one dead-letter row (``segment_index = -1``).
+
+Dead-letter codes (stage ``decode``): ``missing_uri``, ``bad_uri``, ``file_not_found``,
+``file_unreadable``, ``empty_file`` (zero bytes), ``pdf_not_pdf`` (no ``%PDF-`` header),
+``pdf_encrypted`` (a password is needed), ``pdf_corrupt`` (cannot be opened or repaired),
+``pdf_no_pages``, ``pdf_no_text`` (``text`` mode and no extractable text: use ``auto``/``image``),
+and per page ``pdf_page_failed`` (render or text extraction failed) and ``pdf_page_too_large``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core.errors import ConfigError
+from pipelines.core.io import open_local
+from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.stages._decode_common import (
+    CODE_EMPTY_FILE,
+    CODE_MISSING_URI,
+    MAX_INLINE_IMAGE_BYTES,
+    describe,
+    source_error,
+)
+from pipelines.stages.chunk_text import check_chunk_sizes, chunk_text
+
+if TYPE_CHECKING:
+    import pymupdf
+
+STAGE = "decode"
+PDF_MODES = ("image", "text", "auto")
+PAGE_SEPARATOR = "\n\n"
+# auto mode: a page is "text-born" with at least this much text and no large graphics.
+AUTO_MIN_TEXT_CHARS = 200
+AUTO_MAX_IMAGE_SHARE = 0.3
+AUTO_MAX_FILL_SHARE = 0.1
+JPEG_QUALITY = 85
+# The PDF header may follow up to 1 KB of junk (PDF 1.7, Annex H).
+_HEADER_WINDOW = 1024
+# A complete PDF ends with %%EOF (some writers append a little junk after it).
+_TAIL_WINDOW = 4096
+
+
+class _PageError(Exception):
+    """A page that becomes a dead-letter row (internal control flow)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One planned output row: a text span of the document text, a page image, or a failure."""
+
+    kind: str  # "text" | "image" | "error"
+    page: int  # 0-based page number
+    start: int = 0
+    end: int = 0
+    code: str = ""
+    message: str = ""
+
+
+def decode_pdf(
+    asset: Mapping[str, Any],
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+    s3_endpoint_url: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield the segment rows of a PDF asset lazily (see the module docstring for the modes).
+
+    Raises :class:`ConfigError` (on the first ``next()``) for an unknown ``seg.pdf_mode`` or
+    invalid sizes; never raises for bad documents.
+    """
+    if seg.pdf_mode not in PDF_MODES:
+        raise ConfigError(
+            "segmentation.pdf_mode", f"must be one of {PDF_MODES}, not {seg.pdf_mode!r}"
+        )
+    if seg.pdf_mode != "image":
+        check_chunk_sizes(seg.text_max_chars, seg.text_overlap_chars)
+    if seg.pdf_dpi <= 0 or seg.pdf_max_pixels <= 0:
+        raise ConfigError("segmentation.pdf_dpi", "pdf_dpi and pdf_max_pixels must be positive")
+    uri = asset.get("uri")
+    if not uri:
+        yield dead_letter_row(asset, STAGE, CODE_MISSING_URI, "a document asset needs a uri")
+        return
+    with ExitStack() as stack:
+        try:
+            path = stack.enter_context(open_local(str(uri), s3_endpoint_url))
+            size = os.path.getsize(path)
+        except Exception as exc:
+            mapped = source_error(exc)
+            if mapped is None:
+                raise
+            yield dead_letter_row(asset, STAGE, mapped[0], mapped[1])
+            return
+        if size == 0:
+            yield dead_letter_row(asset, STAGE, CODE_EMPTY_FILE, "the file has zero bytes")
+            return
+        opened = _open_pdf(path)
+        if isinstance(opened, tuple):
+            yield dead_letter_row(asset, STAGE, opened[0], opened[1])
+            return
+        doc = opened
+        stack.callback(doc.close)
+        if seg.pdf_mode == "image":
+            yield from _image_mode(asset, doc, seg, emb)
+        else:
+            yield from _text_or_auto_mode(asset, doc, seg, emb)
+
+
+def _open_pdf(path: str) -> pymupdf.Document | tuple[str, str]:
+    """The open document, or ``(code, message)`` saying why it cannot be used."""
+    import pymupdf
+
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER_WINDOW)
+        fh.seek(max(0, os.fstat(fh.fileno()).st_size - _TAIL_WINDOW))
+        tail = fh.read(_TAIL_WINDOW)
+    if b"%PDF-" not in head:
+        return "pdf_not_pdf", "no %PDF- header in the first 1024 bytes: not a PDF file"
+    truncated = b"%%EOF" not in tail
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except Exception as exc:  # FileDataError, EmptyFileError, RuntimeError from MuPDF
+        return "pdf_corrupt", f"cannot open the PDF: {describe(exc)}"
+    try:
+        if doc.needs_pass:
+            # MuPDF has already tried the empty user password.
+            code, message = "pdf_encrypted", "the PDF is encrypted and needs a password"
+        elif truncated and doc.is_repaired:
+            # MuPDF "repairs" a cut-short file into pages with missing content that render
+            # blank: embedding those would index silence. A complete file ends with %%EOF.
+            code, message = "pdf_corrupt", "the PDF is truncated (no %%EOF at the end)"
+        elif doc.page_count >= 1:
+            return doc
+        elif doc.is_repaired:
+            code, message = "pdf_corrupt", "the PDF is damaged and no page could be recovered"
+        else:
+            code, message = "pdf_no_pages", "the PDF has no pages"
+    except Exception as exc:
+        code, message = "pdf_corrupt", f"cannot read the page tree: {describe(exc)}"
+    doc.close()
+    return code, message
+
+
+def _image_mode(
+    asset: Mapping[str, Any],
+    doc: pymupdf.Document,
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+) -> Iterator[dict[str, Any]]:
+    count = doc.page_count
+    for index in range(count):
+        yield _image_row(asset, doc, index, index, count, seg, emb)
+
+
+def _image_row(
+    asset: Mapping[str, Any],
+    doc: pymupdf.Document,
+    page_no: int,
+    index: int,
+    count: int,
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+) -> dict[str, Any]:
+    """The row of page ``page_no`` rendered to an image (or the page's dead-letter row)."""
+    try:
+        data, fmt = _render_page(doc, page_no, seg)
+    except _PageError as err:
+        return _page_dead_letter(asset, page_no, index, count, err.code, err.message)
+    except Exception as exc:  # MuPDF errors on damaged content streams, fonts, images
+        return _page_dead_letter(asset, page_no, index, count, "pdf_page_failed", describe(exc))
+    return segment_row(
+        asset,
+        segment_index=index,
+        segment_count=count,
+        input_kind="image",
+        input_format=fmt,
+        input_bytes=data,
+        detail_level=emb.document_detail_level,
+        page=page_no + 1,
+    )
+
+
+def _page_dead_letter(
+    asset: Mapping[str, Any], page_no: int, index: int, count: int, code: str, message: str
+) -> dict[str, Any]:
+    return dead_letter_row(
+        asset,
+        STAGE,
+        code,
+        f"page {page_no + 1}: {message}",
+        segment_index=index,
+        segment_count=count,
+        page=page_no + 1,
+    )
+
+
+def page_zoom(width_pt: float, height_pt: float, dpi: float, max_pixels: int) -> float:
+    """Zoom (pixels per point) for a page: ``dpi / 72``, lowered so the pixmap fits ``max_pixels``.
+
+    Accounts for MuPDF rounding the pixmap size up to whole pixels.
+    """
+    if width_pt <= 0 or height_pt <= 0:
+        raise _PageError("pdf_page_failed", f"empty page box {width_pt}x{height_pt} pt")
+    zoom = dpi / 72.0
+    if width_pt * zoom * height_pt * zoom > max_pixels:
+        zoom = math.sqrt(max_pixels / (width_pt * height_pt))
+    # ceil() of each side can push the area a little over: step down until it fits.
+    while zoom > 0 and math.ceil(width_pt * zoom) * math.ceil(height_pt * zoom) > max_pixels:
+        zoom *= 0.995
+    if zoom <= 0 or math.ceil(width_pt * zoom) < 1 or math.ceil(height_pt * zoom) < 1:
+        raise _PageError("pdf_page_too_large", "the page cannot be rendered within the pixel cap")
+    return zoom
+
+
+def _render_page(doc: pymupdf.Document, page_no: int, seg: SegmentationConfig) -> tuple[bytes, str]:
+    """Render one page to PNG (JPEG when the PNG would be too big for an inline request)."""
+    import pymupdf
+
+    page = doc.load_page(page_no)
+    rect = page.rect
+    zoom = page_zoom(rect.width, rect.height, seg.pdf_dpi, seg.pdf_max_pixels)
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
+    del page  # the pixmap is all we need; let MuPDF free the page's display structures
+    if pix.width * pix.height > seg.pdf_max_pixels:
+        raise _PageError(
+            "pdf_page_too_large", f"rendered {pix.width}x{pix.height} over the pixel cap"
+        )
+    data = pix.tobytes("png")
+    if len(data) <= MAX_INLINE_IMAGE_BYTES:
+        return data, "png"
+    for quality in (JPEG_QUALITY, 70, 50):
+        data = pix.tobytes("jpeg", jpg_quality=quality)
+        if len(data) <= MAX_INLINE_IMAGE_BYTES:
+            return data, "jpeg"
+    raise _PageError(
+        "pdf_page_too_large",
+        f"{pix.width}x{pix.height} is over {MAX_INLINE_IMAGE_BYTES} bytes even as JPEG; "
+        "lower segmentation.pdf_max_pixels",
+    )
+
+
+def _page_text(doc: pymupdf.Document, page_no: int) -> tuple[str, bool]:
+    """(text, has large graphics) of one page. Raises on MuPDF errors."""
+    page = doc.load_page(page_no)
+    text: str = page.get_text("text", sort=True).rstrip()
+    return text, _has_large_graphics(page)
+
+
+def _has_large_graphics(page: pymupdf.Page) -> bool:
+    """True when images or coloured filled shapes (charts, diagrams) cover much of the page."""
+    area = abs(page.rect)
+    if area <= 0:
+        return False
+    image_area = 0.0
+    for info in page.get_image_info():
+        bbox = page.rect & info["bbox"]
+        image_area += 0.0 if bbox.is_empty else abs(bbox)
+    if image_area / area >= AUTO_MAX_IMAGE_SHARE:
+        return True
+    fill_area = 0.0
+    for path in page.get_cdrawings():
+        fill = path.get("fill")
+        if fill is None or min(fill) > 0.9:  # white backgrounds are not graphics
+            continue
+        rect = page.rect & path["rect"]
+        fill_area += 0.0 if rect.is_empty else abs(rect)
+    return fill_area / area >= AUTO_MAX_FILL_SHARE
+
+
+def _text_or_auto_mode(
+    asset: Mapping[str, Any],
+    doc: pymupdf.Document,
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+) -> Iterator[dict[str, Any]]:
+    # Pass 1: every page's text (no rendering), so the segment list is known before yielding.
+    texts: list[str] = []
+    kinds: list[str] = []  # "text" | "image" | "error"
+    errors: dict[int, str] = {}
+    for page_no in range(doc.page_count):
+        try:
+            text, graphics = _page_text(doc, page_no)
+        except Exception as exc:
+            texts.append("")
+            kinds.append("error")
+            errors[page_no] = describe(exc)
+            continue
+        texts.append(text)
+        if seg.pdf_mode == "text" or (len(text) >= AUTO_MIN_TEXT_CHARS and not graphics):
+            kinds.append("text")
+        else:
+            kinds.append("image")
+    starts: list[int] = []
+    offset = 0
+    for text in texts:
+        starts.append(offset)
+        offset += len(text) + len(PAGE_SEPARATOR)
+    doc_text = PAGE_SEPARATOR.join(texts)
+
+    plan: list[_Segment] = []
+    if seg.pdf_mode == "text":
+        if not doc_text.strip():
+            if errors:
+                page_no, message = next(iter(errors.items()))
+                code, message = "pdf_corrupt", f"page {page_no + 1}: {message}"
+            else:
+                code, message = "pdf_no_text", "no extractable text (scanned?): use pdf_mode=auto"
+            yield dead_letter_row(asset, STAGE, code, message)
+            return
+        for start, end in chunk_text(doc_text, seg.text_max_chars, seg.text_overlap_chars):
+            page_no = bisect.bisect_right(starts, start) - 1
+            plan.append(_Segment("text", page_no, start, end))
+        for page_no, message in errors.items():
+            plan.append(
+                _Segment("error", page_no, starts[page_no], code="pdf_page_failed", message=message)
+            )
+        plan.sort(key=lambda s: (s.page, s.start))
+    else:
+        for page_no, kind in enumerate(kinds):
+            if kind == "error":
+                plan.append(
+                    _Segment("error", page_no, code="pdf_page_failed", message=errors[page_no])
+                )
+            elif kind == "image":
+                plan.append(_Segment("image", page_no))
+            else:
+                base = starts[page_no]
+                for start, end in chunk_text(
+                    texts[page_no], seg.text_max_chars, seg.text_overlap_chars
+                ):
+                    plan.append(_Segment("text", page_no, base + start, base + end))
+    del texts
+
+    # Pass 2: yield in plan order; image pages are rendered one at a time.
+    count = len(plan)
+    for index, item in enumerate(plan):
+        if item.kind == "text":
+            yield segment_row(
+                asset,
+                segment_index=index,
+                segment_count=count,
+                input_kind="text",
+                input_text=doc_text[item.start : item.end],
+                char_start=item.start,
+                char_end=item.end,
+                page=item.page + 1,
+            )
+        elif item.kind == "image":
+            yield _image_row(asset, doc, item.page, index, count, seg, emb)
+        else:
+            yield _page_dead_letter(asset, item.page, index, count, item.code, item.message)
