@@ -28,7 +28,9 @@ def media_tokens(kind: str, seconds: float | None = None) -> int:
     if kind == "image":
         return IMAGE_TOKENS
     if kind in ("audio", "video"):
-        return max(1, math.ceil((seconds if seconds is not None else 30.0) * MEDIA_TOKENS_PER_SECOND))
+        return max(
+            1, math.ceil((seconds if seconds is not None else 30.0) * MEDIA_TOKENS_PER_SECOND)
+        )
     if kind == "text":
         raise ValueError("use text_tokens() for text")
     raise ValueError(f"unknown input kind {kind!r}")

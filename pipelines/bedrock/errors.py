@@ -1,0 +1,224 @@
+"""Errors of the Nova Multimodal Embeddings client, classified for retry decisions.
+
+Every failure of a Bedrock call surfaces as one :class:`BedrockCallError` whose ``error_class``
+says what the caller should do. Classification uses only the botocore ``Error.Code``, the HTTP
+status and the exception *type*, never the message text (messages change without notice).
+
+=====================  ==========================================================  ================
+class                  codes / exceptions                                           caller does
+=====================  ==========================================================  ================
+THROTTLED              ThrottlingException (429), unknown code with status 429      retry, slow the
+                                                                                    shared rate down
+TRANSIENT              ModelNotReadyException (429), ModelTimeoutException (408),   retry with
+                       ModelErrorException (424, bounded: see RETRY_BOUNDS),        backoff, same
+                       InternalServerException (500), ServiceUnavailableException   rate
+                       (503), unknown 5xx / 408, connection errors, read/connect
+                       timeouts, truncated or unparsable response bodies
+PERMANENT              ValidationException, ServiceQuotaExceededException,          dead-letter the
+                       ConflictException, ResourceNotFoundException, other 4xx,     record
+                       botocore ParamValidationError, request validation,
+                       returned dimension != requested dimension
+FATAL                  AccessDeniedException (403), UnrecognizedClientException,    fail the job
+                       InvalidSignatureException, ExpiredToken*, missing or         loudly
+                       partial credentials, no region, unknown 401 / 403
+=====================  ==========================================================  ================
+
+Decisions (where the spec leaves room):
+
+- ``ModelNotReadyException`` is TRANSIENT, not THROTTLED. It shares HTTP 429 with throttling but
+  says the model is being (re)loaded, not that *we* are too fast; slowing the cluster-wide rate
+  budget would cost throughput long after the model is ready. Backoff between attempts is enough.
+- ``ModelErrorException`` is TRANSIENT with a small per-request bound (:data:`RETRY_BOUNDS`): the
+  model failed on this input, which sometimes succeeds on retry and sometimes never does.
+- ``AccessDeniedException`` is FATAL although the spec lists it as "no retry": on Bedrock it means
+  the account has no access to the model or IAM denies ``InvokeModel``. That is true for every
+  record, so dead-lettering the whole corpus one row at a time would be the wrong outcome; it is an
+  infrastructure error (see :mod:`pipelines.core.errors`). Bad or missing credentials likewise.
+- ``ResourceNotFoundException`` stays PERMANENT: on ``GetAsyncInvoke`` it is one unknown job. A
+  wrong model id also produces it for every call; the embed stage's dead-letter counts show
+  that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+import botocore.exceptions as bce
+
+from pipelines.core.errors import DataError
+
+
+class ErrorClass(StrEnum):
+    """What the caller should do about a failed call."""
+
+    THROTTLED = "THROTTLED"
+    TRANSIENT = "TRANSIENT"
+    PERMANENT = "PERMANENT"
+    FATAL = "FATAL"
+
+    @property
+    def retryable(self) -> bool:
+        return self in (ErrorClass.THROTTLED, ErrorClass.TRANSIENT)
+
+
+# Codes the service (or the HTTP layer) returns, by class.
+THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
+TRANSIENT_CODES = frozenset(
+    {
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+        "ModelErrorException",
+        "InternalServerException",
+        "InternalFailure",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+PERMANENT_CODES = frozenset(
+    {
+        "ValidationException",
+        "ServiceQuotaExceededException",
+        "ConflictException",
+        "ResourceNotFoundException",
+        "SerializationException",
+    }
+)
+FATAL_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+    }
+)
+
+# Codes of errors raised by this package itself (no service involved).
+CODE_MALFORMED_RESPONSE = "MalformedResponse"
+CODE_DIMENSION_MISMATCH = "DimensionMismatch"
+CODE_CONNECTION = "ConnectionError"
+CODE_READ_TIMEOUT = "ReadTimeout"
+CODE_NO_CREDENTIALS = "NoCredentials"
+CODE_PARAM_VALIDATION = "ParamValidationError"
+CODE_INVALID_REQUEST = "InvalidRequest"
+
+# Per-request retry bounds for TRANSIENT codes that should not use the caller's full budget.
+RETRY_BOUNDS: Mapping[str, int] = {"ModelErrorException": 2}
+
+
+def classify_code(code: str | None, status: int | None = None) -> ErrorClass:
+    """The class of a service error from its ``Error.Code`` and, as fallback, its HTTP status."""
+    if code in THROTTLED_CODES:
+        return ErrorClass.THROTTLED
+    if code in TRANSIENT_CODES:
+        return ErrorClass.TRANSIENT
+    if code in PERMANENT_CODES:
+        return ErrorClass.PERMANENT
+    if code in FATAL_CODES:
+        return ErrorClass.FATAL
+    if status is None:
+        # No code we know and no status: most likely a broken response; retrying is bounded.
+        return ErrorClass.TRANSIENT
+    if status == 429:
+        return ErrorClass.THROTTLED
+    if status in (401, 403):
+        return ErrorClass.FATAL
+    if status == 408 or status >= 500:
+        return ErrorClass.TRANSIENT
+    return ErrorClass.PERMANENT
+
+
+def max_retries_for(code: str, default: int) -> int:
+    """How many retries one request may spend on ``code`` (``default`` unless bounded)."""
+    bound = RETRY_BOUNDS.get(code)
+    return default if bound is None else min(bound, default)
+
+
+class BedrockCallError(Exception):
+    """A Bedrock call failed. ``error_class`` decides retry, dead-letter or job failure.
+
+    ``code`` is the botocore ``Error.Code`` (or one of this module's ``CODE_*`` values for errors
+    with no service code), ``status`` the HTTP status when a response arrived.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        error_class: ErrorClass,
+        message: str,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(f"{code} ({error_class.value}, HTTP {status}): {message}")
+        self.code = code
+        self.error_class = error_class
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class.retryable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions cross Ray process boundaries by pickle; keep every field.
+        return (
+            type(self),
+            (self.code, self.error_class, self.message, self.status, self.request_id),
+        )
+
+
+class RequestValidationError(DataError, ValueError):
+    """A request the service would reject, caught before the call. ``field`` is the JSON path
+    (e.g. ``singleEmbeddingParams.image.format``) and leads the message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(CODE_INVALID_REQUEST, f"{field}: {message}")
+        self.field = field
+        self.detail = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field, self.detail))
+
+
+def from_exception(exc: BaseException) -> BedrockCallError:
+    """Turn whatever a boto3 call raised into a classified :class:`BedrockCallError`."""
+    if isinstance(exc, BedrockCallError):
+        return exc
+    if isinstance(exc, bce.ClientError):
+        err = exc.response.get("Error", {}) or {}
+        meta = exc.response.get("ResponseMetadata", {}) or {}
+        code = str(err.get("Code") or "")
+        status_raw = meta.get("HTTPStatusCode")
+        status = int(status_raw) if status_raw is not None else None
+        return BedrockCallError(
+            code or f"HTTP{status}",
+            classify_code(code or None, status),
+            str(err.get("Message") or exc),
+            status=status,
+            request_id=meta.get("RequestId"),
+        )
+    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return BedrockCallError(CODE_NO_CREDENTIALS, ErrorClass.FATAL, str(exc))
+    if isinstance(exc, bce.CredentialRetrievalError | bce.NoRegionError):
+        return BedrockCallError(CODE_NO_CREDENTIALS, ErrorClass.FATAL, str(exc))
+    if isinstance(exc, bce.ParamValidationError):
+        return BedrockCallError(CODE_PARAM_VALIDATION, ErrorClass.PERMANENT, str(exc))
+    if isinstance(exc, bce.ReadTimeoutError | bce.ConnectTimeoutError | TimeoutError):
+        return BedrockCallError(CODE_READ_TIMEOUT, ErrorClass.TRANSIENT, str(exc))
+    if isinstance(
+        exc, bce.ConnectionError | bce.HTTPClientError | bce.IncompleteReadError | ConnectionError
+    ):
+        # EndpointConnectionError, ConnectionClosedError, ResponseStreamingError, resets...
+        return BedrockCallError(CODE_CONNECTION, ErrorClass.TRANSIENT, str(exc))
+    if isinstance(exc, RequestValidationError):
+        return BedrockCallError(CODE_INVALID_REQUEST, ErrorClass.PERMANENT, str(exc))
+    raise TypeError(f"not a Bedrock call failure: {type(exc).__name__}: {exc}") from exc
