@@ -111,18 +111,25 @@ def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
     )
 
     # Qdrant first: an unreachable store or a dimension clash fails before Bedrock is called.
-    writer = QdrantWriter(cfg.qdrant, cfg.embedding.dimension)
+    writer = QdrantWriter(
+        cfg.qdrant,
+        cfg.embedding.dimension,
+        embedding=cfg.embedding,
+        segmentation=cfg.segmentation,
+    )
     writer.open()
     try:
         writer.ensure_collection()
         report_extra: dict[str, Any] = {}
         if todo.num_rows:
-            report_extra = _execute(cfg, todo, ledger, writer, ray, rd, DecodeFn, SegmentEmbedder)
+            report_extra = _execute(
+                cfg, todo, ledger, writer, run_id, ray, rd, DecodeFn, SegmentEmbedder
+            )
         partial = ledger.finalize()
         if partial:
             writer.delete_assets(partial)
-        writer.finish_load()
-        points_in_collection = writer.count(exact=True)
+        points_in_collection = writer.finish_load()
+        count_check = _count_check(writer, ledger)
     finally:
         writer.close()
 
@@ -137,6 +144,7 @@ def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
             "collection": cfg.qdrant.collection,
             "manifest": cfg.manifest,
             "points_in_collection": points_in_collection,
+            "count_check": count_check,
             **report_extra,
         },
     )
@@ -154,6 +162,7 @@ def _execute(
     todo: pa.Table,
     ledger: AssetLedger,
     writer: Any,
+    run_id: str,
     ray: Any,
     rd: Any,
     decode_cls: Any,
@@ -174,16 +183,15 @@ def _execute(
     cpus = int(ray.cluster_resources().get("CPU", 2))
     ds = rd.from_arrow(_asset_blocks(todo, cpus))
     if cfg.segmentation.mode == "service":
-        from pipelines.stages.embed_service import ServiceSegmentEmbedder
-
         embedded = ds.map_batches(
-            ServiceSegmentEmbedder,
+            ServiceBatchEmbedder,
             batch_size=1,
             batch_format="pyarrow",
             fn_constructor_kwargs={
                 "bedrock": cfg.bedrock,
                 "embedding": cfg.embedding,
                 "segmentation": cfg.segmentation,
+                "run_id": run_id,
             },
             compute=rd.ActorPoolStrategy(
                 size=cfg.bedrock.actors,
@@ -227,10 +235,18 @@ def _execute(
         if not pending:
             return
         result = writer.write(pending)
-        for r in result.written:
-            ledger.written(r["asset_id"], r["segment_index"])
-        for r, reason in result.rejected:
-            ledger.fail(r["asset_id"], "write", "rejected", reason)
+        refused = set()
+        for r in result.rejected:
+            refused.add((r["asset_id"], r.get("segment_index"), r.get("embedding_type")))
+            ledger.fail(
+                r["asset_id"],
+                r.get("error_stage") or "write",
+                r.get("error_code") or "rejected",
+                r.get("error_message") or "",
+            )
+        for r in pending:
+            if (r["asset_id"], r["segment_index"], r["embedding_type"]) not in refused:
+                ledger.written(r["asset_id"], r["segment_index"])
         pending.clear()
 
     for batch in embedded.iter_batches(batch_size=cfg.qdrant.batch_size, batch_format="pyarrow"):
@@ -251,6 +267,39 @@ def _execute(
     flush()
     snapshot = ray.get(budget.snapshot.remote())
     return {"rate_budget": snapshot}
+
+
+def _count_check(writer: Any, ledger: AssetLedger) -> dict[str, Any]:
+    """Exact per-asset point counts in Qdrant against what this run wrote."""
+    embedded = {a: s for a, s in ledger.assets.items() if s.outcome == "embedded"}
+    if not embedded:
+        return {"assets": 0, "expected_points": 0, "found_points": 0, "ok": True}
+    found = writer.count_by_asset(list(embedded))
+    mismatched = sorted(a for a, s in embedded.items() if found.get(a, 0) != s.points_written)
+    return {
+        "assets": len(embedded),
+        "expected_points": sum(s.points_written for s in embedded.values()),
+        "found_points": sum(found.get(a, 0) for a in embedded),
+        "ok": not mismatched,
+        "mismatched_assets": mismatched[:20],
+    }
+
+
+class ServiceBatchEmbedder:
+    """Ray Data adapter for ``segmentation=service``: asset rows in, embedded rows out."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        from pipelines.stages.embed_service import ServiceSegmentEmbedder
+
+        self.inner = ServiceSegmentEmbedder(**kwargs)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from pipelines.core.schemas import EMBEDDED_SCHEMA, rows_to_table
+
+        out: list[dict[str, Any]] = []
+        for asset in batch.to_pylist():
+            out.extend(self.inner(asset))
+        return rows_to_table(out, EMBEDDED_SCHEMA)
 
 
 def _summary(report: dict[str, Any], report_path: Path, dead_path: Path) -> None:

@@ -1,0 +1,115 @@
+"""The dead-letter file: every record that could not be embedded or written, with its reason.
+
+A run always writes ``dead_letter.parquet`` (empty when nothing failed), with a fixed schema, so
+that scripts reading it never have to special-case a missing file or a missing column.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DEAD_LETTER_FILE = "dead_letter.parquet"
+MAX_MESSAGE_CHARS = 2000
+
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("asset_id", pa.string()),
+        ("uri", pa.string()),
+        ("modality", pa.string()),
+        ("stage", pa.string()),
+        ("error_code", pa.string()),
+        ("message", pa.string()),
+        # -1 when the whole asset failed before segmentation.
+        ("segment_index", pa.int64()),
+    ]
+)
+
+
+def _first(row: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = row.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+class DeadLetterWriter:
+    """Accumulates dead-letter rows and writes them to ``dead_letter.parquet``.
+
+    ``path`` is either the run folder (the file is ``<path>/dead_letter.parquet``) or a path ending
+    in ``.parquet``. Rows are segment rows from :func:`pipelines.core.rows.dead_letter_row`
+    (``error_stage``, ``error_code``, ``error_message``) or dicts that already use this file's
+    column names (``stage``, ``error_code``, ``message``). Each :meth:`write` rewrites the whole
+    file (the driver holds the rows; dead letters are few compared with the corpus).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        path = os.fspath(path)
+        self.path = path if path.endswith(".parquet") else os.path.join(path, DEAD_LETTER_FILE)
+        self._rows: list[dict[str, Any]] = []
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        """Record one failed row."""
+        if self._closed:
+            raise RuntimeError("DeadLetterWriter is closed")
+        message = _first(row, "message", "error_message")
+        segment_index = row.get("segment_index")
+        self._rows.append(
+            {
+                "asset_id": row.get("asset_id"),
+                "uri": row.get("uri"),
+                "modality": row.get("modality"),
+                "stage": _first(row, "stage", "error_stage"),
+                "error_code": row.get("error_code"),
+                "message": None if message is None else str(message)[:MAX_MESSAGE_CHARS],
+                "segment_index": -1 if segment_index is None else int(segment_index),
+            }
+        )
+
+    def add_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Record several failed rows."""
+        for row in rows:
+            self.add(row)
+
+    def table(self) -> pa.Table:
+        """The rows recorded so far, with the fixed schema."""
+        return pa.Table.from_pylist(self._rows, schema=DEAD_LETTER_SCHEMA)
+
+    def write(self) -> str:
+        """Write the file (atomically: a temporary file renamed over it); returns its path."""
+        parent = os.path.dirname(self.path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        pq.write_table(self.table(), tmp)
+        os.replace(tmp, self.path)
+        return self.path
+
+    def close(self) -> str:
+        """Write the file and refuse further rows; returns its path."""
+        path = self.write()
+        self._closed = True
+        return path
+
+    def __enter__(self) -> DeadLetterWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Written even when the run fails: the rows gathered so far are still true.
+        if not self._closed:
+            self.close()

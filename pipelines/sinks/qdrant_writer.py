@@ -1,0 +1,492 @@
+"""Batched, idempotent writes of embedded segment rows into a Qdrant collection.
+
+Follows Qdrant's bulk-load guidance: the collection and its payload indexes exist before the
+load, every vector's dimension is checked before it is sent, points go in batches
+(``qdrant.batch_size``, 64-256 recommended) with ``wait=True``, HNSW indexing is deferred during the
+load on a server and restored after, and the load ends with an exact count.
+
+Point ids are :func:`pipelines.core.ids.point_id`, so retrying a batch or re-running a job
+overwrites points instead of duplicating them; this is what makes retries of a timed-out upsert
+safe.
+
+Embedded mode (``qdrant.path``) is qdrant-client's local store: it holds an exclusive lock on its
+folder (a second client, even in the same process, fails) and is not safe for concurrent writers,
+so the pipeline funnels every embedded-mode write through **one** ``QdrantWriter`` in one process.
+``qdrant.path=":memory:"`` is an in-process store for tests: each writer instance has its own.
+
+Errors: configuration problems raise :class:`ConfigError` in the constructor or in
+:meth:`QdrantWriter.ensure_collection`; transient failures (connection errors, timeouts, HTTP 5xx,
+429 and 408, gRPC UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED / ABORTED), recognised by
+exception type and status code only, are retried with jittered exponential backoff and then raise
+:class:`InfrastructureError`; other errors propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
+
+from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
+from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.ids import build_payload, fingerprint, point_id
+from pipelines.core.rows import dead_letter_row, is_dead_letter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PAYLOAD_INDEXES = ("asset_id", "modality", "label", "content_version")
+MAX_BATCH_SIZE = 1000
+# Qdrant's default indexing_threshold, used to restore indexing when the collection was already
+# deferred (0) before this load began (e.g. a previous load crashed).
+DEFAULT_INDEXING_THRESHOLD = 20_000
+_TRANSIENT_HTTP_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_TRANSIENT_GRPC_CODES = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED")
+_ID_CHUNK = 1000
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` is a failure worth retrying (judged by type and status code only)."""
+    import httpx
+    from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(exc, ResourceExhaustedResponse):
+        return True
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code in _TRANSIENT_HTTP_STATUS or (
+            exc.status_code is not None and exc.status_code >= 500
+        )
+    if isinstance(exc, ResponseHandlingException):
+        # The REST client wraps transport errors (and response parsing errors) in this type.
+        return is_transient(exc.source)
+    if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
+        return True
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpc ships with qdrant-client
+        return False
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        code = exc.code()
+        return code is not None and code.name in _TRANSIENT_GRPC_CODES
+    return False
+
+
+def _retry_after_s(exc: BaseException) -> float:
+    value = getattr(exc, "retry_after_s", None)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+@dataclass
+class WriteResult:
+    """What one :meth:`QdrantWriter.write` call did.
+
+    ``rejected`` holds the rows that were not written, as dead-letter rows: incoming dead letters
+    unchanged, plus rows refused here (``error_stage="write"``; codes ``VectorDimensionMismatch``,
+    ``MissingVector``, ``NonFiniteVector``).
+    """
+
+    written: int = 0
+    batches: int = 0
+    retries: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+class QdrantWriter:
+    """Writes embedded segment rows into ``cfg.collection`` (see the module docstring).
+
+    Picklable: the client is created in :meth:`open` (or on first use) and dropped when pickled, so
+    a configured writer can be shipped to a Ray worker. Use it as a context manager, or call
+    :meth:`open` / :meth:`close`.
+
+    ``fingerprints`` maps modality to :func:`pipelines.core.ids.fingerprint`; when omitted they are
+    computed from ``embedding`` and ``segmentation`` (defaults when those are omitted too).
+    ``client_factory`` replaces the real client (tests, instrumentation).
+    """
+
+    def __init__(
+        self,
+        cfg: QdrantConfig,
+        dimension: int,
+        *,
+        embedding: EmbeddingConfig | None = None,
+        segmentation: SegmentationConfig | None = None,
+        fingerprints: Mapping[str, str] | None = None,
+        max_attempts: int = 6,
+        base_backoff_s: float = 0.5,
+        max_backoff_s: float = 20.0,
+        client_factory: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        has_url, has_path = bool(cfg.url), bool(cfg.path)
+        if has_url == has_path:
+            raise ConfigError(
+                "qdrant.url",
+                "set exactly one of qdrant.url (server) and qdrant.path (embedded store); got "
+                f"url={cfg.url!r}, path={cfg.path!r} (with a server, set qdrant.path=null)",
+            )
+        if not cfg.collection:
+            raise ConfigError("qdrant.collection", "must be a non-empty name")
+        if isinstance(cfg.batch_size, bool) or not 1 <= int(cfg.batch_size) <= MAX_BATCH_SIZE:
+            raise ConfigError(
+                "qdrant.batch_size", f"must be 1..{MAX_BATCH_SIZE}, got {cfg.batch_size!r}"
+            )
+        if not cfg.timeout_s > 0:
+            raise ConfigError("qdrant.timeout_s", f"must be > 0, got {cfg.timeout_s!r}")
+        if isinstance(dimension, bool) or not int(dimension) > 0:
+            raise ConfigError(
+                "embedding.dimension", f"must be a positive integer, got {dimension!r}"
+            )
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.cfg = cfg
+        self.dimension = int(dimension)
+        if embedding is not None and embedding.dimension != self.dimension:
+            raise ConfigError(
+                "embedding.dimension",
+                f"writer dimension {self.dimension} != embedding.dimension {embedding.dimension}",
+            )
+        if fingerprints is None and (embedding is None or segmentation is None):
+            # The payload's fingerprint must describe the run's real parameters, or the planner
+            # cannot tell stale vectors from fresh ones.
+            warnings.warn(
+                "QdrantWriter without embedding= and segmentation= (or fingerprints=): payload "
+                "fingerprints describe the default parameters, not this run's",
+                stacklevel=2,
+            )
+        emb = embedding or EmbeddingConfig(dimension=self.dimension)
+        seg = segmentation or SegmentationConfig()
+        self.fingerprints: dict[str, str] = (
+            dict(fingerprints)
+            if fingerprints is not None
+            else {
+                m: fingerprint(emb, seg, m) for m in ("text", "image", "document", "video", "audio")
+            }
+        )
+        self.max_attempts = max_attempts
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._client_factory = client_factory
+        self._sleep = sleep
+        self._client: Any = None
+        self._deferred_threshold: int | None = None
+        self.retries = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def embedded(self) -> bool:
+        """True for qdrant-client's local mode (``qdrant.path``)."""
+        return not self.cfg.url
+
+    def _make_client(self) -> Any:
+        from qdrant_client import QdrantClient
+
+        if self.cfg.url:
+            return QdrantClient(
+                url=self.cfg.url,
+                api_key=os.environ.get("QDRANT_API_KEY") or None,
+                prefer_grpc=self.cfg.prefer_grpc,
+                timeout=max(1, round(self.cfg.timeout_s)),
+            )
+        if self.cfg.path == ":memory:":
+            return QdrantClient(location=":memory:")
+        try:
+            return QdrantClient(path=self.cfg.path)
+        except RuntimeError as exc:  # portalocker: the folder is locked by another client
+            raise ConfigError(
+                "qdrant.path",
+                f"{self.cfg.path!r} is in use by another Qdrant client: the embedded store allows "
+                "one client (one writer process); stop the other user or use a Qdrant server "
+                f"({exc})",
+            ) from exc
+
+    def open(self) -> QdrantWriter:
+        """Create the client (idempotent)."""
+        if self._client is None:
+            self._client = self._client_factory() if self._client_factory else self._make_client()
+        return self
+
+    def close(self) -> None:
+        """Close the client (releases the embedded store's lock)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> QdrantWriter:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
+
+    @property
+    def client(self) -> Any:
+        """The open qdrant-client (opened on first use)."""
+        return self.open()._client
+
+    # ---- retries ---------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, retrying transient errors with full-jitter backoff."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if attempt == self.max_attempts:
+                    raise InfrastructureError(
+                        f"qdrant {what} on {self.cfg.collection!r} failed after {attempt} "
+                        f"attempts: {type(exc).__name__}: {exc}"
+                    ) from exc
+                delay = random.uniform(0, min(self.max_backoff_s, self.base_backoff_s * 2**attempt))
+                delay = max(delay, _retry_after_s(exc))
+                log.warning(
+                    "qdrant %s: transient %s (attempt %d/%d), retrying in %.2fs",
+                    what,
+                    type(exc).__name__,
+                    attempt,
+                    self.max_attempts,
+                    delay,
+                )
+                self.retries += 1
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---- collection ------------------------------------------------------------------------
+
+    def ensure_collection(self) -> None:
+        """Create the collection and payload indexes if missing; check the vector size.
+
+        Call once per load from the driver, before any :meth:`write` (on a server this also defers
+        HNSW indexing until :meth:`finish_load`).
+        """
+        from qdrant_client import models
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        name = self.cfg.collection
+        client = self.client
+        if not self._call("collection_exists", client.collection_exists, name):
+            try:
+                self._call(
+                    "create_collection",
+                    client.create_collection,
+                    collection_name=name,
+                    vectors_config=models.VectorParams(
+                        size=self.dimension, distance=models.Distance.COSINE
+                    ),
+                    on_disk_payload=self.cfg.on_disk_payload,
+                )
+            except UnexpectedResponse as exc:
+                if exc.status_code != 409:  # 409: another writer created it first
+                    raise
+        info = self._call("get_collection", client.get_collection, name)
+        self._check_vectors(info.config.params.vectors)
+        if not self.embedded:
+            # Local mode ignores payload indexes (and warns); a server needs them before the load.
+            for key in PAYLOAD_INDEXES:
+                self._call(
+                    "create_payload_index",
+                    client.create_payload_index,
+                    collection_name=name,
+                    field_name=key,
+                    field_schema=models.PayloadSchemaType.KEYWORD,
+                    wait=True,
+                )
+            if self.cfg.defer_indexing and self._deferred_threshold is None:
+                current = info.config.optimizer_config.indexing_threshold
+                self._deferred_threshold = current or DEFAULT_INDEXING_THRESHOLD
+                self._call(
+                    "update_collection",
+                    client.update_collection,
+                    collection_name=name,
+                    optimizers_config=models.OptimizersConfigDiff(indexing_threshold=0),
+                )
+
+    def _check_vectors(self, vectors: Any) -> None:
+        from qdrant_client import models
+
+        key = "qdrant.collection"
+        name = self.cfg.collection
+        if not isinstance(vectors, models.VectorParams):
+            raise ConfigError(
+                key,
+                f"collection {name!r} has named vectors {vectors!r}; expected one unnamed vector",
+            )
+        if vectors.size != self.dimension:
+            raise ConfigError(
+                key,
+                f"collection {name!r} holds {vectors.size}-d vectors but this run writes "
+                f"{self.dimension}-d vectors (embedding.dimension); use another collection or "
+                "migrate",
+            )
+        if vectors.distance != models.Distance.COSINE:
+            raise ConfigError(
+                key, f"collection {name!r} uses {vectors.distance} distance; expected Cosine"
+            )
+
+    def finish_load(self) -> int:
+        """Restore indexing if it was deferred, and return the exact point count."""
+        if self._deferred_threshold is not None:
+            from qdrant_client import models
+
+            self._call(
+                "update_collection",
+                self.client.update_collection,
+                collection_name=self.cfg.collection,
+                optimizers_config=models.OptimizersConfigDiff(
+                    indexing_threshold=self._deferred_threshold
+                ),
+            )
+            self._deferred_threshold = None
+        return self.count(exact=True)
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def _reject(self, row: Mapping[str, Any], code: str, message: str) -> dict[str, Any]:
+        return dead_letter_row(
+            row,
+            "write",
+            code,
+            message,
+            segment_index=row.get("segment_index", -1),
+            segment_count=row.get("segment_count", 0),
+        )
+
+    def _vector(self, row: Mapping[str, Any]) -> list[float] | dict[str, Any]:
+        """The row's vector as floats, or the dead-letter row saying why it cannot be sent."""
+        raw = row.get("vector")
+        if raw is None:
+            return self._reject(row, "MissingVector", "row has no vector")
+        vec = np.asarray(raw, dtype=np.float32).ravel()
+        if vec.shape[0] != self.dimension:
+            return self._reject(
+                row,
+                "VectorDimensionMismatch",
+                f"vector has {vec.shape[0]} dimensions, collection "
+                f"{self.cfg.collection!r} expects {self.dimension}",
+            )
+        if not np.isfinite(vec).all():
+            return self._reject(row, "NonFiniteVector", "vector contains NaN or inf")
+        vector: list[float] = vec.tolist()
+        return vector
+
+    def write(self, rows: Iterable[Mapping[str, Any]]) -> WriteResult:
+        """Upsert embedded rows (segment columns + ``embedding_type`` + ``vector``).
+
+        Every vector is checked before anything is sent; rows that fail the check, and incoming
+        dead-letter rows, come back in ``WriteResult.rejected``.
+        """
+        from qdrant_client import models
+
+        result = WriteResult()
+        points: list[Any] = []
+        for row in rows:
+            if is_dead_letter(row):
+                result.rejected.append(dict(row))
+                continue
+            vector = self._vector(row)
+            if isinstance(vector, dict):
+                result.rejected.append(vector)
+                continue
+            fp = self.fingerprints.get(str(row.get("modality")))
+            if fp is None:
+                result.rejected.append(
+                    self._reject(
+                        row, "UnknownModality", f"no fingerprint for {row.get('modality')!r}"
+                    )
+                )
+                continue
+            points.append(
+                models.PointStruct(
+                    id=point_id(row["asset_id"], row["segment_index"], row["embedding_type"]),
+                    vector=vector,
+                    payload=build_payload(row, fp),
+                )
+            )
+        retries_before = self.retries
+        client = self.client
+        size = int(self.cfg.batch_size)
+        for start in range(0, len(points), size):
+            batch = points[start : start + size]
+            self._call(
+                "upsert",
+                client.upsert,
+                collection_name=self.cfg.collection,
+                points=batch,
+                wait=True,
+            )
+            result.written += len(batch)
+            result.batches += 1
+        result.retries = self.retries - retries_before
+        return result
+
+    def delete_assets(self, asset_ids: Sequence[str]) -> None:
+        """Delete every point of these assets (removed assets, or partial writes to redo)."""
+        from qdrant_client import models
+
+        ids = list(dict.fromkeys(asset_ids))
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            self._call(
+                "delete",
+                self.client.delete,
+                collection_name=self.cfg.collection,
+                points_selector=models.FilterSelector(filter=_asset_filter(chunk)),
+                wait=True,
+            )
+
+    # ---- counts ----------------------------------------------------------------------------
+
+    def count(self, exact: bool = True) -> int:
+        """Points in the collection."""
+        res = self._call(
+            "count", self.client.count, collection_name=self.cfg.collection, exact=exact
+        )
+        return int(res.count)
+
+    def count_by_asset(self, asset_ids: Sequence[str]) -> dict[str, int]:
+        """Points per asset id (0 for assets with none), by exact facet counts."""
+        ids = list(dict.fromkeys(asset_ids))
+        counts = dict.fromkeys(ids, 0)
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            res = self._call(
+                "facet",
+                self.client.facet,
+                collection_name=self.cfg.collection,
+                key="asset_id",
+                facet_filter=_asset_filter(chunk),
+                limit=len(chunk),
+                exact=True,
+            )
+            for hit in res.hits:
+                counts[str(hit.value)] = int(hit.count)
+        return counts
+
+
+def _asset_filter(asset_ids: list[str]) -> Any:
+    from qdrant_client import models
+
+    return models.Filter(
+        must=[models.FieldCondition(key="asset_id", match=models.MatchAny(any=asset_ids))]
+    )

@@ -1,0 +1,349 @@
+"""QdrantWriter against qdrant-client's embedded local mode (on disk and in memory)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
+from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.ids import fingerprint, point_id
+from pipelines.core.rows import dead_letter_row
+from pipelines.sinks.qdrant_writer import QdrantWriter, is_transient
+
+DIM = 8
+
+
+def _rows(n_assets: int, segments: int = 3, dim: int = DIM, seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a in range(n_assets):
+        for s in range(segments):
+            rows.append(
+                {
+                    "asset_id": f"doc{a}.pdf",
+                    "uri": f"s3://corpus/doc{a}.pdf",
+                    "modality": "document",
+                    "content_version": f"etag:{a}",
+                    "metadata": '{"team": "blue"}',
+                    "label": "report" if a % 2 == 0 else None,
+                    "payload": '{"size": 123}',
+                    "segment_index": s,
+                    "segment_count": segments,
+                    "page": s,
+                    "embedding_type": "IMAGE",
+                    "vector": rng.standard_normal(dim).astype(np.float32),
+                }
+            )
+    return rows
+
+
+@pytest.fixture(params=["disk", "memory"])
+def cfg(request: pytest.FixtureRequest, tmp_path: Path) -> QdrantConfig:
+    path = str(tmp_path / "qdrant") if request.param == "disk" else ":memory:"
+    return QdrantConfig(path=path, collection="test", batch_size=4)
+
+
+EMB = EmbeddingConfig(dimension=DIM)
+SEG = SegmentationConfig()
+
+
+@pytest.fixture
+def writer(cfg: QdrantConfig) -> Iterator[QdrantWriter]:
+    with QdrantWriter(cfg, DIM, embedding=EMB, segmentation=SEG) as w:
+        w.ensure_collection()
+        yield w
+
+
+# ---- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"url": "http://localhost:6333", "path": "/tmp/q"}, "qdrant.url"),
+        ({"url": None, "path": None}, "qdrant.url"),
+        ({"batch_size": 0}, "qdrant.batch_size"),
+        ({"batch_size": 1001}, "qdrant.batch_size"),
+        ({"collection": ""}, "qdrant.collection"),
+        ({"timeout_s": 0}, "qdrant.timeout_s"),
+    ],
+)
+def test_config_is_validated_in_the_constructor(kwargs: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        QdrantWriter(QdrantConfig(**kwargs), DIM)
+    assert info.value.key == key
+
+
+def test_dimension_is_validated() -> None:
+    with pytest.raises(ConfigError) as info:
+        QdrantWriter(QdrantConfig(path=":memory:"), 0)
+    assert info.value.key == "embedding.dimension"
+
+
+def test_fingerprints_follow_the_run_config() -> None:
+    cfg = QdrantConfig(path=":memory:")
+    seg = SegmentationConfig(pdf_dpi=200)
+    writer = QdrantWriter(cfg, DIM, embedding=EMB, segmentation=seg)
+    assert writer.fingerprints["document"] == fingerprint(EMB, seg, "document")
+    with pytest.warns(UserWarning, match="default parameters"):
+        QdrantWriter(cfg, DIM)
+    with pytest.raises(ConfigError) as info:
+        QdrantWriter(cfg, DIM, embedding=EmbeddingConfig(dimension=3072), segmentation=seg)
+    assert info.value.key == "embedding.dimension"
+
+
+def test_writer_is_picklable_without_its_client(writer: QdrantWriter) -> None:
+    assert writer._client is not None
+    clone = pickle.loads(pickle.dumps(writer))
+    assert clone._client is None
+    assert clone.cfg == writer.cfg and clone.fingerprints == writer.fingerprints
+
+
+# ---- collection ------------------------------------------------------------------------------
+
+
+def test_collection_is_created_with_size_and_cosine(writer: QdrantWriter) -> None:
+    params = writer.client.get_collection("test").config.params.vectors
+    assert params.size == DIM
+    assert params.distance == models.Distance.COSINE
+    writer.ensure_collection()  # idempotent
+
+
+def test_size_mismatch_names_collection_and_both_sizes(tmp_path: Path) -> None:
+    cfg = QdrantConfig(path=str(tmp_path / "q"), collection="test")
+    with QdrantWriter(cfg, DIM, fingerprints={}) as w:
+        w.ensure_collection()
+    with QdrantWriter(cfg, 16, fingerprints={}) as other, pytest.raises(ConfigError) as info:
+        other.ensure_collection()
+    assert info.value.key == "qdrant.collection"
+    assert f"{DIM}-d" in str(info.value) and "16-d" in str(info.value)
+
+
+def test_embedded_store_allows_one_client(tmp_path: Path) -> None:
+    cfg = QdrantConfig(path=str(tmp_path / "q"), collection="test")
+    with QdrantWriter(cfg, DIM, fingerprints={}) as first:
+        first.ensure_collection()
+        with pytest.raises(ConfigError) as info:
+            QdrantWriter(cfg, DIM, fingerprints={}).open()
+        assert info.value.key == "qdrant.path"
+    # Closing releases the lock.
+    with QdrantWriter(cfg, DIM, fingerprints={}) as again:
+        assert again.count() == 0
+
+
+# ---- writes ----------------------------------------------------------------------------------
+
+
+def test_write_in_batches_and_rewrite_overwrites(writer: QdrantWriter) -> None:
+    rows = _rows(3)
+    result = writer.write(rows)
+    assert (result.written, result.batches, result.rejected) == (9, 3, [])
+    assert writer.count() == 9
+    again = writer.write(_rows(3, seed=1))
+    assert again.written == 9
+    assert writer.count() == 9  # same ids: overwritten, not duplicated
+    point = writer.client.retrieve("test", [point_id("doc0.pdf", 1, "IMAGE")], with_vectors=True)[0]
+    stored = np.asarray(point.vector)
+    expected = np.asarray(_rows(3, seed=1)[1]["vector"])
+    assert np.allclose(stored, expected / np.linalg.norm(expected), atol=1e-5)
+
+
+def test_payload_fields(writer: QdrantWriter) -> None:
+    writer.write(_rows(1))
+    point = writer.client.retrieve("test", [point_id("doc0.pdf", 2, "IMAGE")])[0]
+    assert point.payload == {
+        "asset_id": "doc0.pdf",
+        "uri": "s3://corpus/doc0.pdf",
+        "modality": "document",
+        "segment_index": 2,
+        "segment_count": 3,
+        "embedding_type": "IMAGE",
+        "page": 2,
+        "content_version": "etag:0",
+        "fingerprint": fingerprint(EMB, SEG, "document"),
+        "label": "report",
+        "metadata": {"team": "blue", "size": 123},
+    }
+
+
+def test_wrong_dimension_is_rejected_not_sent(writer: QdrantWriter) -> None:
+    rows = _rows(2)
+    rows[1]["vector"] = rows[1]["vector"][:5]
+    rows[2]["vector"] = None
+    rows[3]["vector"] = np.full(DIM, np.nan)
+    failed = dead_letter_row({"asset_id": "bad.png", "modality": "image"}, "decode", "E", "m")
+    result = writer.write([*rows, failed])
+    assert result.written == 3
+    codes = [(r["asset_id"], r["segment_index"], r["error_code"]) for r in result.rejected]
+    assert codes == [
+        ("doc0.pdf", 1, "VectorDimensionMismatch"),
+        ("doc0.pdf", 2, "MissingVector"),
+        ("doc1.pdf", 0, "NonFiniteVector"),
+        ("bad.png", -1, "E"),
+    ]
+    assert result.rejected[0]["error_stage"] == "write"
+    assert "5 dimensions" in result.rejected[0]["error_message"]
+    assert writer.count() == 3
+
+
+def test_delete_and_count_by_asset(writer: QdrantWriter) -> None:
+    writer.write(_rows(3, segments=2))
+    assert writer.count_by_asset(["doc0.pdf", "doc1.pdf", "missing"]) == {
+        "doc0.pdf": 2,
+        "doc1.pdf": 2,
+        "missing": 0,
+    }
+    writer.delete_assets(["doc1.pdf", "missing"])
+    assert writer.count() == 4
+    assert writer.count_by_asset(["doc1.pdf", "doc2.pdf"]) == {"doc1.pdf": 0, "doc2.pdf": 2}
+    assert writer.finish_load() == 4
+
+
+# ---- retries ---------------------------------------------------------------------------------
+
+
+def _unexpected(status: int) -> UnexpectedResponse:
+    return UnexpectedResponse(status, "reason", b"{}", httpx.Headers())
+
+
+class FlakyClient:
+    """A real in-memory client whose upserts first raise the given errors."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        self._real = QdrantClient(location=":memory:")
+        self.errors = list(errors)
+        self.upsert_calls = 0
+
+    def upsert(self, **kwargs: Any) -> Any:
+        self.upsert_calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self._real.upsert(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _flaky_writer(
+    errors: list[BaseException], max_attempts: int = 4
+) -> tuple[QdrantWriter, FlakyClient, list[float]]:
+    client = FlakyClient(errors)
+    sleeps: list[float] = []
+    writer = QdrantWriter(
+        QdrantConfig(path=":memory:", collection="test", batch_size=100),
+        DIM,
+        embedding=EMB,
+        segmentation=SEG,
+        max_attempts=max_attempts,
+        client_factory=lambda: client,
+        sleep=sleeps.append,
+    )
+    writer.ensure_collection()
+    return writer, client, sleeps
+
+
+TRANSIENT: list[Callable[[], BaseException]] = [
+    lambda: ResponseHandlingException(httpx.ConnectError("refused")),
+    lambda: ResponseHandlingException(httpx.ReadTimeout("slow")),
+    lambda: _unexpected(503),
+    lambda: _unexpected(502),
+    lambda: _unexpected(429),
+    lambda: httpx.RemoteProtocolError("peer closed"),
+    lambda: ConnectionResetError(),
+]
+PERMANENT: list[Callable[[], BaseException]] = [
+    lambda: _unexpected(400),
+    lambda: _unexpected(404),
+    lambda: ValueError("bad point"),
+    lambda: ResponseHandlingException(ValueError("unparseable response")),
+]
+
+
+@pytest.mark.parametrize("make", TRANSIENT)
+def test_transient_errors_are_retried_then_succeed(make: Callable[[], BaseException]) -> None:
+    writer, client, sleeps = _flaky_writer([make(), make()])
+    result = writer.write(_rows(2))
+    assert result.written == 6
+    assert result.retries == 2
+    assert client.upsert_calls == 3
+    assert len(sleeps) == 2 and all(s >= 0 for s in sleeps)
+    assert writer.count() == 6
+
+
+@pytest.mark.parametrize("make", PERMANENT)
+def test_permanent_errors_are_not_retried(make: Callable[[], BaseException]) -> None:
+    err = make()
+    writer, client, sleeps = _flaky_writer([err])
+    with pytest.raises(type(err)):
+        writer.write(_rows(1))
+    assert client.upsert_calls == 1 and sleeps == []
+    assert not is_transient(err)
+
+
+def test_retries_are_bounded() -> None:
+    flaky, client, sleeps = _flaky_writer([_unexpected(503)] * 10, max_attempts=3)
+    with pytest.raises(InfrastructureError, match="after 3 attempts") as info:
+        flaky.write(_rows(1))
+    assert isinstance(info.value.__cause__, UnexpectedResponse)
+    assert client.upsert_calls == 3 and len(sleeps) == 2
+    assert flaky.count() == 0
+
+
+def test_grpc_status_codes() -> None:
+    import grpc
+
+    class RpcError(grpc.RpcError):
+        def __init__(self, code: grpc.StatusCode) -> None:
+            self._code = code
+
+        def code(self) -> grpc.StatusCode:
+            return self._code
+
+    assert is_transient(RpcError(grpc.StatusCode.UNAVAILABLE))
+    assert is_transient(RpcError(grpc.StatusCode.DEADLINE_EXCEEDED))
+    assert not is_transient(RpcError(grpc.StatusCode.INVALID_ARGUMENT))
+
+
+# ---- server-only behaviour (a recording fake standing in for the server) -----------------------
+
+
+class ServerLike(FlakyClient):
+    """Records payload indexes and the optimizer threshold as a server would keep them."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.indexes: dict[str, Any] = {}
+        self.threshold = 20_000
+
+    def create_payload_index(self, collection_name: str, field_name: str, **kw: Any) -> None:
+        self.indexes[field_name] = kw["field_schema"]
+
+    def update_collection(self, collection_name: str, optimizers_config: Any) -> None:
+        self.threshold = optimizers_config.indexing_threshold
+
+    def get_collection(self, collection_name: str) -> Any:
+        info = self._real.get_collection(collection_name)
+        info.config.optimizer_config.indexing_threshold = self.threshold
+        return info
+
+
+def test_server_load_indexes_payload_and_defers_hnsw() -> None:
+    server = ServerLike()
+    cfg = QdrantConfig(url="http://qdrant.invalid:6333", path=None, collection="test")
+    writer = QdrantWriter(cfg, DIM, embedding=EMB, segmentation=SEG, client_factory=lambda: server)
+    writer.ensure_collection()
+    assert set(server.indexes) == {"asset_id", "modality", "label", "content_version"}
+    assert all(v == models.PayloadSchemaType.KEYWORD for v in server.indexes.values())
+    assert server.threshold == 0
+    writer.write(_rows(2))
+    assert writer.finish_load() == 6
+    assert server.threshold == 20_000
