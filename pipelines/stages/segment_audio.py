@@ -1,0 +1,411 @@
+"""Cut an audio asset into windows of at most 30 s, each encoded for Nova (mp3, wav or ogg).
+
+Input: any file PyAV (FFmpeg) can demux and decode, by local path, ``file://`` or ``s3://``
+(through :func:`pipelines.core.io.open_local`). Output: one segment row per window
+(:func:`pipelines.core.rows.segment_row`), produced lazily; or dead-letter rows
+(:func:`pipelines.core.rows.dead_letter_row`, ``stage="decode"``) for what cannot be read.
+
+How it works (memory is bounded by one window, never by the asset):
+
+1. **Probe** (demux only, no decoding): the packets' timestamps give the exact length of what is
+   actually in the file, which fixes ``segment_count`` before the first row is produced. Header
+   durations are only estimates for some formats (VBR mp3 without a Xing tag, raw streams), and a
+   header that promises more than the packets hold means the file was cut short. When packets
+   carry no timestamps at all, a decode pass counts samples (slower, still one window of memory).
+2. **Plan** the windows with :func:`plan_windows` (``audio_window_s`` clamped to the API's 30 s
+   minus a 50 ms headroom for codec framing, ``audio_overlap_s`` between consecutive windows).
+3. **Stream**: decode, resample to mono s16 at 24 kHz (a rate that mp3 and Opus both take; speech
+   and music features live well below 12 kHz), keep only the samples of the open window, and
+   encode each full window into an in-memory container.
+
+Policies (decided here, tested in ``tests/unit/stages/test_segment_audio.py``):
+
+- A trailing window that adds less than ``MIN_TAIL_S`` (0.5 s) of new audio is merged into the
+  previous window when the result stays within the cap, otherwise dropped: at most 0.5 s at the
+  very end goes unembedded, instead of paying a whole request for it. An asset shorter than the
+  window is always one segment, however short.
+- Mono: the model gets one audio input per call; a downmix keeps every channel's content at half
+  the bytes.
+- Errors before any segment: ``file_not_found``, ``empty_file`` (0 bytes), ``media_corrupt``
+  (FFmpeg cannot open or demux it: not media, or a container whose index is missing, e.g. an mp4
+  cut before its ``moov``), ``no_audio_stream``, ``codec_unsupported`` (no decoder in this FFmpeg
+  build), ``media_empty`` (an audio stream with no samples).
+- Errors after some segments: the window being filled gets a dead-letter row (its
+  ``segment_index``, ``start_s``, ``end_s``) with ``media_corrupt`` (decoder error) or
+  ``media_truncated`` (decoding stopped short of the planned end by more than
+  ``TRUNCATION_TOLERANCE_S``), and the asset stops there.
+- A file cut short whose header says how long it should be (mp3 Xing tag, flac STREAMINFO,
+  Matroska duration): the windows are planned over the audio the file really holds and all
+  embedded; ``segment_count`` has one more slot, filled by a ``media_truncated`` dead-letter row
+  spanning ``[readable end, header duration]``. A truncated WAV or Ogg has no such header and
+  simply yields the audio it still has.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core.errors import ConfigError, DataError
+from pipelines.core.io import open_local
+from pipelines.core.rows import dead_letter_row, segment_row
+
+STAGE = "decode"
+# The sync API takes at most 30 s of audio or video per call.
+API_MAX_SECONDS = 30.0
+# Encoded containers can report a few ms more than their samples (Opus pre-skip: +6.5 ms, mp3
+# frame padding), so windows stop this much short of the API's limit.
+DURATION_HEADROOM_S = 0.05
+MAX_WINDOW_S = API_MAX_SECONDS - DURATION_HEADROOM_S
+# A last window adding less new audio than this is merged into the previous one or dropped.
+MIN_TAIL_S = 0.5
+# How much shorter than planned the decoded audio may end before it counts as truncated.
+TRUNCATION_TOLERANCE_S = 1.0
+
+SEGMENT_SAMPLE_RATE = 24000
+SEGMENT_LAYOUT = "mono"
+
+# Accepted Nova audio formats -> (container format, encoder, bit rate). There is no libvorbis in
+# PyAV's wheels, so "ogg" is Opus in Ogg.
+AUDIO_ENCODINGS: dict[str, tuple[str, str, int | None]] = {
+    "mp3": ("mp3", "libmp3lame", 64_000),
+    "wav": ("wav", "pcm_s16le", None),
+    "ogg": ("ogg", "libopus", 48_000),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Planning (pure functions, shared with segment_video)
+
+
+def window_params(window_s: float, overlap_s: float, key: str) -> tuple[float, float]:
+    """Validated (window, hop) in seconds: the window clamped to ``MAX_WINDOW_S``.
+
+    ``key`` names the config prefix in errors (``segmentation.audio`` or ``segmentation.video``).
+    """
+    if not window_s > 0:
+        raise ConfigError(f"{key}_window_s", f"must be > 0, got {window_s}")
+    window = min(float(window_s), MAX_WINDOW_S)
+    if not 0 <= overlap_s < window / 2 + 1e-9 or overlap_s >= window:
+        raise ConfigError(
+            f"{key}_overlap_s", f"must be in [0, window/2] = [0, {window / 2:g}], got {overlap_s}"
+        )
+    return window, window - float(overlap_s)
+
+
+def plan_windows(
+    duration_s: float,
+    window_s: float,
+    hop_s: float,
+    max_s: float = MAX_WINDOW_S,
+    min_tail_s: float = MIN_TAIL_S,
+) -> list[tuple[float, float]]:
+    """Fixed windows ``[k*hop, k*hop + window)`` covering ``[0, duration_s]``.
+
+    The last window ends at ``duration_s``. If it would add less than ``min_tail_s`` of new
+    content beyond the previous window, it is merged into the previous window when that stays
+    within ``max_s``, and dropped otherwise. Returns [] for a non-positive duration.
+    """
+    if duration_s <= 0:
+        return []
+    if duration_s <= window_s + 1e-9:
+        return [(0.0, duration_s)]
+    n = math.ceil((duration_s - window_s) / hop_s - 1e-9) + 1
+    windows = [(k * hop_s, min(k * hop_s + window_s, duration_s)) for k in range(n)]
+    prev_start, prev_end = windows[-2]
+    if duration_s - prev_end < min_tail_s:
+        windows.pop()
+        if duration_s - prev_start <= max_s + 1e-9:
+            windows[-1] = (prev_start, duration_s)
+    return windows
+
+
+# --------------------------------------------------------------------------------------------
+# Probing
+
+
+@dataclass(frozen=True)
+class AudioProbe:
+    """What the demux-only pass learned about an audio stream."""
+
+    codec: str
+    duration_s: float  # what the packets (or samples) actually hold
+    declared_s: float | None  # what the header claims, when it says anything
+
+    @property
+    def truncated(self) -> bool:
+        """The header promises clearly more audio than the file holds."""
+        return self.declared_s is not None and self.declared_s - self.duration_s > max(
+            TRUNCATION_TOLERANCE_S, 0.02 * self.declared_s
+        )
+
+
+def stream_declared_duration(container: Any, stream: Any) -> float | None:
+    """The stream's (or else the container's) header duration in seconds, if any."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000
+    return None
+
+
+def open_error_code(exc: BaseException) -> str:
+    """Dead-letter code for an exception raised while opening or demuxing a media file."""
+    import av
+
+    if isinstance(exc, FileNotFoundError | av.error.FileNotFoundError):
+        return "file_not_found"
+    if isinstance(exc, av.error.DecoderNotFoundError):
+        return "codec_unsupported"
+    return "media_corrupt"
+
+
+def check_file(path: str) -> None:
+    """Raise DataError for a missing or empty file (before FFmpeg gives a vaguer message)."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError as exc:
+        raise DataError("file_not_found", f"no such file: {path}") from exc
+    if size == 0:
+        raise DataError("empty_file", f"file is empty (0 bytes): {path}")
+
+
+def _decoder_name(stream: Any) -> str:
+    """The stream's decoder name; DataError codec_unsupported when FFmpeg has none."""
+    ctx = getattr(stream, "codec_context", None)
+    if ctx is None or ctx.codec is None:
+        raise DataError("codec_unsupported", f"no decoder for stream #{stream.index}")
+    return str(ctx.codec.name)
+
+
+def probe_audio(container: Any, stream: Any) -> AudioProbe:
+    """Measure an audio stream by demuxing its packets (decoding only if they have no times).
+
+    Leaves the container rewound to the start. Raises DataError on unreadable input.
+    """
+    import av
+
+    codec = _decoder_name(stream)
+    declared = stream_declared_duration(container, stream)
+    first: float | None = None
+    end: float | None = None
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.time_base is None:
+                continue
+            t0 = float(packet.pts * packet.time_base)
+            t1 = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            first = t0 if first is None else min(first, t0)
+            end = t1 if end is None else max(end, t1)
+        container.seek(0)
+        if first is None or end is None:
+            # No timestamps: count decoded samples instead (slow path, bounded memory).
+            samples = 0
+            rate = 0
+            for frame in container.decode(stream):
+                samples += frame.samples
+                rate = frame.sample_rate or rate
+            container.seek(0)
+            measured = samples / rate if rate else 0.0
+        else:
+            measured = max(0.0, end - first)
+    except av.error.FFmpegError as exc:
+        raise DataError(open_error_code(exc), f"cannot demux audio: {exc}") from exc
+    return AudioProbe(codec=codec, duration_s=measured, declared_s=declared)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+
+def encode_audio_window(samples: np.ndarray, audio_format: str, sample_rate: int) -> bytes:
+    """Encode mono int16 ``samples`` into an in-memory file of ``audio_format`` (mp3|wav|ogg)."""
+    import av
+
+    fmt, codec, bit_rate = AUDIO_ENCODINGS[audio_format]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        stream: Any = out.add_stream(codec, rate=sample_rate, layout=SEGMENT_LAYOUT)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        step = 8192
+        for i in range(0, len(samples), step):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[None, i : i + step]), format="s16", layout="mono"
+            )
+            frame.sample_rate = sample_rate
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+
+
+def segment_audio(
+    asset: Mapping[str, Any],
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+    s3_endpoint_url: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Segment rows (``input_kind="audio"``) for one audio asset, produced lazily.
+
+    Configuration errors (unknown ``audio_format``, bad window/overlap) raise ConfigError now,
+    before any work; data errors become dead-letter rows. ``emb`` is accepted for a uniform
+    stage signature (audio segmentation does not depend on embedding parameters).
+    """
+    del emb
+    audio_format = seg.audio_format.lower()
+    if audio_format not in AUDIO_ENCODINGS:
+        raise ConfigError(
+            "segmentation.audio_format",
+            f"must be one of {sorted(AUDIO_ENCODINGS)}, got {seg.audio_format!r}",
+        )
+    window, hop = window_params(seg.audio_window_s, seg.audio_overlap_s, "segmentation.audio")
+    return _segment_audio(dict(asset), audio_format, window, hop, s3_endpoint_url)
+
+
+def _segment_audio(
+    asset: dict[str, Any],
+    audio_format: str,
+    window: float,
+    hop: float,
+    s3_endpoint_url: str | None,
+) -> Iterator[dict[str, Any]]:
+    import av
+
+    uri = asset.get("uri")
+    if not uri:
+        yield dead_letter_row(asset, STAGE, "missing_uri", "audio asset has no uri")
+        return
+    try:
+        with open_local(str(uri), s3_endpoint_url) as path:
+            check_file(path)
+            try:
+                container = av.open(path, "r")
+            except (av.error.FFmpegError, OSError) as exc:
+                raise DataError(open_error_code(exc), f"cannot open media: {exc}") from exc
+            with container:
+                if not container.streams.audio:
+                    raise DataError("no_audio_stream", f"no audio stream in {uri}")
+                stream = container.streams.audio[0]
+                probe = probe_audio(container, stream)
+                yield from _stream_windows(
+                    asset, container, stream, probe, audio_format, window, hop
+                )
+    except DataError as exc:
+        yield dead_letter_row(asset, STAGE, exc.code, exc.message)
+    except FileNotFoundError as exc:
+        yield dead_letter_row(asset, STAGE, "file_not_found", str(exc))
+
+
+def _stream_windows(
+    asset: dict[str, Any],
+    container: Any,
+    stream: Any,
+    probe: AudioProbe,
+    audio_format: str,
+    window: float,
+    hop: float,
+) -> Iterator[dict[str, Any]]:
+    """Decode once, yield one row per planned window; dead-letter the window that fails."""
+    import av
+
+    rate = SEGMENT_SAMPLE_RATE
+    planned_s = probe.duration_s
+    windows = plan_windows(planned_s, window, hop)
+    if not windows:
+        raise DataError("media_empty", "the audio stream holds no samples")
+    # A file cut short: embed what it holds, and account for the rest with one more row.
+    count = len(windows) + (1 if probe.truncated else 0)
+    bounds = [(round(s * rate), round(e * rate)) for s, e in windows]
+    tolerance = round(TRUNCATION_TOLERANCE_S * rate)
+
+    def dead(k: int, code: str, message: str) -> dict[str, Any]:
+        return dead_letter_row(
+            asset, STAGE, code, message, segment_index=k, segment_count=count,
+            start_s=windows[k][0], end_s=windows[k][1],
+        )  # fmt: skip
+
+    def row(k: int, end_sample: int, data: bytes) -> dict[str, Any]:
+        return segment_row(
+            asset, segment_index=k, segment_count=count, input_kind="audio",
+            input_format=audio_format, input_bytes=data, start_s=bounds[k][0] / rate,
+            end_s=end_sample / rate,
+        )  # fmt: skip
+
+    resampler = av.AudioResampler(format="s16", layout=SEGMENT_LAYOUT, rate=rate)
+    chunks: list[np.ndarray] = []  # resampled samples from sample index `base` on
+    base = 0  # absolute index of chunks' first sample
+    held = 0  # samples held in chunks
+    k = 0  # next window to emit
+
+    def take(start: int, stop: int) -> np.ndarray:
+        nonlocal chunks
+        joined = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        chunks = [joined]
+        return joined[start - base : stop - base]
+
+    def drop_before(sample: int) -> None:
+        nonlocal chunks, base, held
+        if sample <= base or not chunks:
+            return
+        joined = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        cut = min(sample - base, len(joined))
+        chunks = [joined[cut:]] if cut < len(joined) else []
+        base += cut
+        held = len(joined) - cut
+
+    def frames() -> Iterator[Any]:
+        for frame in container.decode(stream):
+            frame.pts = None  # timeline = sample count; ignore gaps and odd timestamps
+            yield from resampler.resample(frame)
+        yield from resampler.resample(None)
+
+    try:
+        for out in frames():
+            pcm = out.to_ndarray().reshape(-1)
+            if pcm.size == 0:
+                continue
+            chunks.append(pcm)
+            held += pcm.size
+            while k < len(windows) and base + held >= bounds[k][1]:
+                start, stop = bounds[k]
+                data = encode_audio_window(take(start, stop), audio_format, rate)
+                yield row(k, stop, data)
+                k += 1
+                drop_before(bounds[k][0] if k < len(windows) else base + held)
+    except (av.error.FFmpegError, ValueError) as exc:
+        if k < len(windows):
+            yield dead(k, "media_corrupt", f"decoding failed at window {k}: {exc}")
+        return
+
+    if k < len(windows):
+        total = base + held
+        start, stop = bounds[k]
+        if stop - total > tolerance or total <= start or k + 1 < len(windows):
+            yield dead(
+                k, "media_truncated",
+                f"decoded audio ends at {total / rate:.2f} s; the packets hold "
+                f"{planned_s:.2f} s; windows from {k} on are missing",
+            )  # fmt: skip
+            return
+        # The stream ended a little early (estimates, resampler delay): the last window is
+        # shorter than planned.
+        yield row(k, total, encode_audio_window(take(start, total), audio_format, rate))
+    if probe.truncated:
+        yield dead_letter_row(
+            asset, STAGE, "media_truncated",
+            f"the file holds {planned_s:.2f} s of audio; its header says "
+            f"{probe.declared_s:.2f} s", segment_index=len(windows), segment_count=count,
+            start_s=planned_s, end_s=probe.declared_s,
+        )  # fmt: skip

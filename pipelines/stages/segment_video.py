@@ -1,0 +1,698 @@
+"""Cut a video asset into mp4 segments of at most 30 s for Nova, by stream copy or re-encode.
+
+Input: any file PyAV (FFmpeg) can demux, by local path, ``file://`` or ``s3://`` (through
+:func:`pipelines.core.io.open_local`). Output: one segment row per segment
+(``input_kind="video"``, ``input_format="mp4"``), produced lazily, or dead-letter rows
+(``stage="decode"``).
+
+How it works (memory is bounded by the segments being built, never by the asset; a 1-hour video
+is read packet by packet):
+
+1. **Probe** (:func:`probe_video`, demux only, no decoding): keyframe times, the real duration
+   (last packet end), per-packet sizes, codecs, frame size and rate.
+2. **Plan** (:func:`plan_video_cuts`, a pure function): stream copy or re-encode, and the exact
+   segment bounds, so ``segment_count`` is known before the first row.
+3. **Cut**: stream copy remuxes packets into an in-memory mp4 per segment (no decoding: hundreds
+   of times real time); re-encode decodes once and feeds the frames of each window to its own
+   libx264 + AAC encoder (several at once when windows overlap).
+
+Decision rule (``seg.video_reencode``):
+
+- ``always``: re-encode.
+- ``auto``: stream copy when all of these hold, else re-encode:
+  the codecs can go into mp4 and Nova as they are (video ``h264``/``hevc``; audio ``aac``/``mp3``
+  or none); greedy cutting at keyframes gives segments that each end at the last keyframe within
+  ``window`` of their start (or at the end of the asset), and every such cut lands within
+  ``max(1 s, 10% of the window)`` of where a fixed window would have put it (so segments are
+  ``window - tolerance .. window`` long; with overlap, each start is also within the tolerance of
+  ``previous start + hop``); the source height is within ``video_max_height``; and every
+  segment's bytes are under ``MAX_SEGMENT_BYTES``.
+- ``never``: the same plan without the height rule; when stream copy is impossible the asset gets
+  one dead-letter row ``reencode_required`` (the message says why). Cutting anyway would send
+  segments longer than the API's 30 s or larger than its 25 MB body, which fail later and cost
+  a request each; the user asked for no re-encoding, so we say so instead of guessing.
+
+Re-encoded segments are H.264 (``veryfast``, CRF 28, capped at ``MAX_VIDEO_BITRATE``) scaled to
+at most ``seg.video_max_height`` (even width, aspect kept), at most 30 fps, and AAC 96 kb/s at the
+source rate (44.1 kHz when unusual), so 30 s stay far below the 25 MB request limit; a segment
+that still exceeds ``MAX_SEGMENT_BYTES`` is dead-lettered ``segment_too_large``.
+
+Windows, tails and truncation follow :mod:`pipelines.stages.segment_audio`: a last piece adding
+less than 0.5 s is merged into the previous segment when that stays within 30 s, else dropped.
+Codes: ``file_not_found``, ``empty_file``, ``media_corrupt``, ``no_video_stream``,
+``codec_unsupported``, ``media_empty``, ``media_truncated``, ``reencode_required``,
+``segment_too_large``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+
+from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core.errors import ConfigError, DataError
+from pipelines.core.io import open_local
+from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.stages.segment_audio import (
+    MAX_WINDOW_S,
+    MIN_TAIL_S,
+    TRUNCATION_TOLERANCE_S,
+    check_file,
+    open_error_code,
+    plan_windows,
+    window_params,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE = "decode"
+REENCODE_MODES = ("auto", "always", "never")
+# Codecs that go into an mp4 for Nova without re-encoding.
+COPY_VIDEO_CODECS = frozenset({"h264", "hevc"})
+COPY_AUDIO_CODECS = frozenset({"aac", "mp3"})
+# Raw bytes per segment: 25 MB request body after base64 (x4/3) leaves 18.75 MB; keep headroom.
+MAX_SEGMENT_BYTES = 15_000_000
+MAX_VIDEO_BITRATE = 2_500_000
+AUDIO_BITRATE = 96_000
+MAX_OUTPUT_FPS = 30.0
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+Method = Literal["copy", "reencode"]
+
+
+# --------------------------------------------------------------------------------------------
+# Probe
+
+
+@dataclass
+class VideoProbe:
+    """What the demux-only pass learned about a video file. Times are relative to ``origin_s``."""
+
+    video_codec: str
+    audio_codec: str | None  # None: no (decodable) audio stream
+    origin_s: float  # absolute time of the first video packet (time 0 of the segments)
+    duration_s: float  # end of the last packet (video or audio), relative to origin
+    declared_s: float | None  # container header duration
+    keyframes_s: list[float]  # keyframe presentation times, ascending
+    width: int
+    height: int
+    fps: float
+    # Every packet's relative time and size, for the byte size of a planned copy segment.
+    packet_times: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    packet_sizes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    @property
+    def truncated(self) -> bool:
+        """The header promises clearly more than the packets hold."""
+        return self.declared_s is not None and self.declared_s - self.duration_s > max(
+            TRUNCATION_TOLERANCE_S, 0.02 * self.declared_s
+        )
+
+    def bytes_between(self, start_s: float, end_s: float) -> int:
+        """Bytes of the packets timed in ``[start_s, end_s)`` (what a copy segment carries)."""
+        if self.packet_times.size == 0:
+            return 0
+        order = np.argsort(self.packet_times, kind="stable")
+        times = self.packet_times[order]
+        sizes = np.cumsum(self.packet_sizes[order])
+        lo = int(np.searchsorted(times, start_s - 1e-6, "left"))
+        hi = int(np.searchsorted(times, end_s - 1e-6, "left"))
+        if hi <= lo:
+            return 0
+        return int(sizes[hi - 1] - (sizes[lo - 1] if lo else 0))
+
+
+def probe_video(container: Any) -> VideoProbe:
+    """Demux every packet once (no decoding) and measure the video. Rewinds the container.
+
+    Raises DataError for no video stream, no decoder, or unreadable packets.
+    """
+    import av
+
+    if not container.streams.video:
+        raise DataError("no_video_stream", "the file has no video stream")
+    vstream = container.streams.video[0]
+    vctx = vstream.codec_context
+    if vctx is None or vctx.codec is None:
+        raise DataError("codec_unsupported", f"no decoder for video stream #{vstream.index}")
+    astream = _audio_stream(container)
+    streams = [vstream] + ([astream] if astream is not None else [])
+    keyframes: list[float] = []
+    times: list[float] = []
+    sizes: list[int] = []
+    v_first: float | None = None
+    end: float | None = None
+    try:
+        for packet in container.demux(*streams):
+            if packet.pts is None or packet.time_base is None or packet.size == 0:
+                continue
+            t = float(packet.pts * packet.time_base)
+            t_end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            end = t_end if end is None else max(end, t_end)
+            times.append(t)
+            sizes.append(packet.size)
+            if packet.stream.index == vstream.index:
+                v_first = t if v_first is None else min(v_first, t)
+                if packet.is_keyframe:
+                    keyframes.append(t)
+        container.seek(0)
+    except av.error.FFmpegError as exc:
+        raise DataError(open_error_code(exc), f"cannot demux video: {exc}") from exc
+    if v_first is None or end is None:
+        raise DataError("media_empty", "the video stream holds no packets")
+    declared = float(container.duration) / 1_000_000 if container.duration else None
+    if declared is not None and container.start_time is not None:
+        declared -= max(0.0, v_first - float(container.start_time) / 1_000_000)
+    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    return VideoProbe(
+        video_codec=str(vctx.codec.name),
+        audio_codec=str(astream.codec_context.codec.name) if astream is not None else None,
+        origin_s=v_first,
+        duration_s=max(0.0, end - v_first),
+        declared_s=declared,
+        keyframes_s=sorted(k - v_first for k in keyframes),
+        width=int(vctx.width),
+        height=int(vctx.height),
+        fps=float(rate) if rate else 25.0,
+        packet_times=np.asarray(times, dtype=np.float64) - v_first,
+        packet_sizes=np.asarray(sizes, dtype=np.int64),
+    )
+
+
+def _audio_stream(container: Any) -> Any:
+    """The first audio stream FFmpeg can decode, or None (a silent video is fine)."""
+    for stream in container.streams.audio:
+        ctx = stream.codec_context
+        if ctx is not None and ctx.codec is not None:
+            return stream
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+
+
+@dataclass(frozen=True)
+class VideoCutPlan:
+    """How a video will be cut: ``method`` and the segment bounds (seconds from time 0)."""
+
+    method: Method
+    segments: tuple[tuple[float, float], ...]
+    reason: str
+
+
+def copy_tolerance(window_s: float) -> float:
+    """How far a keyframe cut may land from the ideal window boundary."""
+    return max(1.0, 0.1 * window_s)
+
+
+def keyframe_segments(
+    keyframes_s: Sequence[float], duration_s: float, window_s: float, hop_s: float
+) -> tuple[list[tuple[float, float]], str]:
+    """Greedy keyframe-aligned segments, or ([], why not) when keyframes are too sparse.
+
+    Each segment starts at a keyframe and ends at the last keyframe within ``window_s`` of its
+    start (or at ``duration_s``); each end must land within :func:`copy_tolerance` of
+    ``start + window_s`` and, with overlap, each next start within it of ``start + hop_s``.
+    """
+    eps = 1e-6
+    tol = copy_tolerance(window_s)
+    kfs = sorted(k for k in keyframes_s if k < duration_s - eps)
+    if not kfs or kfs[0] > eps + 0.5:
+        return [], "the video does not start with a keyframe"
+    segments: list[tuple[float, float]] = []
+    start = 0.0
+    while True:
+        if duration_s - start <= window_s + eps:
+            segments.append((start, duration_s))
+            break
+        ends = [k for k in kfs if start + eps < k <= start + window_s + eps]
+        if not ends or ends[-1] < start + window_s - tol:
+            gap = (ends[-1] - start) if ends else None
+            return [], (
+                f"no keyframe within {tol:g} s before {start + window_s:.2f} s "
+                f"(the nearest cut would give {gap if gap is not None else 'no'} s segments)"
+            )
+        end = ends[-1]
+        segments.append((start, end))
+        if hop_s >= window_s - eps:
+            start = end
+        else:
+            starts = [k for k in kfs if start + eps < k <= start + hop_s + eps]
+            if not starts or starts[-1] < start + hop_s - tol:
+                return [], f"no keyframe within {tol:g} s before {start + hop_s:.2f} s (overlap)"
+            start = starts[-1]
+    # Tail rule (as for fixed windows): merge or drop a last piece adding < MIN_TAIL_S.
+    if len(segments) > 1 and segments[-1][1] - segments[-2][1] < MIN_TAIL_S:
+        last_start = segments[-2][0]
+        segments.pop()
+        if duration_s - last_start <= MAX_WINDOW_S + eps:
+            segments[-1] = (last_start, duration_s)
+    return segments, "keyframes allow cuts within tolerance"
+
+
+def plan_video_cuts(
+    probe: VideoProbe,
+    window_s: float,
+    hop_s: float,
+    reencode: str = "auto",
+    max_height: int = 480,
+    max_segment_bytes: int = MAX_SEGMENT_BYTES,
+) -> VideoCutPlan:
+    """Choose stream copy or re-encode for a probed video, and the segment bounds.
+
+    Raises DataError ``reencode_required`` when ``reencode == "never"`` and copying is
+    impossible, ``media_empty`` for a zero-length video. See the module docstring for the rule.
+    """
+    if reencode not in REENCODE_MODES:
+        raise ConfigError("segmentation.video_reencode", f"must be one of {REENCODE_MODES}")
+    if probe.duration_s <= 0:
+        raise DataError("media_empty", "the video has no duration")
+    fixed = plan_windows(probe.duration_s, window_s, hop_s)
+    if reencode == "always":
+        return VideoCutPlan("reencode", tuple(fixed), "video_reencode=always")
+    why_not = ""
+    if probe.video_codec not in COPY_VIDEO_CODECS:
+        why_not = f"video codec {probe.video_codec} cannot be stream-copied into mp4"
+    elif probe.audio_codec is not None and probe.audio_codec not in COPY_AUDIO_CODECS:
+        why_not = f"audio codec {probe.audio_codec} cannot be stream-copied into mp4"
+    segments: list[tuple[float, float]] = []
+    if not why_not:
+        segments, reason = keyframe_segments(probe.keyframes_s, probe.duration_s, window_s, hop_s)
+        if not segments:
+            why_not = f"keyframes too sparse: {reason}"
+    if not why_not and reencode == "auto" and probe.height > max_height:
+        why_not = f"height {probe.height} > video_max_height {max_height}"
+    if not why_not:
+        for s, e in segments:
+            size = probe.bytes_between(s, e + (1e9 if e >= probe.duration_s else 0.0))
+            if size > max_segment_bytes:
+                why_not = f"segment {s:.1f}-{e:.1f} s would be {size} bytes (> {max_segment_bytes})"
+                break
+    if not why_not:
+        return VideoCutPlan("copy", tuple(segments), "stream copy: " + reason)
+    if reencode == "never":
+        raise DataError("reencode_required", f"video_reencode=never but {why_not}")
+    return VideoCutPlan("reencode", tuple(fixed), "re-encode: " + why_not)
+
+
+def plan_video(path: str, seg: SegmentationConfig) -> tuple[VideoProbe, VideoCutPlan]:
+    """Probe the video at a local ``path`` and plan its cuts (for tests, tools and benchmarks)."""
+    import av
+
+    window, hop = window_params(seg.video_window_s, seg.video_overlap_s, "segmentation.video")
+    check_file(path)
+    with av.open(path, "r") as container:
+        probe = probe_video(container)
+    return probe, plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+
+
+def segment_video(
+    asset: Mapping[str, Any],
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+    s3_endpoint_url: str | None = None,
+    *,
+    on_plan: Callable[[VideoCutPlan], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Segment rows (``input_kind="video"``, mp4) for one video asset, produced lazily.
+
+    Configuration errors raise ConfigError now; data errors become dead-letter rows. ``on_plan``
+    (optional) is called with the plan before the first segment: tests and benchmarks use it to
+    see which path was taken; the plan is also logged at DEBUG level. ``emb`` is accepted for a
+    uniform stage signature: a video without audio is cut the same way in either embedding mode.
+    """
+    del emb
+    window, hop = window_params(seg.video_window_s, seg.video_overlap_s, "segmentation.video")
+    if seg.video_reencode not in REENCODE_MODES:
+        raise ConfigError(
+            "segmentation.video_reencode",
+            f"must be one of {REENCODE_MODES}, got {seg.video_reencode!r}",
+        )
+    if seg.video_max_height < 16:
+        raise ConfigError("segmentation.video_max_height", f"too small: {seg.video_max_height}")
+    return _segment_video(dict(asset), seg, window, hop, s3_endpoint_url, on_plan)
+
+
+def _segment_video(
+    asset: dict[str, Any],
+    seg: SegmentationConfig,
+    window: float,
+    hop: float,
+    s3_endpoint_url: str | None,
+    on_plan: Callable[[VideoCutPlan], None] | None,
+) -> Iterator[dict[str, Any]]:
+    import av
+
+    uri = asset.get("uri")
+    if not uri:
+        yield dead_letter_row(asset, STAGE, "missing_uri", "video asset has no uri")
+        return
+    try:
+        with open_local(str(uri), s3_endpoint_url) as path:
+            check_file(path)
+            try:
+                container = av.open(path, "r")
+            except (av.error.FFmpegError, OSError) as exc:
+                raise DataError(open_error_code(exc), f"cannot open media: {exc}") from exc
+            with container:
+                probe = probe_video(container)
+                plan = plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)
+                logger.debug("video %s: %s, %d segments (%s)", uri, plan.method,
+                             len(plan.segments), plan.reason)  # fmt: skip
+                if on_plan is not None:
+                    on_plan(plan)
+                cutter = _copy_segments if plan.method == "copy" else _reencode_segments
+                yield from cutter(asset, container, probe, plan, seg)
+    except DataError as exc:
+        yield dead_letter_row(asset, STAGE, exc.code, exc.message)
+    except FileNotFoundError as exc:
+        yield dead_letter_row(asset, STAGE, "file_not_found", str(exc))
+
+
+class _Rows:
+    """Builds the rows of one asset with a fixed ``segment_count``."""
+
+    def __init__(self, asset: dict[str, Any], probe: VideoProbe, plan: VideoCutPlan) -> None:
+        self.asset = asset
+        self.probe = probe
+        self.segments = plan.segments
+        self.count = len(plan.segments) + (1 if probe.truncated else 0)
+
+    def segment(self, k: int, data: bytes) -> dict[str, Any]:
+        start, end = self.segments[k]
+        if len(data) > MAX_SEGMENT_BYTES:
+            return self.dead(k, "segment_too_large", f"{len(data)} bytes > {MAX_SEGMENT_BYTES}")
+        return segment_row(
+            self.asset, segment_index=k, segment_count=self.count, input_kind="video",
+            input_format="mp4", input_bytes=data, start_s=start, end_s=end,
+        )  # fmt: skip
+
+    def dead(self, k: int, code: str, message: str) -> dict[str, Any]:
+        start, end = self.segments[k]
+        return dead_letter_row(
+            self.asset, STAGE, code, message, segment_index=k, segment_count=self.count,
+            start_s=start, end_s=end,
+        )  # fmt: skip
+
+    def truncation_tail(self) -> Iterator[dict[str, Any]]:
+        """The extra row accounting for the part of a truncated file that is missing."""
+        if self.probe.truncated:
+            yield dead_letter_row(
+                self.asset, STAGE, "media_truncated",
+                f"the file holds {self.probe.duration_s:.2f} s of video; its header says "
+                f"{self.probe.declared_s} s", segment_index=len(self.segments),
+                segment_count=self.count, start_s=self.probe.duration_s,
+                end_s=self.probe.declared_s,
+            )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Stream copy
+
+
+class _CopyOut:
+    """One segment being remuxed into an in-memory mp4."""
+
+    def __init__(self, streams: Sequence[Any], start_abs: float) -> None:
+        import av
+
+        self.buf = io.BytesIO()
+        self.out = av.open(self.buf, "w", format="mp4")
+        self.map: dict[int, Any] = {}
+        self.offset: dict[int, int] = {}
+        for s in streams:
+            o = self.out.add_stream_from_template(s)
+            self.map[s.index] = o
+            self.offset[s.index] = round(start_abs / s.time_base)
+
+    def add(self, packet: Any) -> None:
+        import av
+
+        copy = av.Packet(bytes(packet))
+        off = self.offset[packet.stream.index]
+        copy.pts = packet.pts - off
+        copy.dts = None if packet.dts is None else packet.dts - off
+        copy.duration = packet.duration
+        copy.time_base = packet.time_base
+        copy.is_keyframe = packet.is_keyframe
+        copy.stream = self.map[packet.stream.index]
+        self.out.mux(copy)
+
+    def close(self) -> bytes:
+        self.out.close()
+        return self.buf.getvalue()
+
+    def abort(self) -> None:
+        try:
+            self.out.close()
+        except Exception:  # the container may be unusable; we only release it
+            logger.debug("closing an aborted segment failed", exc_info=True)
+
+
+def _copy_segments(
+    asset: dict[str, Any], container: Any, probe: VideoProbe, plan: VideoCutPlan,
+    seg: SegmentationConfig,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Remux packets into one mp4 per planned segment (segments start and end at keyframes)."""
+    import av
+
+    rows = _Rows(asset, probe, plan)
+    vstream = container.streams.video[0]
+    astream = _audio_stream(container)
+    streams = [vstream] + ([astream] if astream is not None else [])
+    bounds = plan.segments
+    last = len(bounds) - 1
+    open_: dict[int, _CopyOut] = {}
+    next_k = 0
+    gop_t = -math.inf  # time of the keyframe that started the current video GOP (decode order)
+    v_t = -math.inf
+    a_t = -math.inf if astream is not None else math.inf
+
+    def inside(k: int, t: float) -> bool:
+        s, e = bounds[k]
+        return (s - 1e-6 <= t or k == 0) and (t < e - 1e-6 or k == last)
+
+    try:
+        for packet in container.demux(*streams):
+            if packet.pts is None or packet.size == 0:
+                continue
+            t = float(packet.pts * packet.time_base) - probe.origin_s
+            if packet.stream.index == vstream.index:
+                if packet.is_keyframe:
+                    gop_t = t
+                v_t = max(v_t, gop_t)
+                key_t = gop_t
+            else:
+                a_t = max(a_t, t)
+                key_t = t
+            # Close segments that every stream has moved past.
+            while open_ and min(open_) < len(bounds):
+                k = min(open_)
+                if k == last or min(v_t, a_t) < bounds[k][1] - 1e-6:
+                    break
+                yield rows.segment(k, open_.pop(k).close())
+            while next_k <= last and (key_t >= bounds[next_k][0] - 1e-6 or next_k == 0):
+                open_[next_k] = _CopyOut(streams, probe.origin_s + bounds[next_k][0])
+                next_k += 1
+            for k, out in open_.items():
+                if inside(k, key_t):
+                    out.add(packet)
+        for k in sorted(open_):
+            yield rows.segment(k, open_.pop(k).close())
+    except (av.error.FFmpegError, ValueError) as exc:
+        failing = min(open_) if open_ else next_k
+        for out in open_.values():
+            out.abort()
+        if failing <= last:
+            yield rows.dead(failing, "media_corrupt", f"remux failed: {exc}")
+        return
+    for k in range(next_k, last + 1):  # the packets ended before these segments began
+        yield rows.dead(k, "media_truncated", "the file ended before this segment")
+        return
+    yield from rows.truncation_tail()
+
+
+# --------------------------------------------------------------------------------------------
+# Re-encode
+
+
+def _output_size(width: int, height: int, max_height: int) -> tuple[int, int]:
+    """Even (width, height) at most ``max_height`` tall, keeping the aspect ratio."""
+    h = min(height, max_height)
+    w = max(2, round(width * h / max(1, height)))
+    return w - w % 2, max(2, h - h % 2)
+
+
+class _EncodeOut:
+    """One window being re-encoded into an in-memory mp4 (H.264 + optional AAC)."""
+
+    def __init__(
+        self, start_s: float, size: tuple[int, int], fps: Fraction, audio: tuple[int, str] | None
+    ) -> None:
+        import av
+
+        self.start_s = start_s
+        self.fps = fps
+        self.buf = io.BytesIO()
+        self.out = av.open(self.buf, "w", format="mp4")
+        self.v = self.out.add_stream("libx264", rate=fps)
+        self.v.width, self.v.height = size
+        self.v.pix_fmt = "yuv420p"
+        self.v.options = {
+            "preset": "veryfast",
+            "crf": "28",
+            "maxrate": str(MAX_VIDEO_BITRATE),
+            "bufsize": str(2 * MAX_VIDEO_BITRATE),
+        }
+        self.last_pts = -1
+        self.a: Any = None
+        if audio is not None:
+            rate, layout = audio
+            self.a = self.out.add_stream("aac", rate=rate, layout=layout)
+            self.a.bit_rate = AUDIO_BITRATE
+
+    def add_video(self, frame: Any, t: float) -> None:
+        # floor, not round: a window starting between two frames must not map them to one tick
+        pts = math.floor((t - self.start_s) * self.fps + 1e-3)
+        if pts <= self.last_pts:  # frame-rate cap and variable-rate sources: one frame per tick
+            return
+        self.last_pts = pts
+        frame.pts = pts
+        frame.time_base = 1 / self.fps
+        self.out.mux(self.v.encode(frame))
+
+    def add_audio(self, frame: Any) -> None:
+        if self.a is not None:
+            self.out.mux(self.a.encode(frame))
+
+    def close(self) -> bytes:
+        self.out.mux(self.v.encode(None))
+        if self.a is not None:
+            self.out.mux(self.a.encode(None))
+        self.out.close()
+        return self.buf.getvalue()
+
+    def abort(self) -> None:
+        try:
+            self.out.close()
+        except Exception:  # the encoder may be unusable; we only release it
+            logger.debug("closing an aborted segment failed", exc_info=True)
+
+
+def _reencode_segments(
+    asset: dict[str, Any], container: Any, probe: VideoProbe, plan: VideoCutPlan,
+    seg: SegmentationConfig,
+) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Decode once; encode each window's frames and samples into its own mp4."""
+    import av
+
+    rows = _Rows(asset, probe, plan)
+    bounds = plan.segments
+    last = len(bounds) - 1
+    vstream = container.streams.video[0]
+    vstream.thread_type = "AUTO"
+    astream = _audio_stream(container)
+    streams = [vstream] + ([astream] if astream is not None else [])
+    size = _output_size(probe.width, probe.height, seg.video_max_height)
+    fps = Fraction(min(probe.fps, MAX_OUTPUT_FPS)).limit_denominator(1001)
+    audio_cfg: tuple[int, str] | None = None
+    resampler: Any = None
+    a_rate = 0
+    if astream is not None:
+        src_rate = int(astream.codec_context.sample_rate or 44100)
+        a_rate = src_rate if src_rate in AAC_RATES else 44100
+        channels = int(astream.codec_context.channels or 1)
+        layout = "stereo" if channels >= 2 else "mono"
+        audio_cfg = (a_rate, layout)
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=a_rate)
+    sample_bounds = [(round(s * a_rate), round(e * a_rate)) for s, e in bounds]
+    a_origin: int | None = None  # sample index (relative timeline) of the first audio sample
+    a_pos = 0  # samples resampled so far
+    open_: dict[int, _EncodeOut] = {}
+    next_k = 0
+    v_t = -math.inf
+    a_t = -math.inf if astream is not None else math.inf
+
+    def ensure_open(t: float) -> None:
+        nonlocal next_k
+        while next_k <= last and (t >= bounds[next_k][0] - 1e-6 or next_k == 0):
+            open_[next_k] = _EncodeOut(bounds[next_k][0], size, fps, audio_cfg)
+            next_k += 1
+
+    def on_audio(frame: Any) -> None:
+        nonlocal a_origin, a_pos
+        for out in resampler.resample(frame):
+            if a_origin is None:
+                t0 = out.time if out.time is not None else 0.0
+                a_origin = round((t0 - probe.origin_s) * a_rate)
+            pcm = out.to_ndarray()  # (channels, n) float planes
+            c0 = a_origin + a_pos
+            c1 = c0 + pcm.shape[1]
+            a_pos += pcm.shape[1]
+            ensure_open(c0 / a_rate)
+            for k, enc in open_.items():
+                s0, s1 = sample_bounds[k]
+                if k == 0:
+                    s0 = min(s0, c0)
+                if k == last:
+                    s1 = max(s1, c1)
+                lo, hi = max(c0, s0), min(c1, s1)
+                if hi <= lo:
+                    continue
+                part = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(pcm[:, lo - c0 : hi - c0]), format="fltp",
+                    layout=audio_cfg[1] if audio_cfg else "mono",
+                )  # fmt: skip
+                part.sample_rate = a_rate
+                part.pts = lo - s0
+                part.time_base = Fraction(1, a_rate)
+                enc.add_audio(part)
+
+    try:
+        for packet in container.demux(*streams):
+            is_video = packet.stream.index == vstream.index
+            for frame in packet.decode():
+                if is_video:
+                    t = (frame.time if frame.time is not None else 0.0) - probe.origin_s
+                    v_t = max(v_t, t)
+                    ensure_open(t)
+                    image = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+                    for k, enc in open_.items():
+                        s, e = bounds[k]
+                        if (t >= s - 1e-6 or k == 0) and (t < e - 1e-6 or k == last):
+                            enc.add_video(image, max(t, s))
+                else:
+                    on_audio(frame)
+                    a_t = (a_origin + a_pos) / a_rate if a_origin is not None else a_t
+            while open_:
+                k = min(open_)
+                if k == last or min(v_t, a_t) < bounds[k][1] - 1e-6:
+                    break
+                yield rows.segment(k, open_.pop(k).close())
+        if resampler is not None:
+            on_audio(None)
+        for k in sorted(open_):
+            yield rows.segment(k, open_.pop(k).close())
+    except (av.error.FFmpegError, ValueError) as exc:
+        failing = min(open_) if open_ else next_k
+        for enc in open_.values():
+            enc.abort()
+        if failing <= last:
+            yield rows.dead(failing, "media_corrupt", f"decoding failed: {exc}")
+        return
+    for k in range(next_k, last + 1):
+        yield rows.dead(k, "media_truncated", "the file ended before this segment")
+        return
+    yield from rows.truncation_tail()
