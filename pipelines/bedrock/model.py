@@ -390,7 +390,10 @@ class EmbeddingRequest:
         if kind == "video":
             assert self.video is not None
             if self.video.embedding_mode == VideoEmbeddingMode.AUDIO_VIDEO_SEPARATE:
-                return (EmbeddingType.VIDEO, EmbeddingType.AUDIO)
+                # Only VIDEO is required: a video without an audio track has nothing to put in
+                # an AUDIO entry (the service's behaviour there is undocumented; the local
+                # endpoint omits it). Both entries are matched by type when present.
+                return (EmbeddingType.VIDEO,)
             return (EmbeddingType.AUDIO_VIDEO_COMBINED,)
         return (kind.upper(),) if kind else ()
 

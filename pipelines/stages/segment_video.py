@@ -39,7 +39,7 @@ that still exceeds ``MAX_SEGMENT_BYTES`` is dead-lettered ``segment_too_large``.
 
 Windows, tails and truncation follow :mod:`pipelines.stages.segment_audio`: a last piece adding
 less than 0.5 s is merged into the previous segment when that stays within 30 s, else dropped.
-Codes: ``file_not_found``, ``empty_file``, ``media_corrupt``, ``no_video_stream``,
+Codes: ``file_not_found``, ``empty_file``, ``media_corrupt``, ``no_video_stream``, ``not_a_video``,
 ``codec_unsupported``, ``media_empty``, ``media_truncated``, ``reencode_required``,
 ``segment_too_large``.
 """
@@ -129,6 +129,10 @@ class VideoProbe:
         return int(sizes[hi - 1] - (sizes[lo - 1] if lo else 0))
 
 
+# Demuxers FFmpeg uses for still images (a JPEG named .mp4 opens as a one-frame video).
+_IMAGE_DEMUXERS = frozenset({"image2", "gif", "webp", "apng", "bmp", "tiff", "ico"})
+
+
 def probe_video(container: Any) -> VideoProbe:
     """Demux every packet once (no decoding) and measure the video. Rewinds the container.
 
@@ -138,6 +142,14 @@ def probe_video(container: Any) -> VideoProbe:
 
     if not container.streams.video:
         raise DataError("no_video_stream", "the file has no video stream")
+    fmt_names = set(str(container.format.name or "").split(","))
+    if fmt_names & _IMAGE_DEMUXERS or any(n.endswith("_pipe") for n in fmt_names):
+        # FFmpeg opens a still image as a one-frame "video"; embedding it as a clip would
+        # silently index the wrong thing under the wrong modality.
+        raise DataError(
+            "not_a_video",
+            f"the file is a still image ({container.format.name}), not a video",
+        )
     vstream = container.streams.video[0]
     vctx = vstream.codec_context
     if vctx is None or vctx.codec is None:

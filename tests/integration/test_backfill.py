@@ -238,3 +238,29 @@ def test_permanent_errors_become_dead_letters_with_the_service_code(
     embed_dead = {r["asset_id"] for r in dead if r["stage"] == "embed"}
     assert embed_dead == good_images
     assert {r["error_code"] for r in dead if r["stage"] == "embed"} == {"ModelErrorException"}
+
+
+def test_audio_video_separate_gives_two_points_per_segment_and_handles_silent_video(
+    corpus: dict[str, Any], emulator: Endpoints, tmp_path: Path
+) -> None:
+    job = _job(
+        corpus,
+        emulator,
+        tmp_path,
+        "usecase.modalities=[video]",
+        "embedding.video_embedding_mode=AUDIO_VIDEO_SEPARATE",
+        "segmentation.video_window_s=5",
+    )
+    rep = run_backfill(job).report
+    assert rep["embedded"] == 2  # vid-1 and vid-silent; the broken videos are dead letters
+    points = _points(tmp_path / "qdrant", job.qdrant.collection).values()
+    by_asset: dict[str, list[str]] = {}
+    for p in points:
+        by_asset.setdefault(p["asset_id"], []).append(p["embedding_type"])
+    assert sorted(set(by_asset["vid-1"])) == ["AUDIO", "VIDEO"]
+    assert by_asset["vid-1"].count("AUDIO") == by_asset["vid-1"].count("VIDEO") >= 2
+    assert set(by_asset["vid-silent"]) == {"VIDEO"}
+    sent = [r for r in emulator.emulator.requests if r.operation == "InvokeModel"]
+    assert {r.body["singleEmbeddingParams"]["video"]["embeddingMode"] for r in sent} == {
+        "AUDIO_VIDEO_SEPARATE"
+    }
