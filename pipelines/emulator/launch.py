@@ -1,0 +1,78 @@
+"""Start the local endpoints together: moto's S3 server, then the Bedrock emulator using it.
+
+``local_endpoints`` sets nothing global (no environment variables, no patched botocore): callers
+pass ``Endpoints.bedrock_url`` / ``Endpoints.s3_url`` to their clients explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.config.schema import EmulatorConfig
+from pipelines.emulator.server import EmulatorServer
+
+# Dummy credentials for clients of the local endpoints (they are never checked).
+DUMMY_ACCESS_KEY = "testing"
+DUMMY_SECRET_KEY = "testing"
+
+
+@dataclass
+class Endpoints:
+    """The running local endpoints: URLs and the emulator object (for stats and control)."""
+
+    bedrock_url: str
+    s3_url: str
+    emulator: EmulatorServer
+    region: str = "us-east-1"
+
+    def bedrock_runtime_client(self, max_attempts: int = 1, read_timeout_s: float = 60.0) -> Any:
+        """A boto3 ``bedrock-runtime`` client for the emulator (dummy credentials; botocore
+        retries limited to ``max_attempts`` so that tests see every error)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "bedrock-runtime",
+            endpoint_url=self.bedrock_url,
+            region_name=self.region,
+            aws_access_key_id=DUMMY_ACCESS_KEY,
+            aws_secret_access_key=DUMMY_SECRET_KEY,
+            config=Config(
+                retries={"total_max_attempts": max_attempts}, read_timeout=read_timeout_s
+            ),
+        )
+
+    def s3_client(self) -> Any:
+        """A boto3 S3 client for the local S3 (dummy credentials)."""
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.s3_url,
+            region_name=self.region,
+            aws_access_key_id=DUMMY_ACCESS_KEY,
+            aws_secret_access_key=DUMMY_SECRET_KEY,
+        )
+
+
+@contextlib.contextmanager
+def local_endpoints(cfg: EmulatorConfig | None = None) -> Iterator[Endpoints]:
+    """Run moto S3 (on ``cfg.s3_port``, 0 = free port) and the emulator (``cfg.port``) on
+    ``cfg.host``; both stop when the block exits."""
+    from moto.server import ThreadedMotoServer
+
+    cfg = cfg if cfg is not None else EmulatorConfig()
+    s3 = ThreadedMotoServer(ip_address=cfg.host, port=cfg.s3_port, verbose=False)
+    s3.start()
+    try:
+        host, port = s3.get_host_and_port()
+        s3_url = f"http://{host}:{port}"
+        with EmulatorServer(cfg, s3_endpoint_url=s3_url) as emulator:
+            yield Endpoints(
+                bedrock_url=emulator.url, s3_url=s3_url, emulator=emulator, region=cfg.region
+            )
+    finally:
+        s3.stop()
