@@ -1,6 +1,6 @@
 """``make demo``: generate a corpus, start the local endpoints, backfill and query every use case.
 
-    python -m jobs.demo [out_dir=demo_data] [usecases=[product_search,mixed_media]]
+python -m jobs.demo [out_dir=demo_data] [usecases=[product_search,mixed_media]]
 """
 
 from __future__ import annotations

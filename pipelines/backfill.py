@@ -151,7 +151,7 @@ def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
     dlq = DeadLetterWriter(run_dir / "dead_letter.parquet")
     for r in ledger.dead_letters():
         dlq.add(r)
-    dead_path = dlq.close()
+    dead_path = Path(dlq.close())
     report_path = write_report(report, run_dir)
     _summary(report, report_path, dead_path)
     return BackfillResult(run_dir, report_path, dead_path, report)
@@ -228,7 +228,27 @@ def _execute(
             num_cpus=cfg.bedrock.actor_num_cpus,
         )
 
-    last_progress = time.monotonic()
+    server_writers = cfg.qdrant.url is not None
+    if server_writers:
+        from pipelines.sinks.qdrant_stage import QdrantWriteFn
+
+        # A server takes parallel writers: upserts go from the actors straight to Qdrant and
+        # only slim acknowledgements come back to the driver.
+        embedded = embedded.map_batches(
+            QdrantWriteFn,
+            batch_size=cfg.qdrant.batch_size,
+            batch_format="pyarrow",
+            fn_constructor_kwargs={
+                "qdrant": cfg.qdrant,
+                "dimension": cfg.embedding.dimension,
+                "embedding": cfg.embedding,
+                "segmentation": cfg.segmentation,
+            },
+            compute=rd.ActorPoolStrategy(size=cfg.qdrant.writers),
+            num_cpus=cfg.ray.writer_num_cpus,
+        )
+
+    started = last_progress = time.monotonic()
     pending: list[dict[str, Any]] = []
 
     def flush() -> None:
@@ -252,21 +272,41 @@ def _execute(
     for batch in embedded.iter_batches(batch_size=cfg.qdrant.batch_size, batch_format="pyarrow"):
         for row in batch.to_pylist():
             ledger.observe(row)
-            if row.get("error_code") is None:
+            if row.get("error_code") is not None:
+                continue
+            if server_writers:
+                ledger.written(row["asset_id"], row["segment_index"])
+            else:
                 pending.append(row)
         if len(pending) >= cfg.qdrant.batch_size:
             flush()
         if time.monotonic() - last_progress > 5.0:
             last_progress = time.monotonic()
-            counts = ledger.outcome_counts()
-            done = sum(1 for s in ledger.assets.values() if s.complete or s.failures)
-            _say(
-                f"progress: {done}/{len(ledger.assets) - counts.get('skipped_modality', 0)} "
-                f"assets settled, {sum(s.points_written for s in ledger.assets.values())} points"
-            )
+            _progress(ledger, todo.num_rows, started)
     flush()
     snapshot = ray.get(budget.snapshot.remote())
     return {"rate_budget": snapshot}
+
+
+def _progress(ledger: AssetLedger, total: int, started: float) -> None:
+    settled = points = calls = throttles = failed = 0
+    for st in ledger.assets.values():
+        if st.outcome is not None:
+            continue
+        points += st.points_written
+        calls += st.bedrock_calls
+        throttles += st.throttles
+        if st.failures:
+            failed += 1
+            settled += 1
+        elif st.complete:
+            settled += 1
+    elapsed = max(1e-6, time.monotonic() - started)
+    _say(
+        f"progress: {settled}/{total} assets settled ({failed} failed), {points} points, "
+        f"{calls} Bedrock calls ({calls / elapsed * 60:.0f}/min, {throttles} throttled), "
+        f"{elapsed:.0f}s"
+    )
 
 
 def _count_check(writer: Any, ledger: AssetLedger) -> dict[str, Any]:

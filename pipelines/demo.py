@@ -81,16 +81,18 @@ def build_corpus(root: Path) -> tuple[Path, list[DemoQuery]]:
     queries_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
 
-    def add(asset_id: str, path: Path | None, label: str, text: str | None = None, **meta: Any) -> None:
+    def add(
+        asset_id: str, path: Path | None, label: str, text: str | None = None, **meta: Any
+    ) -> None:
         rows.append(
             {
                 "asset_id": asset_id,
                 "uri": str(path.resolve()) if path else None,
                 "modality": None,
                 "text": text,
-                "content_version": _sha(path) if path else hashlib.sha256(
-                    (text or "").encode()
-                ).hexdigest()[:32],
+                "content_version": _sha(path)
+                if path
+                else hashlib.sha256((text or "").encode()).hexdigest()[:32],
                 "metadata": json.dumps(meta),
                 "label": label,
                 "source": "demo",
@@ -186,11 +188,10 @@ def _render_page(pdf: Path, page: int, out: Path, dpi: int) -> None:
 def compose_backfill(overrides: list[str]) -> BackfillJobConfig:
     """Compose ``conf/backfill.yaml`` with overrides, as the command line would."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     from pipelines.config.store import register_configs
-
-    from hydra.core.global_hydra import GlobalHydra
 
     register_configs()
     if GlobalHydra.instance().is_initialized():
@@ -270,6 +271,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         stats = ep.emulator.stats()
     total = time.monotonic() - t0
     print(f"\n[demo] finished {len(cfg.usecases)} use cases in {total:.0f}s")
-    print(f"[demo] endpoint saw {stats.get('requests')} requests, {stats.get('throttles')} throttled")
+    print(
+        f"[demo] endpoint saw {stats.get('requests')} requests, {stats.get('throttles')} throttled"
+    )
     results["duration_s"] = total
     return results

@@ -61,11 +61,14 @@ def validate_segmentation(cfg: SegmentationConfig, prefix: str = "segmentation")
     _one_of(f"{prefix}.audio_format", cfg.audio_format, ("mp3", "wav", "ogg"))
     _one_of(f"{prefix}.video_reencode", cfg.video_reencode, ("auto", "always", "never"))
     if not 100 <= cfg.text_max_chars <= 50_000:
-        raise ConfigError(f"{prefix}.text_max_chars", f"must be in 100..50000, got {cfg.text_max_chars}")
+        raise ConfigError(
+            f"{prefix}.text_max_chars", f"must be in 100..50000, got {cfg.text_max_chars}"
+        )
     if not 0 <= cfg.text_overlap_chars < cfg.text_max_chars // 2:
         raise ConfigError(
             f"{prefix}.text_overlap_chars",
-            f"must be in 0..text_max_chars/2 ({cfg.text_max_chars // 2}), got {cfg.text_overlap_chars}",
+            f"must be in 0..text_max_chars/2 ({cfg.text_max_chars // 2}), "
+            f"got {cfg.text_overlap_chars}",
         )
     if not 36 <= cfg.pdf_dpi <= 600:
         raise ConfigError(f"{prefix}.pdf_dpi", f"must be in 36..600, got {cfg.pdf_dpi}")
@@ -114,12 +117,12 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
             "bedrock.actor_num_cpus",
             f"must be in (0, 1]; I/O actors take a fraction of a CPU, got {cfg.actor_num_cpus}",
         )
-    if seg is not None and seg.mode == "service":
-        if not cfg.s3_staging_uri or not cfg.s3_staging_uri.startswith("s3://"):
-            raise ConfigError(
-                "bedrock.s3_staging_uri",
-                "segmentation.mode=service needs an s3://bucket/prefix for inputs and outputs",
-            )
+    staging_ok = bool(cfg.s3_staging_uri and cfg.s3_staging_uri.startswith("s3://"))
+    if seg is not None and seg.mode == "service" and not staging_ok:
+        raise ConfigError(
+            "bedrock.s3_staging_uri",
+            "segmentation.mode=service needs an s3://bucket/prefix for inputs and outputs",
+        )
 
 
 def validate_qdrant(cfg: QdrantConfig) -> None:

@@ -164,7 +164,7 @@ def get_or_create_budget(
     """
     import ray
 
-    @ray.remote(num_cpus=0, max_concurrency=1)
+    @ray.remote(num_cpus=0, max_concurrency=1)  # type: ignore[call-overload]
     class RateBudgetActor:
         def __init__(self, settings: RateBudgetSettings) -> None:
             self.budget = AdaptiveRateBudget(settings)

@@ -16,7 +16,9 @@ from pipelines.core.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 USECASES = sorted(p.stem for p in (CONF / "usecase").glob("*.yaml"))
-GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("bedrock", "qdrant", "ray")}
+GROUPS = {
+    g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("bedrock", "qdrant", "ray")
+}
 
 
 def _compose(overrides: list[str]) -> BackfillJobConfig:
@@ -87,9 +89,9 @@ def test_any_key_is_overridable_on_the_command_line() -> None:
 
 
 def test_unknown_key_and_wrong_type_fail_at_composition() -> None:
-    with pytest.raises(ConfigCompositionException, match="embedding.dimensio"):
+    with pytest.raises(ConfigCompositionException, match=r"embedding\.dimensio"):
         _compose(["embedding.dimensio=5"])
-    with pytest.raises(ConfigCompositionException, match="embedding.dimension"):
+    with pytest.raises(ConfigCompositionException, match=r"embedding\.dimension"):
         _compose(["embedding.dimension=abc"])
 
 

@@ -61,7 +61,7 @@ def accepted_rate(events: list[tuple[float, bool]], t0: float, t1: float) -> flo
 
 
 def test_paces_at_the_configured_quota_without_throttles() -> None:
-    events, budget = simulate(configured_rpm=600, real_rpm=600, seconds=60)
+    events, _ = simulate(configured_rpm=600, real_rpm=600, seconds=60)
     throttled = sum(1 for _, ok in events if not ok)
     assert throttled / len(events) <= 0.01
     assert accepted_rate(events, 5, 60) >= 0.95 * 600
