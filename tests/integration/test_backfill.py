@@ -264,3 +264,35 @@ def test_audio_video_separate_gives_two_points_per_segment_and_handles_silent_vi
     assert {r.body["singleEmbeddingParams"]["video"]["embeddingMode"] for r in sent} == {
         "AUDIO_VIDEO_SEPARATE"
     }
+
+
+def test_service_segmentation_stages_to_s3_and_maps_segments_to_points(
+    corpus: dict[str, Any], emulator: Endpoints, tmp_path: Path, bucket: str
+) -> None:
+    job = _job(
+        corpus,
+        emulator,
+        tmp_path,
+        "usecase.modalities=[audio,video,text]",
+        "segmentation.mode=service",
+        "segmentation.service_duration_s=5",
+        f"bedrock.s3_staging_uri=s3://{bucket}/staging",
+        "bedrock.async_poll_min_s=0.1",
+        "bedrock.async_poll_max_s=0.5",
+    )
+    rep = run_backfill(job).report
+    good = {"aud-1", "vid-1", "vid-silent", "txt-1", "inline-1"}
+    assert rep["embedded"] == len(good)
+    points = _points(tmp_path / "qdrant", job.qdrant.collection).values()
+    assert {p["asset_id"] for p in points} == good
+    audio = sorted(
+        (p for p in points if p["asset_id"] == "aud-1"), key=lambda p: p["segment_index"]
+    )
+    # 35 s of audio in 5 s service segments, each with its time span.
+    assert len(audio) == 7
+    assert [p["start_s"] for p in audio] == pytest.approx([0, 5, 10, 15, 20, 25, 30], abs=0.01)
+    started = [r for r in emulator.emulator.requests if r.operation == "StartAsyncInvoke"]
+    assert started and all(
+        r.body["modelInput"]["taskType"] == "SEGMENTED_EMBEDDING" for r in started
+    )
+    assert not [r for r in emulator.emulator.requests if r.operation == "InvokeModel"]
