@@ -281,6 +281,7 @@ def _execute(
         if len(pending) >= cfg.qdrant.batch_size:
             flush()
         if time.monotonic() - last_progress > 5.0:
+            flush()
             last_progress = time.monotonic()
             _progress(ledger, todo.num_rows, started)
     flush()
