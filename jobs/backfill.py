@@ -8,6 +8,7 @@ Works the same under ``ray job submit --working-dir . -- python -m jobs.backfill
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -24,6 +25,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.backfill import run_backfill
 
+    # botocore logs every credential lookup at INFO under Hydra's default logging.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     cfg = OmegaConf.to_object(dcfg)
     assert isinstance(cfg, BackfillJobConfig)
     try:

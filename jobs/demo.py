@@ -5,6 +5,7 @@ python -m jobs.demo [out_dir=demo_data] [usecases=[product_search,mixed_media]]
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -20,6 +21,8 @@ ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
 def main(dcfg: DictConfig) -> None:
     from pipelines.demo import run_demo
 
+    # botocore logs every credential lookup at INFO under Hydra's default logging.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     cfg = OmegaConf.to_object(dcfg)
     assert isinstance(cfg, DemoConfig)
     results = run_demo(cfg)

@@ -178,6 +178,57 @@ def build_corpus(root: Path) -> tuple[Path, list[DemoQuery]]:
     return manifest, queries
 
 
+def _embed_one_of_each(root: Path, endpoint_url: str) -> None:
+    """One synchronous call per modality through the client: dimension and norm of each vector."""
+    import math
+
+    from pipelines.bedrock.client import NovaEmbeddingsClient
+    from pipelines.bedrock.model import EmbeddingRequest
+    from pipelines.config.schema import BedrockConfig
+
+    client = NovaEmbeddingsClient.from_config(BedrockConfig(endpoint_url=endpoint_url))
+    corpus = root / "corpus"
+    page = root / "queries" / "report-1-page-2.png"
+    clip = corpus / "video" / "clip-1.mp4"
+    requests = [
+        (
+            "text",
+            EmbeddingRequest.for_text("Lava flows from the volcano into the sea.", dimension=1024),
+        ),
+        (
+            "image",
+            EmbeddingRequest.for_image(
+                (corpus / "images" / "product-000.jpg").read_bytes(), "jpeg", dimension=1024
+            ),
+        ),
+        (
+            "document page",
+            EmbeddingRequest.for_image(
+                page.read_bytes(), "png", detail_level="DOCUMENT_IMAGE", dimension=1024
+            ),
+        ),
+        (
+            "audio",
+            EmbeddingRequest.for_audio(
+                (corpus / "audio" / "speech-2.mp3").read_bytes(), "mp3", dimension=1024
+            ),
+        ),
+        (
+            "video",
+            EmbeddingRequest.for_video(
+                clip.read_bytes(), "mp4", "AUDIO_VIDEO_SEPARATE", dimension=1024
+            ),
+        ),
+    ]
+    print("[demo] one inline example of every modality (InvokeModel, 1024-d):")
+    for name, req in requests:
+        result = client.embed_with_retry(req)
+        for emb in result.embeddings:
+            norm = math.sqrt(sum(v * v for v in emb.vector))
+            dim = len(emb.vector)
+            print(f"         {name:<14} {emb.embedding_type:<22} dim={dim} norm={norm:.6f}")
+
+
 def _render_page(pdf: Path, page: int, out: Path, dpi: int) -> None:
     import pymupdf
 
@@ -234,6 +285,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with local_endpoints(emu_cfg) as ep:
         print(f"[demo] bedrock endpoint: {ep.bedrock_url}   s3 endpoint: {ep.s3_url}")
+        _embed_one_of_each(root, ep.bedrock_url)
         for usecase in cfg.usecases:
             print(f"\n[demo] ===== {usecase} =====", flush=True)
             job = compose_backfill(
