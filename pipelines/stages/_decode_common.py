@@ -7,7 +7,9 @@ propagate and fail the job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 # Largest encoded image we put inline in a request. The whole request body may be 25 MB after
@@ -51,3 +53,36 @@ def describe(exc: BaseException) -> str:
     """A one-line description of an exception for a dead-letter message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+@contextlib.contextmanager
+def local_source(
+    asset: Mapping[str, Any], s3_endpoint_url: str | None, stage: str, what: str
+) -> Iterator[str | dict[str, Any]]:
+    """Yield a local path for the asset's ``uri``, or the dead-letter row saying why not.
+
+    Covers what every decoder checks first: a missing ``uri``, a source that cannot be opened
+    (:func:`source_error`) and an empty file. Infrastructure failures propagate. ``what`` names
+    the asset in messages ("an image asset").
+    """
+    from pipelines.core.io import open_local
+    from pipelines.core.rows import dead_letter_row
+
+    uri = asset.get("uri")
+    if not uri:
+        yield dead_letter_row(asset, stage, CODE_MISSING_URI, f"{what} needs a uri")
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(open_local(str(uri), s3_endpoint_url))
+            size = os.path.getsize(path)
+        except Exception as exc:
+            mapped = source_error(exc)
+            if mapped is None:
+                raise
+            yield dead_letter_row(asset, stage, mapped[0], mapped[1])
+            return
+        if size == 0:
+            yield dead_letter_row(asset, stage, CODE_EMPTY_FILE, "the file has zero bytes")
+            return
+        yield path

@@ -22,18 +22,14 @@ import codecs
 import os
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
 from typing import Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError
-from pipelines.core.io import open_local
 from pipelines.core.rows import dead_letter_row, segment_row
 from pipelines.stages._decode_common import (
-    CODE_EMPTY_FILE,
-    CODE_MISSING_URI,
     describe,
-    source_error,
+    local_source,
 )
 
 STAGE = "decode"
@@ -193,20 +189,11 @@ def decode_text(
 
 def _load_text(asset: Mapping[str, Any], s3_endpoint_url: str | None) -> str | dict[str, Any]:
     """The decoded text of the asset's file, or a dead-letter row."""
-    uri = asset.get("uri")
-    if not uri:
-        return dead_letter_row(asset, STAGE, CODE_MISSING_URI, "neither text nor uri is set")
-    with ExitStack() as stack:
-        try:
-            path = stack.enter_context(open_local(str(uri), s3_endpoint_url))
-            size = os.path.getsize(path)
-        except Exception as exc:
-            mapped = source_error(exc)
-            if mapped is None:
-                raise
-            return dead_letter_row(asset, STAGE, mapped[0], mapped[1])
-        if size == 0:
-            return dead_letter_row(asset, STAGE, CODE_EMPTY_FILE, "the file has zero bytes")
+    with local_source(asset, s3_endpoint_url, STAGE, "a text asset without inline text") as src:
+        if isinstance(src, dict):
+            return src
+        path = src
+        size = os.path.getsize(path)
         if size > MAX_TEXT_BYTES:
             return dead_letter_row(
                 asset,

@@ -35,18 +35,14 @@ import io
 import os
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.io import open_local
 from pipelines.core.rows import dead_letter_row, segment_row
 from pipelines.stages._decode_common import (
-    CODE_EMPTY_FILE,
-    CODE_MISSING_URI,
     MAX_INLINE_IMAGE_BYTES,
     describe,
-    source_error,
+    local_source,
 )
 
 if TYPE_CHECKING:
@@ -95,25 +91,12 @@ def decode_image(
     The row has ``input_kind="image"``, ``input_format`` in png/jpeg/gif/webp, ``input_bytes``
     and ``detail_level=emb.image_detail_level``. Never raises for data errors.
     """
-    uri = asset.get("uri")
-    if not uri:
-        yield dead_letter_row(asset, STAGE, CODE_MISSING_URI, "an image asset needs a uri")
-        return
-    with ExitStack() as stack:
-        try:
-            path = stack.enter_context(open_local(str(uri), s3_endpoint_url))
-            size = os.path.getsize(path)
-        except Exception as exc:
-            mapped = source_error(exc)
-            if mapped is None:
-                raise
-            yield dead_letter_row(asset, STAGE, mapped[0], mapped[1])
-            return
-        if size == 0:
-            yield dead_letter_row(asset, STAGE, CODE_EMPTY_FILE, "the file has zero bytes")
+    with local_source(asset, s3_endpoint_url, STAGE, "an image asset") as source:
+        if isinstance(source, dict):
+            yield source
             return
         try:
-            data, fmt = encode_image_file(path, seg.image_max_side, seg.image_max_pixels)
+            data, fmt = encode_image_file(source, seg.image_max_side, seg.image_max_pixels)
         except _ImageRefused as refused:
             yield dead_letter_row(asset, STAGE, refused.code, refused.message)
             return

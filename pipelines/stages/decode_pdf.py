@@ -41,20 +41,16 @@ import bisect
 import math
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError
-from pipelines.core.io import open_local
 from pipelines.core.rows import dead_letter_row, segment_row
 from pipelines.stages._decode_common import (
-    CODE_EMPTY_FILE,
-    CODE_MISSING_URI,
     MAX_INLINE_IMAGE_BYTES,
     describe,
-    source_error,
+    local_source,
 )
 from pipelines.stages.chunk_text import check_chunk_sizes, chunk_text
 
@@ -115,33 +111,23 @@ def decode_pdf(
         check_chunk_sizes(seg.text_max_chars, seg.text_overlap_chars)
     if seg.pdf_dpi <= 0 or seg.pdf_max_pixels <= 0:
         raise ConfigError("segmentation.pdf_dpi", "pdf_dpi and pdf_max_pixels must be positive")
-    uri = asset.get("uri")
-    if not uri:
-        yield dead_letter_row(asset, STAGE, CODE_MISSING_URI, "a document asset needs a uri")
-        return
-    with ExitStack() as stack:
-        try:
-            path = stack.enter_context(open_local(str(uri), s3_endpoint_url))
-            size = os.path.getsize(path)
-        except Exception as exc:
-            mapped = source_error(exc)
-            if mapped is None:
-                raise
-            yield dead_letter_row(asset, STAGE, mapped[0], mapped[1])
+    with local_source(asset, s3_endpoint_url, STAGE, "a document asset") as source:
+        if isinstance(source, dict):
+            yield source
             return
-        if size == 0:
-            yield dead_letter_row(asset, STAGE, CODE_EMPTY_FILE, "the file has zero bytes")
-            return
+        path = source
         opened = _open_pdf(path)
         if isinstance(opened, tuple):
             yield dead_letter_row(asset, STAGE, opened[0], opened[1])
             return
         doc = opened
-        stack.callback(doc.close)
-        if seg.pdf_mode == "image":
-            yield from _image_mode(asset, doc, seg, emb)
-        else:
-            yield from _text_or_auto_mode(asset, doc, seg, emb)
+        try:
+            if seg.pdf_mode == "image":
+                yield from _image_mode(asset, doc, seg, emb)
+            else:
+                yield from _text_or_auto_mode(asset, doc, seg, emb)
+        finally:
+            doc.close()
 
 
 def _open_pdf(path: str) -> pymupdf.Document | tuple[str, str]:
