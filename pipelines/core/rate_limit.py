@@ -8,7 +8,8 @@ and callers sleep locally.
 The configured quota is a ceiling, not a promise. On ``ThrottlingException`` the allowed rate drops
 to a little under the rate the service actually accepted over the last few seconds (or by a
 multiplicative factor when there is too little history), at most once per cooldown; without
-throttles it climbs back additively towards the ceiling. Measuring the accepted rate, rather than
+throttles it climbs back additively towards the ceiling, quickly up to the rate the service last
+accepted and slowly above it (probing for more quota without charging back into the limit). Measuring the accepted rate, rather than
 halving blindly, is what lets the pipeline settle close to the real quota when the configured one
 is wrong, instead of oscillating around 75% of it as plain AIMD does.
 """
@@ -36,8 +37,11 @@ class RateBudgetSettings:
     decrease_factor: float = 0.7
     # After a decrease, no other decrease for this long (throttles of in-flight calls echo).
     cooldown_s: float = 2.0
-    # Additive increase: fraction of the ceiling regained per second without throttles.
+    # Additive increase: fraction of the ceiling regained per second without throttles ...
     increase_per_s: float = 0.01
+    # ... slowed by this factor above the rate the service last accepted (probing, not charging
+    # back into the wall: without it a too-high configured quota throttles every few seconds).
+    probe_slowdown: float = 20.0
     # Accepted-rate window (seconds).
     window_s: float = 8.0
     # Never go below this fraction of the ceiling.
@@ -64,6 +68,8 @@ class AdaptiveRateBudget:
         self._last_adjust = now
         self._last_decrease = -1e18
         self._accepted: collections.deque[float] = collections.deque()
+        # Fraction of the ceiling the service accepted when it last throttled (None: never).
+        self._known_good: float | None = None
         self.granted = 0
         self.throttles = 0
         self.successes = 0
@@ -114,6 +120,7 @@ class AdaptiveRateBudget:
         current_rps, _ = self._rates()
         if accepted_rps > 0 and len(self._accepted) >= 8:
             target = min(current_rps * 0.95, accepted_rps * self.s.backoff_margin)
+            self._known_good = accepted_rps / self.ceiling_rps
         else:
             target = current_rps * self.s.decrease_factor
         self.fraction = max(self.s.min_fraction, min(1.0, target / self.ceiling_rps))
@@ -135,7 +142,13 @@ class AdaptiveRateBudget:
         self._last_adjust = now
         if dt <= 0 or now - self._last_decrease < self.s.cooldown_s:
             return
-        self.fraction = min(1.0, self.fraction + self.s.increase_per_s * dt)
+        step = self.s.increase_per_s * dt
+        if (
+            self._known_good is not None
+            and self.fraction >= self._known_good * self.s.backoff_margin
+        ):
+            step /= self.s.probe_slowdown
+        self.fraction = min(1.0, self.fraction + step)
 
     def snapshot(self) -> dict[str, Any]:
         rps, tps = self._rates()
