@@ -9,9 +9,10 @@ The configured quota is a ceiling, not a promise. On ``ThrottlingException`` the
 to a little under the rate the service actually accepted over the last few seconds (or by a
 multiplicative factor when there is too little history), at most once per cooldown; without
 throttles it climbs back additively towards the ceiling, quickly up to the rate the service last
-accepted and slowly above it (probing for more quota without charging back into the limit). Measuring the accepted rate, rather than
-halving blindly, is what lets the pipeline settle close to the real quota when the configured one
-is wrong, instead of oscillating around 75% of it as plain AIMD does.
+accepted and slowly above it (probing for more quota without charging back into the limit).
+Measuring the accepted rate, rather than halving blindly, is what lets the pipeline settle close to
+the real quota when the configured one is wrong, instead of oscillating around 75% of it as plain
+AIMD does.
 """
 
 from __future__ import annotations
