@@ -39,6 +39,10 @@ that still exceeds ``MAX_SEGMENT_BYTES`` is dead-lettered ``segment_too_large``.
 
 Windows, tails and truncation follow :mod:`pipelines.stages.segment_audio`: a last piece adding
 less than 0.5 s is merged into the previous segment when that stays within 30 s, else dropped.
+A segment never carries frames or samples past its planned end: a dropped tail goes nowhere (and
+is not even read), an audio packet straddling a stream-copy cut goes to neither side, and
+re-encoded audio loses up to one AAC frame rather than decode to more than ``END_SLACK_S`` past
+the window, so no segment decodes to more than 30 s.
 Codes: ``file_not_found``, ``empty_file``, ``media_corrupt``, ``no_video_stream``, ``not_a_video``,
 ``codec_unsupported``, ``media_empty``, ``media_truncated``, ``reencode_required``,
 ``segment_too_large``.
@@ -46,6 +50,7 @@ Codes: ``file_not_found``, ``empty_file``, ``media_corrupt``, ``no_video_stream`
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import math
@@ -82,6 +87,10 @@ MAX_SEGMENT_BYTES = 15_000_000
 MAX_VIDEO_BITRATE = 2_500_000
 AUDIO_BITRATE = 96_000
 MAX_OUTPUT_FPS = 30.0
+# A segment may decode to at most this much more than its planned span (audio packets or AAC
+# frames reaching past the cut); well under the 50 ms between MAX_WINDOW_S and the API's 30 s.
+END_SLACK_S = 0.025
+AAC_FRAME = 1024
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 Method = Literal["copy", "reencode"]
@@ -107,6 +116,10 @@ class VideoProbe:
     # Every packet's relative time and size, for the byte size of a planned copy segment.
     packet_times: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     packet_sizes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    # (sorted times, cumulative sizes), computed once for bytes_between
+    _cumulative: tuple[np.ndarray, np.ndarray] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
 
     @property
     def truncated(self) -> bool:
@@ -119,9 +132,10 @@ class VideoProbe:
         """Bytes of the packets timed in ``[start_s, end_s)`` (what a copy segment carries)."""
         if self.packet_times.size == 0:
             return 0
-        order = np.argsort(self.packet_times, kind="stable")
-        times = self.packet_times[order]
-        sizes = np.cumsum(self.packet_sizes[order])
+        if self._cumulative is None:
+            order = np.argsort(self.packet_times, kind="stable")
+            self._cumulative = (self.packet_times[order], np.cumsum(self.packet_sizes[order]))
+        times, sizes = self._cumulative
         lo = int(np.searchsorted(times, start_s - 1e-6, "left"))
         hi = int(np.searchsorted(times, end_s - 1e-6, "left"))
         if hi <= lo:
@@ -156,32 +170,53 @@ def probe_video(container: Any) -> VideoProbe:
         raise DataError("codec_unsupported", f"no decoder for video stream #{vstream.index}")
     astream = _audio_stream(container)
     streams = [vstream] + ([astream] if astream is not None else [])
-    keyframes: list[float] = []
-    times: list[float] = []
-    sizes: list[int] = []
-    v_first: float | None = None
-    end: float | None = None
+    # Per-packet work is kept to attribute reads and list appends (no Fraction arithmetic):
+    # this pass costs about as much as the stream copy that follows it.
+    v_index = vstream.index
+    v_pts: list[int] = []
+    v_end: list[int] = []
+    v_size: list[int] = []
+    keys: list[int] = []
+    a_pts: list[int] = []
+    a_end: list[int] = []
+    a_size: list[int] = []
     try:
         for packet in container.demux(*streams):
-            if packet.pts is None or packet.time_base is None or packet.size == 0:
+            pts = packet.pts
+            size = packet.size
+            if pts is None or not size:
                 continue
-            t = float(packet.pts * packet.time_base)
-            t_end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-            end = t_end if end is None else max(end, t_end)
-            times.append(t)
-            sizes.append(packet.size)
-            if packet.stream.index == vstream.index:
-                v_first = t if v_first is None else min(v_first, t)
+            if packet.stream_index == v_index:
+                v_pts.append(pts)
+                v_end.append(pts + (packet.duration or 0))
+                v_size.append(size)
                 if packet.is_keyframe:
-                    keyframes.append(t)
+                    keys.append(pts)
+            else:
+                a_pts.append(pts)
+                a_end.append(pts + (packet.duration or 0))
+                a_size.append(size)
         container.seek(0)
     except av.error.FFmpegError as exc:
         raise DataError(open_error_code(exc), f"cannot demux video: {exc}") from exc
-    if v_first is None or end is None:
+    if not v_pts:
         raise DataError("media_empty", "the video stream holds no packets")
+    if not vstream.time_base or (a_pts and astream is not None and not astream.time_base):
+        raise DataError("media_corrupt", "a stream has no time base")
+    # Exact (Fraction) times for the few values that become segment bounds; floats for the rest.
+    v_first = float(min(v_pts) * vstream.time_base)
+    end = float(max(v_end) * vstream.time_base)
+    if a_end and astream is not None:
+        end = max(end, float(max(a_end) * astream.time_base))
+    v_tb = float(vstream.time_base)
+    a_tb = float(astream.time_base) if astream is not None and a_pts else 0.0
     declared = float(container.duration) / 1_000_000 if container.duration else None
     if declared is not None and container.start_time is not None:
         declared -= max(0.0, v_first - float(container.start_time) / 1_000_000)
+    times = np.concatenate(
+        [np.asarray(v_pts, dtype=np.float64) * v_tb, np.asarray(a_pts, dtype=np.float64) * a_tb]
+    )
+    sizes = np.asarray(v_size + a_size, dtype=np.int64)
     rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
     return VideoProbe(
         video_codec=str(vctx.codec.name),
@@ -189,12 +224,12 @@ def probe_video(container: Any) -> VideoProbe:
         origin_s=v_first,
         duration_s=max(0.0, end - v_first),
         declared_s=declared,
-        keyframes_s=sorted(k - v_first for k in keyframes),
+        keyframes_s=sorted(float(k * vstream.time_base) - v_first for k in keys),
         width=int(vctx.width),
         height=int(vctx.height),
         fps=float(rate) if rate else 25.0,
-        packet_times=np.asarray(times, dtype=np.float64) - v_first,
-        packet_sizes=np.asarray(sizes, dtype=np.int64),
+        packet_times=times - v_first,
+        packet_sizes=sizes,
     )
 
 
@@ -449,18 +484,18 @@ class _CopyOut:
             self.map[s.index] = o
             self.offset[s.index] = round(start_abs / s.time_base)
 
-    def add(self, packet: Any) -> None:
-        import av
+    def add(self, packet: Any, index: int, pts: int, dts: int | None) -> None:
+        """Mux the demuxed ``packet`` itself, retimed in place (no copy of its data).
 
-        copy = av.Packet(bytes(packet))
-        off = self.offset[packet.stream.index]
-        copy.pts = packet.pts - off
-        copy.dts = None if packet.dts is None else packet.dts - off
-        copy.duration = packet.duration
-        copy.time_base = packet.time_base
-        copy.is_keyframe = packet.is_keyframe
-        copy.stream = self.map[packet.stream.index]
-        self.out.mux(copy)
+        ``pts``/``dts`` are its original timestamps (``index`` its source stream): muxing rebases
+        the packet to the output's time base, so a packet going into two overlapping segments
+        gets its timing reset before each.
+        """
+        off = self.offset[index]
+        packet.pts = pts - off
+        packet.dts = None if dts is None else dts - off
+        packet.stream = self.map[index]
+        self.out.mux_one(packet)
 
     def close(self) -> bytes:
         self.out.close()
@@ -477,50 +512,98 @@ def _copy_segments(
     asset: dict[str, Any], container: Any, probe: VideoProbe, plan: VideoCutPlan,
     seg: SegmentationConfig,
 ) -> Iterator[dict[str, Any]]:  # fmt: skip
-    """Remux packets into one mp4 per planned segment (segments start and end at keyframes)."""
+    """Remux packets into one mp4 per planned segment (segments start and end at keyframes).
+
+    A video packet belongs to the segments whose ``[start, end)`` holds the time of the keyframe
+    that opened its GOP (decode order), so GOPs are never split; an audio packet to those whose
+    span holds its whole duration, up to ``END_SLACK_S`` past the end (a packet straddling a cut
+    goes to neither side rather than lengthen a segment). Packets after the last segment's end
+    (a dropped tail) go nowhere, and reading stops there.
+    """
     import av
 
     rows = _Rows(asset, probe, plan)
     vstream = container.streams.video[0]
     astream = _audio_stream(container)
     streams = [vstream] + ([astream] if astream is not None else [])
+    v_index = vstream.index
+    v_tb = float(vstream.time_base)
+    a_tb = float(astream.time_base) if astream is not None else 0.0
+    origin = probe.origin_s
+    eps = 1e-6
     bounds = plan.segments
     last = len(bounds) - 1
+    starts = [-math.inf] + [s - eps for s, _ in bounds[1:]]  # segment 0 takes what precedes 0
+    ends = [e - eps for _, e in bounds]
+    # Audio routing is the same for every packet lying between two consecutive cut points.
+    cuts = sorted(set(starts[1:] + ends))
     open_: dict[int, _CopyOut] = {}
     next_k = 0
-    gop_t = -math.inf  # time of the keyframe that started the current video GOP (decode order)
-    v_t = -math.inf
+    open_at = -math.inf  # time from which segment next_k opens
+    close_at = math.inf  # time every stream must reach for the first open segment to close
+    v_t = -math.inf  # the latest GOP start seen
     a_t = -math.inf if astream is not None else math.inf
-
-    def inside(k: int, t: float) -> bool:
-        s, e = bounds[k]
-        return (s - 1e-6 <= t or k == 0) and (t < e - 1e-6 or k == last)
-
+    v_targets: list[_CopyOut] = []
+    a_targets: list[_CopyOut] = []
+    a_lo, a_hi = math.inf, -math.inf  # a_targets holds for packets within [a_lo, a_hi)
+    end_slack = END_SLACK_S
     try:
         for packet in container.demux(*streams):
-            if packet.pts is None or packet.size == 0:
+            pts = packet.pts
+            if pts is None or not packet.size:
                 continue
-            t = float(packet.pts * packet.time_base) - probe.origin_s
-            if packet.stream.index == vstream.index:
+            index = packet.stream_index
+            if index == v_index:
                 if packet.is_keyframe:
-                    gop_t = t
-                v_t = max(v_t, gop_t)
-                key_t = gop_t
+                    t = pts * v_tb - origin
+                    if t > v_t:
+                        v_t = t
+                    while t >= open_at:
+                        open_[next_k] = _CopyOut(streams, origin + bounds[next_k][0])
+                        next_k += 1
+                        open_at = starts[next_k] if next_k <= last else math.inf
+                        close_at = ends[min(open_)]
+                        a_lo, a_hi = math.inf, -math.inf
+                    v_targets = [o for k, o in open_.items() if starts[k] <= t < ends[k]]
+                targets = v_targets
             else:
-                a_t = max(a_t, t)
-                key_t = t
+                t = pts * a_tb - origin
+                if t > a_t:
+                    a_t = t
+                t_end = t + (packet.duration or 0) * a_tb
+                if not a_lo <= t or not t_end < a_hi:
+                    while t >= open_at:
+                        open_[next_k] = _CopyOut(streams, origin + bounds[next_k][0])
+                        next_k += 1
+                        open_at = starts[next_k] if next_k <= last else math.inf
+                        close_at = ends[min(open_)]
+                    a_targets = [
+                        o for k, o in open_.items()
+                        if starts[k] <= t < ends[k] and t_end <= ends[k] + eps + end_slack
+                    ]  # fmt: skip
+                    i = bisect.bisect_right(cuts, t)
+                    a_lo = cuts[i - 1] if i else -math.inf
+                    a_hi = cuts[i] if i < len(cuts) else math.inf
+                targets = a_targets
+            if len(targets) == 1:
+                targets[0].add(packet, index, pts, packet.dts)
+            elif targets:
+                dts, duration, time_base = packet.dts, packet.duration, packet.time_base
+                for out in targets:
+                    packet.duration, packet.time_base = duration, time_base
+                    out.add(packet, index, pts, dts)
             # Close segments that every stream has moved past.
-            while open_ and min(open_) < len(bounds):
-                k = min(open_)
-                if k == last or min(v_t, a_t) < bounds[k][1] - 1e-6:
-                    break
-                yield rows.segment(k, open_.pop(k).close())
-            while next_k <= last and (key_t >= bounds[next_k][0] - 1e-6 or next_k == 0):
-                open_[next_k] = _CopyOut(streams, probe.origin_s + bounds[next_k][0])
-                next_k += 1
-            for k, out in open_.items():
-                if inside(k, key_t):
-                    out.add(packet)
+            if open_ and (v_t if v_t < a_t else a_t) >= close_at:
+                while open_:
+                    k = min(open_)
+                    if min(v_t, a_t) < ends[k]:
+                        break
+                    yield rows.segment(k, open_.pop(k).close())
+                v_targets = [o for o in v_targets if o in open_.values()]
+                a_lo, a_hi = math.inf, -math.inf
+                close_at = ends[min(open_)] if open_ else math.inf
+                if not open_ and next_k > last:
+                    break  # the rest is a dropped tail
         for k in sorted(open_):
             yield rows.segment(k, open_.pop(k).close())
     except (av.error.FFmpegError, ValueError) as exc:
@@ -575,11 +658,16 @@ class _EncodeOut:
             self.a = self.out.add_stream("aac", rate=rate, layout=layout)
             self.a.bit_rate = AUDIO_BITRATE
 
-    def add_video(self, frame: Any, t: float) -> None:
+    def video_pts(self, t: float) -> int | None:
+        """The output tick of a frame at time ``t``, or None when the frame is to be skipped."""
         # floor, not round: a window starting between two frames must not map them to one tick
         pts = math.floor((t - self.start_s) * self.fps + 1e-3)
         if pts <= self.last_pts:  # frame-rate cap and variable-rate sources: one frame per tick
-            return
+            return None
+        return pts
+
+    def add_video(self, frame: Any, pts: int) -> None:
+        """Encode ``frame`` at tick ``pts`` (from :meth:`video_pts`)."""
         self.last_pts = pts
         frame.pts = pts
         frame.time_base = 1 / self.fps
@@ -629,7 +717,13 @@ def _reencode_segments(
         layout = "stereo" if channels >= 2 else "mono"
         audio_cfg = (a_rate, layout)
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=a_rate)
-    sample_bounds = [(round(s * a_rate), round(e * a_rate)) for s, e in bounds]
+    # Audio is cut to the window, and shortened by up to one AAC frame when the encoder's padding
+    # of the last frame would otherwise decode to more than END_SLACK_S past the window's end.
+    sample_bounds = []
+    for s, e in bounds:
+        s0, s1 = round(s * a_rate), round(e * a_rate)
+        n = min(s1 - s0, (s1 - s0 + int(END_SLACK_S * a_rate)) // AAC_FRAME * AAC_FRAME)
+        sample_bounds.append((s0, s0 + n))
     a_origin: int | None = None  # sample index (relative timeline) of the first audio sample
     a_pos = 0  # samples resampled so far
     open_: dict[int, _EncodeOut] = {}
@@ -655,11 +749,8 @@ def _reencode_segments(
             a_pos += pcm.shape[1]
             ensure_open(c0 / a_rate)
             for k, enc in open_.items():
+                # Samples before time 0 or after the window (a dropped tail) go nowhere.
                 s0, s1 = sample_bounds[k]
-                if k == 0:
-                    s0 = min(s0, c0)
-                if k == last:
-                    s1 = max(s1, c1)
                 lo, hi = max(c0, s0), min(c1, s1)
                 if hi <= lo:
                     continue
@@ -680,19 +771,29 @@ def _reencode_segments(
                     t = (frame.time if frame.time is not None else 0.0) - probe.origin_s
                     v_t = max(v_t, t)
                     ensure_open(t)
-                    image = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+                    image = None  # scaled only if some window takes the frame
                     for k, enc in open_.items():
                         s, e = bounds[k]
-                        if (t >= s - 1e-6 or k == 0) and (t < e - 1e-6 or k == last):
-                            enc.add_video(image, max(t, s))
+                        # Frames after the window (a dropped tail) go nowhere.
+                        if (t >= s - 1e-6 or k == 0) and t < e - 1e-6:
+                            pts = enc.video_pts(max(t, s))
+                            if pts is None:
+                                continue
+                            if image is None:
+                                image = frame.reformat(
+                                    width=size[0], height=size[1], format="yuv420p"
+                                )
+                            enc.add_video(image, pts)
                 else:
                     on_audio(frame)
                     a_t = (a_origin + a_pos) / a_rate if a_origin is not None else a_t
             while open_:
                 k = min(open_)
-                if k == last or min(v_t, a_t) < bounds[k][1] - 1e-6:
+                if min(v_t, a_t) < bounds[k][1] - 1e-6:
                     break
                 yield rows.segment(k, open_.pop(k).close())
+            if not open_ and next_k > last:
+                break  # the rest is a dropped tail
         if resampler is not None:
             on_audio(None)
         for k in sorted(open_):

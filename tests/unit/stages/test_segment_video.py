@@ -283,3 +283,72 @@ def test_configuration_errors_fail_before_any_work() -> None:
         segment_video({"uri": "x"}, SegmentationConfig(video_reencode="sometimes"), EMB)
     with pytest.raises(ConfigError, match="video_overlap_s"):
         segment_video({"uri": "x"}, SegmentationConfig(video_overlap_s=20.0), EMB)
+
+
+# --- segments never exceed their window (the dropped tail stays dropped) --------------------
+
+
+def decoded_seconds(data: bytes) -> tuple[float, float | None]:
+    """(video span as the endpoint measures it: last frame - first + 1/fps, audio seconds)."""
+    import av
+
+    with av.open(io.BytesIO(data), "r") as c:
+        stream = c.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        times = [float(f.time) for f in c.decode(video=0)]
+        audio_s = None
+        if c.streams.audio:
+            c.seek(0)
+            samples = [(f.samples, f.sample_rate) for f in c.decode(audio=0)]
+            audio_s = sum(n for n, _ in samples) / samples[0][1]
+    return max(times) - min(times) + 1 / rate, audio_s
+
+
+@pytest.mark.parametrize(
+    ("seconds", "gop", "method", "segments"),
+    [
+        # Sparse keyframes: fixed 29.95 s windows; the 0.3 s after 59.9 s is the dropped tail.
+        (60.2, 1000, "reencode", ((0.0, 29.95), (29.95, 59.9))),
+        # Keyframes at 0 and 29.8 s: one copy segment; the 0.4 s after 29.8 s is dropped.
+        (30.2, 149, "copy", ((0.0, 29.8),)),
+    ],
+)
+def test_dropped_tail_does_not_lengthen_the_last_segment(
+    tmp_path: Path, seconds: float, gop: int, method: str, segments: tuple[Any, ...]
+) -> None:
+    fps = 5
+    path = make_video(tmp_path / "v.mp4", seconds, fps=fps, size=(32, 32), gop=gop,
+                      audio_rate=8000)  # fmt: skip
+    rows, [plan] = run(path)
+    assert plan.method == method
+    flat = [x for bounds in segments for x in bounds]
+    assert [x for bounds in plan.segments for x in bounds] == pytest.approx(flat)
+    assert not any(is_dead_letter(r) for r in rows)
+    assert [x for r in rows for x in (r["start_s"], r["end_s"])] == pytest.approx(flat)
+    # The windows cover the video up to the dropped tail (< MIN_TAIL_S = 0.5 s).
+    assert seconds - rows[-1]["end_s"] < 0.5
+    for r in rows:
+        video_s, audio_s = decoded_seconds(r["input_bytes"])
+        planned = r["end_s"] - r["start_s"]
+        assert video_s <= 30.0 and video_s <= planned + 1 / fps + 1e-3, (
+            r["segment_index"],
+            video_s,
+        )
+        assert audio_s is not None and audio_s <= 30.0, (r["segment_index"], audio_s)
+        assert audio_s <= planned + 0.025 + 1e-3, (r["segment_index"], audio_s)
+        assert audio_s >= planned - 0.3
+
+
+def test_copy_with_overlap_puts_shared_packets_in_both_segments(media: Path) -> None:
+    rows, [plan] = run(media / "dense.mp4", video_window_s=4.0, video_overlap_s=1.0)
+    assert plan.method == "copy"
+    bounds = [x for r in rows for x in (r["start_s"], r["end_s"])]
+    assert bounds == pytest.approx([0.0, 4.0, 3.0, 7.0, 6.0, 10.0, 9.0, 12.5])
+    source_keyframes = keyframe_packets(media / "dense.mp4")
+    for r in rows:
+        info = inspect(r["input_bytes"])
+        planned = r["end_s"] - r["start_s"]
+        assert info["frames"] == round(planned * 10)
+        assert info["first"] == pytest.approx(0.0, abs=1e-3)
+        assert info["audio_s"] == pytest.approx(planned, abs=0.2)
+        assert info["first_packet"] == source_keyframes[round(r["start_s"], 3)]
