@@ -32,10 +32,11 @@ class TimedDecodeFn(DecodeFn):
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None = None,
-        rows_per_output: int = 4,
+        *,
         log_dir: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(seg, emb, s3_endpoint_url, rows_per_output)
+        super().__init__(seg, emb, s3_endpoint_url, **kwargs)
         self.log_dir = log_dir if log_dir is not None else type(self).log_dir
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:

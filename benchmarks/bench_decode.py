@@ -74,19 +74,19 @@ class Corpus:
 # -- media -------------------------------------------------------------------------------------
 
 
-def build_corpora(root: Path, quick: bool, kinds: list[str]) -> list[Corpus]:
+def build_corpora(root: Path, quick: bool, kinds: list[str], scale: int = 1) -> list[Corpus]:
     from pipelines.testing.av import make_tone_audio, make_video
     from pipelines.testing.docs import make_pdf
 
     out: list[Corpus] = []
     if "pdf" in kinds:
-        docs, pages = (4, 10) if quick else (12, 30)
+        docs, pages = (4, 10) if quick else (12 * scale, 30)
         paths = [make_pdf(root / f"doc{i:02d}.pdf", pages=pages, seed=i) for i in range(docs)]
         out.append(Corpus("pdf", "document", paths, float(docs * pages), "pages"))
     if "audio" in kinds:
         # One minute of 44.1 kHz mono mp3, repeated by stream copy (generation is the slow part).
         clip = make_tone_audio(root / "clip.mp3", 60, kind="music", sample_rate=44100)
-        files, reps = (2, 2) if quick else (6, 5)
+        files, reps = (2, 2) if quick else (6 * scale, 5)
         paths = [repeat_media(clip, root / f"audio{i}.mp3", reps) for i in range(files)]
         out.append(Corpus("audio", "audio", paths, sum(map(media_seconds, paths)), "s"))
     for kind, gop in (("video_reencode", 600), ("video_copy", 30)):
@@ -95,7 +95,7 @@ def build_corpora(root: Path, quick: bool, kinds: list[str]) -> list[Corpus]:
         # 320x240 at 15 fps with 16 kHz audio. gop=600 (40 s) forces the re-encode path;
         # gop=30 (2 s) lets the pipeline stream-copy.
         clip = make_video(root / f"clip_{kind}.mp4", 60, fps=15, size=(320, 240), gop=gop)
-        files, reps = (2, 1) if quick else (4, 3)
+        files, reps = (2, 1) if quick else (4 * scale, 3)
         if kind == "video_copy":
             reps *= 10  # remuxing is cheap: give it enough media to measure
         paths = [repeat_media(clip, root / f"{kind}{i}.mp4", reps) for i in range(files)]
@@ -310,17 +310,22 @@ def run_stage(corpus: Corpus, manifest: Path, log_dir: Path) -> dict[str, Any]:
 
     from pipelines.config.schema import BackfillJobConfig
     from pipelines.core.manifest import load_manifest
+    from pipelines.stages.decode import add_decode_stage
 
     cfg = BackfillJobConfig()
     table = load_manifest(str(manifest))
     clear_spans(log_dir)
     t0 = time.monotonic()
     ds = rd.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
-    out = ds.map_batches(
-        TimedDecodeFn(cfg.segmentation, cfg.embedding, None, log_dir=str(log_dir)),
-        batch_size=1,
-        batch_format="pyarrow",
+    out = add_decode_stage(
+        ds,
+        cfg.segmentation,
+        cfg.embedding,
+        None,
         num_cpus=cfg.ray.decode_num_cpus,
+        concurrency=cfg.ray.decode_concurrency,
+        decode_cls=TimedDecodeFn,
+        log_dir=str(log_dir),
     )
     rows = dead = 0
     batch: Any
@@ -382,7 +387,10 @@ def _load() -> str:
 
 
 def run(
-    quick: bool = False, skip_backfill: bool = False, kinds: list[str] | None = None
+    quick: bool = False,
+    skip_backfill: bool = False,
+    kinds: list[str] | None = None,
+    scale: int = 1,
 ) -> BenchResult:
     import ray
 
@@ -396,7 +404,7 @@ def run(
     print(machine_line(), flush=True)
     with scratch_dir("bench-decode-") as root:
         t = time.monotonic()
-        corpora = build_corpora(root, quick, kinds)
+        corpora = build_corpora(root, quick, kinds, scale)
         res.figure("decode.media_generation_s", round(time.monotonic() - t, 1))
         log_dir = root / "spans"
         log_dir.mkdir()
@@ -496,8 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-backfill", action="store_true", help="stage only")
     ap.add_argument("--kinds", nargs="*", choices=list(PLAIN), help="subset of media kinds")
     ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument(
+        "--scale", type=int, default=1, help="multiply the number of files (longer, steadier run)"
+    )
     args = ap.parse_args(argv)
-    res = run(args.quick, args.skip_backfill, args.kinds)
+    res = run(args.quick, args.skip_backfill, args.kinds, args.scale)
     dump_json(res, args.json)
     return 0
 

@@ -201,14 +201,16 @@ def _execute(
             num_cpus=cfg.bedrock.actor_num_cpus,
         )
     else:
-        segments = ds.map_batches(
-            decode_cls(cfg.segmentation, cfg.embedding, cfg.bedrock.s3_endpoint_url),
-            batch_size=1,
-            batch_format="pyarrow",
+        from pipelines.stages.decode import add_decode_stage
+
+        segments = add_decode_stage(
+            ds,
+            cfg.segmentation,
+            cfg.embedding,
+            cfg.bedrock.s3_endpoint_url,
             num_cpus=cfg.ray.decode_num_cpus,
-            compute=rd.TaskPoolStrategy(size=cfg.ray.decode_concurrency)
-            if cfg.ray.decode_concurrency
-            else None,
+            concurrency=cfg.ray.decode_concurrency,
+            decode_cls=decode_cls,
         )
         embedded = segments.map_batches(
             embedder_cls,

@@ -92,20 +92,60 @@ class DecodeFn:
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None = None,
-        rows_per_output: int = 4,
+        max_rows_per_output: int = 32,
+        max_bytes_per_output: int = 8 * 1024 * 1024,
     ) -> None:
         self.seg = seg
         self.emb = emb
         self.s3_endpoint_url = s3_endpoint_url
-        self.rows_per_output = rows_per_output
+        self.max_rows_per_output = max_rows_per_output
+        self.max_bytes_per_output = max_bytes_per_output
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        # Output tables are cut by size: big enough that per-block overhead stays small, small
+        # enough that a worker holds a few segments at most (8 MB ~ a dozen rendered pages or
+        # a couple of video segments), however long the asset.
         pending: list[dict[str, Any]] = []
+        pending_bytes = 0
         for asset in batch.to_pylist():
             for row in decode_asset(asset, self.seg, self.emb, self.s3_endpoint_url):
                 pending.append(row)
-                if len(pending) >= self.rows_per_output:
+                pending_bytes += len(row.get("input_bytes") or b"")
+                pending_bytes += len(row.get("input_text") or "")
+                if (
+                    len(pending) >= self.max_rows_per_output
+                    or pending_bytes >= self.max_bytes_per_output
+                ):
                     yield rows_to_table(pending, SEGMENT_SCHEMA)
-                    pending = []
+                    pending, pending_bytes = [], 0
         if pending:
             yield rows_to_table(pending, SEGMENT_SCHEMA)
+
+
+def add_decode_stage(
+    ds: Any,
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+    s3_endpoint_url: str | None,
+    *,
+    num_cpus: float,
+    concurrency: int | None = None,
+    decode_cls: type[DecodeFn] = DecodeFn,
+    **extra_kwargs: Any,
+) -> Any:
+    """Append the decode stage to ``ds``: one CPU task per asset, ``num_cpus`` logical CPUs each.
+
+    Tasks, not a pool of long-lived actors: measured with ``benchmarks/bench_decode.py`` on 2
+    cores, an actor pool (two assets queued per actor) kept the cores busier but paid its start-up
+    in every run and did no better per core for PDF pages; tasks also balance one long video
+    against many small images without pinning work to a worker.
+    """
+    import ray.data as rd
+
+    return ds.map_batches(
+        decode_cls(seg, emb, s3_endpoint_url, **extra_kwargs),
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=num_cpus,
+        compute=rd.TaskPoolStrategy(size=concurrency) if concurrency else None,
+    )
