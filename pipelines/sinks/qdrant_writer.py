@@ -363,7 +363,7 @@ class QdrantWriter:
     # ---- writes ----------------------------------------------------------------------------
 
     def _reject(self, row: Mapping[str, Any], code: str, message: str) -> dict[str, Any]:
-        return dead_letter_row(
+        refused = dead_letter_row(
             row,
             "write",
             code,
@@ -371,6 +371,10 @@ class QdrantWriter:
             segment_index=row.get("segment_index", -1),
             segment_count=row.get("segment_count", 0),
         )
+        # Keep the point's identity so that callers can tell which embedding was refused (an
+        # AUDIO_VIDEO_SEPARATE segment has two).
+        refused["embedding_type"] = row.get("embedding_type")
+        return refused
 
     def _vector(self, row: Mapping[str, Any]) -> list[float] | dict[str, Any]:
         """The row's vector as floats, or the dead-letter row saying why it cannot be sent."""
