@@ -306,17 +306,23 @@ def _manifest_rows(corpus: Corpus) -> list[dict[str, Any]]:
 
 def run_stage(corpus: Corpus, manifest: Path, log_dir: Path) -> dict[str, Any]:
     """The decode stage alone through Ray Data, as the backfill wires it; consumed to the end."""
+    import ray
     import ray.data as rd
 
     from pipelines.config.schema import BackfillJobConfig
     from pipelines.core.manifest import load_manifest
+    from pipelines.core.plan import asset_blocks, configure_data_context
     from pipelines.stages.decode import add_decode_stage
 
     cfg = BackfillJobConfig()
     table = load_manifest(str(manifest))
+    cpus = int(ray.cluster_resources().get("CPU", 2))
     clear_spans(log_dir)
     t0 = time.monotonic()
-    ds = rd.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
+    # Blocks cut as run_backfill cuts them (pipelines.core.plan.asset_blocks): one decode task
+    # per block, a few seconds of estimated work each.
+    configure_data_context(rd.DataContext.get_current())
+    ds = rd.from_arrow(asset_blocks(table, cpus))
     out = add_decode_stage(
         ds,
         cfg.segmentation,

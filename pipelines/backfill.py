@@ -7,7 +7,6 @@ write (batched idempotent upserts) -> report. See ``docs/architecture.md``.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ import pyarrow as pa
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.ledger import AssetLedger
+from pipelines.core.plan import asset_blocks, configure_data_context
 from pipelines.core.rate_limit import BUDGET_NAMESPACE, RateBudgetSettings, get_or_create_budget
 from pipelines.core.report import build_report, write_report
 
@@ -59,16 +59,6 @@ def init_ray(cfg: BackfillJobConfig) -> None:
         if cfg.ray.num_cpus:
             kwargs["num_cpus"] = cfg.ray.num_cpus
     ray.init(**kwargs)
-
-
-def _asset_blocks(table: pa.Table, parallelism: int) -> list[pa.Table]:
-    """Small blocks so that decode tasks balance (one long video must not hold up a block)."""
-    n = table.num_rows
-    if n == 0:
-        return []
-    blocks = min(n, max(parallelism * 8, 1), 1024)
-    size = math.ceil(n / blocks)
-    return [table.slice(i, size) for i in range(0, n, size)]
 
 
 def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
@@ -170,7 +160,7 @@ def _execute(
 ) -> dict[str, Any]:
     init_ray(cfg)
     ctx = rd.DataContext.get_current()
-    ctx.execution_options.preserve_order = False
+    configure_data_context(ctx)
     ctx.enable_progress_bars = sys.stderr.isatty()
 
     budget_name = f"nova-mme-rate-budget-{cfg.qdrant.collection}"
@@ -181,7 +171,7 @@ def _execute(
         name=budget_name,
     )
     cpus = int(ray.cluster_resources().get("CPU", 2))
-    ds = rd.from_arrow(_asset_blocks(todo, cpus))
+    ds = rd.from_arrow(asset_blocks(todo, cpus))
     if cfg.segmentation.mode == "service":
         embedded = ds.map_batches(
             ServiceBatchEmbedder,
