@@ -6,6 +6,13 @@ user can fix the command line without reading code.
 
 from __future__ import annotations
 
+from pipelines.bedrock.model import DIMENSIONS as API_DIMENSIONS
+from pipelines.bedrock.model import (
+    DetailLevel,
+    EmbeddingPurpose,
+    TruncationMode,
+    VideoEmbeddingMode,
+)
 from pipelines.config.schema import (
     BackfillJobConfig,
     BedrockConfig,
@@ -16,21 +23,12 @@ from pipelines.config.schema import (
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import MODALITIES
 
-PURPOSES = (
-    "GENERIC_INDEX",
-    "GENERIC_RETRIEVAL",
-    "TEXT_RETRIEVAL",
-    "IMAGE_RETRIEVAL",
-    "VIDEO_RETRIEVAL",
-    "DOCUMENT_RETRIEVAL",
-    "AUDIO_RETRIEVAL",
-    "CLASSIFICATION",
-    "CLUSTERING",
-)
-DIMENSIONS = (256, 384, 1024, 3072)
-DETAIL_LEVELS = ("STANDARD_IMAGE", "DOCUMENT_IMAGE")
-VIDEO_MODES = ("AUDIO_VIDEO_COMBINED", "AUDIO_VIDEO_SEPARATE")
-TRUNCATION_MODES = ("START", "END", "NONE")
+# The API's enumerations, from the client's request model (one source of truth).
+PURPOSES = tuple(p.value for p in EmbeddingPurpose)
+DIMENSIONS = API_DIMENSIONS
+DETAIL_LEVELS = tuple(d.value for d in DetailLevel)
+VIDEO_MODES = tuple(m.value for m in VideoEmbeddingMode)
+TRUNCATION_MODES = tuple(t.value for t in TruncationMode)
 
 
 def _one_of(key: str, value: object, allowed: tuple[object, ...]) -> None:
