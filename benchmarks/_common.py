@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,48 +22,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.config.schema import BackfillJobConfig
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-# The local endpoints never check credentials; boto3 still wants some to sign with.
-DUMMY_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-_CLEARED_ENV = (
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_BEARER_TOKEN_BEDROCK",
-)
+from pipelines.emulator.launch import use_dummy_credentials
 
 
 def use_dummy_aws_env() -> None:
     """Dummy credentials for this process and the Ray workers it starts (they inherit env)."""
-    os.environ.update(DUMMY_AWS_ENV)
-    for name in _CLEARED_ENV:
-        os.environ.pop(name, None)
+    use_dummy_credentials()
     # Ray Data's progress output would drown the benchmark's lines.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("NOVA_PIPELINE_QUIET", "1")
-
-
-def compose_backfill(overrides: Sequence[str]) -> BackfillJobConfig:
-    """The job's config exactly as ``python -m jobs.backfill <overrides>`` would build it."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from pipelines.config.store import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        dcfg = compose("backfill", overrides=list(overrides))
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, BackfillJobConfig)
-    return cfg
 
 
 def write_manifest(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -38,7 +38,6 @@ import numpy as np
 
 from benchmarks._common import (
     BenchResult,
-    compose_backfill,
     dump_json,
     machine_line,
     scratch_dir,
@@ -49,6 +48,7 @@ from benchmarks._common import (
 )
 from benchmarks._media import media_seconds, repeat_media
 from benchmarks._timing import TimedDecodeFn, clear_spans, task_spans, timed_decode_class
+from pipelines.config.compose import compose_backfill
 
 TARGET = 0.8
 DPI = 150
@@ -353,9 +353,7 @@ def run_whole_backfill(
         [
             "usecase=mixed_media",
             f"manifest={manifest}",
-            "bedrock=emulator",
-            f"bedrock.endpoint_url={eps.bedrock_url}",
-            f"bedrock.s3_endpoint_url={eps.s3_url}",
+            *eps.pipeline_overrides(),
             # The budget must not pace: quota and latency are out of the way for this benchmark.
             "bedrock.quota.requests_per_minute=1000000",
             "bedrock.quota.tokens_per_minute=1000000000",

@@ -31,7 +31,6 @@ from typing import Any
 from benchmarks._common import (
     BenchResult,
     RssSampler,
-    compose_backfill,
     dump_json,
     machine_line,
     scratch_dir,
@@ -39,6 +38,7 @@ from benchmarks._common import (
     write_manifest,
 )
 from benchmarks._media import repeat_media
+from pipelines.config.compose import compose_backfill
 
 TARGET = 1.5
 MiB = 2**20
@@ -79,9 +79,7 @@ def child(case: str, root: Path) -> None:
             [
                 "usecase=mixed_media",
                 f"manifest={manifest}",
-                "bedrock=emulator",
-                f"bedrock.endpoint_url={eps.bedrock_url}",
-                f"bedrock.s3_endpoint_url={eps.s3_url}",
+                *eps.pipeline_overrides(),
                 "bedrock.quota.requests_per_minute=1000000",
                 "bedrock.quota.tokens_per_minute=1000000000",
                 f"qdrant.path={root / ('qdrant-' + case)}",

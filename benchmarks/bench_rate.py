@@ -31,7 +31,6 @@ from typing import Any
 
 from benchmarks._common import (
     BenchResult,
-    compose_backfill,
     dump_json,
     machine_line,
     scratch_dir,
@@ -40,6 +39,7 @@ from benchmarks._common import (
     use_dummy_aws_env,
     write_manifest,
 )
+from pipelines.config.compose import compose_backfill
 
 WARMUP_S = 5.0  # excluded at the start of the steady window (start-up burst)
 TAIL_S = 2.0  # excluded at the end (the corpus runs out: fewer requests in flight)
@@ -141,9 +141,7 @@ def run_case(
         [
             "usecase=text_retrieval",
             f"manifest={manifest}",
-            "bedrock=emulator",
-            f"bedrock.endpoint_url={eps.bedrock_url}",
-            f"bedrock.s3_endpoint_url={eps.s3_url}",
+            *eps.pipeline_overrides(),
             f"bedrock.quota.requests_per_minute={configured_rpm}",
             f"qdrant.path={root / ('qdrant-' + tag)}",
             f"qdrant.collection=bench_rate_{tag}",

@@ -7,7 +7,6 @@ write (batched idempotent upserts) -> report. See ``docs/architecture.md``.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import uuid
@@ -63,14 +62,9 @@ def init_ray(cfg: BackfillJobConfig) -> None:
 
 def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
     """Run one backfill end to end; raises ConfigError / ManifestError before any work."""
-    import ray
-    import ray.data as rd
-
     from pipelines.core.manifest import load_manifest
     from pipelines.sinks.dead_letter import DeadLetterWriter
     from pipelines.sinks.qdrant_writer import QdrantWriter
-    from pipelines.stages.decode import DecodeFn
-    from pipelines.stages.embed import SegmentEmbedder
 
     started = time.monotonic()
     validate_backfill(cfg)
@@ -112,9 +106,7 @@ def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
         writer.ensure_collection()
         report_extra: dict[str, Any] = {}
         if todo.num_rows:
-            report_extra = _execute(
-                cfg, todo, ledger, writer, run_id, ray, rd, DecodeFn, SegmentEmbedder
-            )
+            report_extra = _execute(cfg, todo, ledger, writer, run_id)
         partial = ledger.finalize()
         if partial:
             writer.delete_assets(partial)
@@ -153,11 +145,14 @@ def _execute(
     ledger: AssetLedger,
     writer: Any,
     run_id: str,
-    ray: Any,
-    rd: Any,
-    decode_cls: Any,
-    embedder_cls: Any,
 ) -> dict[str, Any]:
+    import ray
+    import ray.data as rd
+
+    # Looked up at call time so that tools can substitute an instrumented subclass.
+    from pipelines.stages import decode as decode_module
+    from pipelines.stages.embed import SegmentEmbedder
+
     init_ray(cfg)
     ctx = rd.DataContext.get_current()
     configure_data_context(ctx)
@@ -200,10 +195,10 @@ def _execute(
             cfg.bedrock.s3_endpoint_url,
             num_cpus=cfg.ray.decode_num_cpus,
             concurrency=cfg.ray.decode_concurrency,
-            decode_cls=decode_cls,
+            decode_cls=decode_module.DecodeFn,
         )
         embedded = segments.map_batches(
-            embedder_cls,
+            SegmentEmbedder,
             batch_size=max(1, cfg.bedrock.max_in_flight_per_actor),
             batch_format="pyarrow",
             fn_constructor_kwargs={
@@ -261,6 +256,7 @@ def _execute(
                 ledger.written(r["asset_id"], r["segment_index"])
         pending.clear()
 
+    batch: pa.Table
     for batch in embedded.iter_batches(batch_size=cfg.qdrant.batch_size, batch_format="pyarrow"):
         for row in batch.to_pylist():
             ledger.observe(row)
@@ -351,5 +347,3 @@ def _summary(report: dict[str, Any], report_path: Path, dead_path: Path) -> None
         )
     _say(f"report:      {report_path}")
     _say(f"dead letter: {dead_path}")
-    if os.environ.get("NOVA_PIPELINE_QUIET") is None:
-        sys.stdout.flush()

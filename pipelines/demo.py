@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.config.schema import BackfillJobConfig, EmulatorConfig
+from pipelines.config.schema import EmulatorConfig
 
 
 @dataclass
@@ -236,31 +235,11 @@ def _render_page(pdf: Path, page: int, out: Path, dpi: int) -> None:
         doc[page - 1].get_pixmap(dpi=dpi).save(out)
 
 
-def compose_backfill(overrides: list[str]) -> BackfillJobConfig:
-    """Compose ``conf/backfill.yaml`` with overrides, as the command line would."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
-
-    from pipelines.config.store import register_configs
-
-    register_configs()
-    if GlobalHydra.instance().is_initialized():
-        # Inside a @hydra.main app (jobs.demo): its search path already holds conf/.
-        cfg = compose("backfill", overrides=overrides)
-    else:
-        conf_dir = Path(__file__).resolve().parents[1] / "conf"
-        with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
-            cfg = compose("backfill", overrides=overrides)
-    obj = OmegaConf.to_object(cfg)
-    assert isinstance(obj, BackfillJobConfig)
-    return obj
-
-
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Build the corpus, start the endpoints, backfill and query every use case."""
     from pipelines.backfill import run_backfill
-    from pipelines.emulator.launch import DUMMY_ACCESS_KEY, DUMMY_SECRET_KEY, local_endpoints
+    from pipelines.config.compose import compose_backfill
+    from pipelines.emulator.launch import local_endpoints, use_dummy_credentials
     from pipelines.search import embed_query, open_qdrant, query_request, search_vector
 
     t0 = time.monotonic()
@@ -277,9 +256,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     # The local endpoint needs no credentials, but boto3 insists on some: dummy ones, set before
     # Ray starts so that its workers inherit them.
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", DUMMY_ACCESS_KEY)
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET_KEY)
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    use_dummy_credentials()
     emu_cfg = EmulatorConfig(latency_ms=cfg.latency_ms, jitter_ms=cfg.jitter_ms)
     emu_cfg.quota.requests_per_minute = cfg.quota_requests_per_minute
     results: dict[str, Any] = {}
@@ -292,9 +269,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                 [
                     f"usecase={usecase}",
                     f"manifest={manifest}",
-                    "bedrock=emulator",
-                    f"bedrock.endpoint_url={ep.bedrock_url}",
-                    f"bedrock.s3_endpoint_url={ep.s3_url}",
+                    *ep.pipeline_overrides(),
                     f"bedrock.quota.requests_per_minute={cfg.quota_requests_per_minute}",
                     f"qdrant.path={root / 'qdrant'}",
                     f"run_dir={root / 'runs'}",

@@ -18,6 +18,8 @@ Fixtures (names and shapes are stable; other test modules rely on them):
 ``bedrock_runtime`` (function)
     A boto3 ``bedrock-runtime`` client on the emulator (``total_max_attempts=1``: every error
     reaches the test). Implies ``emulator`` (reset).
+``s3_endpoint`` (session)
+    The local S3's URL.
 ``s3`` (function)
     A boto3 S3 client on the local S3.
 ``bucket`` (function)
@@ -31,7 +33,6 @@ Fixtures (names and shapes are stable; other test modules rely on them):
 from __future__ import annotations
 
 import io
-import os
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -40,27 +41,12 @@ import numpy as np
 import pytest
 
 from pipelines.config.schema import EmulatorConfig
-from pipelines.emulator.launch import Endpoints, local_endpoints
-
-_DUMMY_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-_CLEARED_ENV = (
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_BEARER_TOKEN_BEDROCK",
-)
+from pipelines.emulator.launch import Endpoints, local_endpoints, use_dummy_credentials
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Dummy AWS credentials for the whole session (before any test module is imported)."""
-    os.environ.update(_DUMMY_ENV)
-    for name in _CLEARED_ENV:
-        os.environ.pop(name, None)
+    use_dummy_credentials()
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +54,12 @@ def endpoints() -> Iterator[Endpoints]:
     """moto S3 + the Bedrock emulator, once per session."""
     with local_endpoints(EmulatorConfig()) as eps:
         yield eps
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(endpoints: Endpoints) -> str:
+    """The URL of the session's local S3 (moto server mode)."""
+    return endpoints.s3_url
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ pass ``Endpoints.bedrock_url`` / ``Endpoints.s3_url`` to their clients explicitl
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,28 @@ from pipelines.emulator.server import EmulatorServer
 # Dummy credentials for clients of the local endpoints (they are never checked).
 DUMMY_ACCESS_KEY = "testing"
 DUMMY_SECRET_KEY = "testing"
+DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
+    "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+# Variables that would make boto3 use something other than the dummy keys.
+CLEARED_AWS_ENV = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_BEARER_TOKEN_BEDROCK",
+)
+
+
+def use_dummy_credentials(environ: MutableMapping[str, str] | None = None) -> None:
+    """Put dummy AWS credentials in the environment (default: this process's, which Ray workers
+    started afterwards inherit). For talking to the local endpoints only: never real AWS."""
+    env = os.environ if environ is None else environ
+    env.update(DUMMY_AWS_ENV)
+    for name in CLEARED_AWS_ENV:
+        env.pop(name, None)
 
 
 @dataclass
@@ -44,6 +67,15 @@ class Endpoints:
                 retries={"total_max_attempts": max_attempts}, read_timeout=read_timeout_s
             ),
         )
+
+    def pipeline_overrides(self) -> list[str]:
+        """Hydra overrides that point a pipeline job at these endpoints."""
+        return [
+            "bedrock=emulator",
+            f"bedrock.endpoint_url={self.bedrock_url}",
+            f"bedrock.s3_endpoint_url={self.s3_url}",
+            f"bedrock.region={self.region}",
+        ]
 
     def s3_client(self) -> Any:
         """A boto3 S3 client for the local S3 (dummy credentials)."""

@@ -54,8 +54,8 @@ import numpy as np
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, DataError
-from pipelines.core.io import open_local
 from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.stages._decode_common import local_source
 
 STAGE = "decode"
 # The sync API takes at most 30 s of audio or video per call.
@@ -177,6 +177,17 @@ def check_file(path: str) -> None:
         raise DataError("empty_file", f"file is empty (0 bytes): {path}")
 
 
+def open_media(path: str) -> Any:
+    """Open a local media file with PyAV; DataError with a dead-letter code when it cannot be."""
+    import av
+
+    check_file(path)
+    try:
+        return av.open(path, "r")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise DataError(open_error_code(exc), f"cannot open media: {exc}") from exc
+
+
 def _decoder_name(stream: Any) -> str:
     """The stream's decoder name; DataError codec_unsupported when FFmpeg has none."""
     ctx = getattr(stream, "codec_context", None)
@@ -281,31 +292,23 @@ def _segment_audio(
     hop: float,
     s3_endpoint_url: str | None,
 ) -> Iterator[dict[str, Any]]:
-    import av
 
-    uri = asset.get("uri")
-    if not uri:
-        yield dead_letter_row(asset, STAGE, "missing_uri", "audio asset has no uri")
-        return
-    try:
-        with open_local(str(uri), s3_endpoint_url) as path:
-            check_file(path)
-            try:
-                container = av.open(path, "r")
-            except (av.error.FFmpegError, OSError) as exc:
-                raise DataError(open_error_code(exc), f"cannot open media: {exc}") from exc
+    with local_source(asset, s3_endpoint_url, STAGE, "an audio asset") as source:
+        if isinstance(source, dict):
+            yield source
+            return
+        try:
+            container = open_media(source)
             with container:
                 if not container.streams.audio:
-                    raise DataError("no_audio_stream", f"no audio stream in {uri}")
+                    raise DataError("no_audio_stream", f"no audio stream in {asset.get('uri')}")
                 stream = container.streams.audio[0]
                 probe = probe_audio(container, stream)
                 yield from _stream_windows(
                     asset, container, stream, probe, audio_format, window, hop
                 )
-    except DataError as exc:
-        yield dead_letter_row(asset, STAGE, exc.code, exc.message)
-    except FileNotFoundError as exc:
-        yield dead_letter_row(asset, STAGE, "file_not_found", str(exc))
+        except DataError as exc:
+            yield dead_letter_row(asset, STAGE, exc.code, exc.message)
 
 
 def _stream_windows(

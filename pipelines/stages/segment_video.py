@@ -63,14 +63,14 @@ import numpy as np
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, DataError
-from pipelines.core.io import open_local
 from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.stages._decode_common import local_source
 from pipelines.stages.segment_audio import (
     MAX_WINDOW_S,
     MIN_TAIL_S,
     TRUNCATION_TOLERANCE_S,
-    check_file,
     open_error_code,
+    open_media,
     plan_windows,
     window_params,
 )
@@ -352,11 +352,8 @@ def plan_video_cuts(
 
 def plan_video(path: str, seg: SegmentationConfig) -> tuple[VideoProbe, VideoCutPlan]:
     """Probe the video at a local ``path`` and plan its cuts (for tests, tools and benchmarks)."""
-    import av
-
     window, hop = window_params(seg.video_window_s, seg.video_overlap_s, "segmentation.video")
-    check_file(path)
-    with av.open(path, "r") as container:
+    with open_media(path) as container:
         probe = probe_video(container)
     return probe, plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)
 
@@ -400,19 +397,14 @@ def _segment_video(
     s3_endpoint_url: str | None,
     on_plan: Callable[[VideoCutPlan], None] | None,
 ) -> Iterator[dict[str, Any]]:
-    import av
 
     uri = asset.get("uri")
-    if not uri:
-        yield dead_letter_row(asset, STAGE, "missing_uri", "video asset has no uri")
-        return
-    try:
-        with open_local(str(uri), s3_endpoint_url) as path:
-            check_file(path)
-            try:
-                container = av.open(path, "r")
-            except (av.error.FFmpegError, OSError) as exc:
-                raise DataError(open_error_code(exc), f"cannot open media: {exc}") from exc
+    with local_source(asset, s3_endpoint_url, STAGE, "a video asset") as source:
+        if isinstance(source, dict):
+            yield source
+            return
+        try:
+            container = open_media(source)
             with container:
                 probe = probe_video(container)
                 plan = plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)
@@ -422,10 +414,8 @@ def _segment_video(
                     on_plan(plan)
                 cutter = _copy_segments if plan.method == "copy" else _reencode_segments
                 yield from cutter(asset, container, probe, plan, seg)
-    except DataError as exc:
-        yield dead_letter_row(asset, STAGE, exc.code, exc.message)
-    except FileNotFoundError as exc:
-        yield dead_letter_row(asset, STAGE, "file_not_found", str(exc))
+        except DataError as exc:
+            yield dead_letter_row(asset, STAGE, exc.code, exc.message)
 
 
 class _Rows:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf import OmegaConf
 
+from pipelines.config.compose import compose_backfill
 from pipelines.config.schema import BackfillJobConfig
-from pipelines.config.store import register_configs
 from pipelines.config.validate import validate_backfill
 from pipelines.core.errors import ConfigError
 
@@ -22,12 +20,7 @@ GROUPS = {
 
 
 def _compose(overrides: list[str]) -> BackfillJobConfig:
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose("backfill", overrides=overrides)
-    obj = OmegaConf.to_object(cfg)
-    assert isinstance(obj, BackfillJobConfig)
-    return obj
+    return compose_backfill(overrides)
 
 
 def test_the_six_use_cases_exist() -> None:

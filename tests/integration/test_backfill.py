@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.backfill import run_backfill
+from pipelines.config.compose import compose_backfill
 from pipelines.config.schema import BackfillJobConfig
-from pipelines.demo import compose_backfill
 from pipelines.emulator.launch import Endpoints
 from pipelines.testing import (
     make_article,
@@ -132,9 +132,7 @@ def _job(corpus: dict[str, Any], emulator: Endpoints, tmp: Path, *more: str) -> 
         [
             "usecase=mixed_media",
             f"manifest={corpus['manifest']}",
-            "bedrock=emulator",
-            f"bedrock.endpoint_url={emulator.bedrock_url}",
-            f"bedrock.s3_endpoint_url={emulator.s3_url}",
+            *emulator.pipeline_overrides(),
             "bedrock.base_backoff_s=0.05",
             f"qdrant.path={tmp / 'qdrant'}",
             f"run_dir={tmp / 'runs'}",
