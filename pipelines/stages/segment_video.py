@@ -8,7 +8,8 @@ Input: any file PyAV (FFmpeg) can demux, by local path, ``file://`` or ``s3://``
 How it works (memory is bounded by the segments being built, never by the asset; a 1-hour video
 is read packet by packet):
 
-1. **Probe** (:func:`probe_video`, demux only, no decoding): keyframe times, the real duration
+1. **Probe** (:func:`probe_video`, no decoding; MP4/MOV from the sample table, other files by
+   demuxing every packet): keyframe times, the real duration
    (last packet end), per-packet sizes, codecs, frame size and rate.
 2. **Plan** (:func:`plan_video_cuts`, a pure function): stream copy or re-encode, and the exact
    segment bounds, so ``segment_count`` is known before the first row.
@@ -148,12 +149,15 @@ _IMAGE_DEMUXERS = frozenset({"image2", "gif", "webp", "apng", "bmp", "tiff", "ic
 
 
 def probe_video(container: Any) -> VideoProbe:
-    """Demux every packet once (no decoding) and measure the video. Rewinds the container.
+    """Measure the video without decoding it. Rewinds the container.
+
+    MP4/MOV files carry a sample table (every packet's time, size, file offset and keyframe
+    flag) in their header: :func:`_probe_from_index` reads it and touches only the keyframes, the
+    first and the last GOP. Other containers, and MP4s whose table does not cover the file
+    (fragmented, truncated), are demuxed packet by packet (:func:`_probe_by_demux`).
 
     Raises DataError for no video stream, no decoder, or unreadable packets.
     """
-    import av
-
     if not container.streams.video:
         raise DataError("no_video_stream", "the file has no video stream")
     fmt_names = set(str(container.format.name or "").split(","))
@@ -169,6 +173,80 @@ def probe_video(container: Any) -> VideoProbe:
     if vctx is None or vctx.codec is None:
         raise DataError("codec_unsupported", f"no decoder for video stream #{vstream.index}")
     astream = _audio_stream(container)
+    if "mov" in fmt_names:
+        try:
+            probe = _probe_from_index(container, vstream, astream)
+        except Exception:  # any surprise in the sample table: the demux pass decides
+            logger.debug("sample-table probe failed; demuxing instead", exc_info=True)
+            probe = None
+        container.seek(0)
+        if probe is not None:
+            return probe
+    return _probe_by_demux(container, vstream, astream)
+
+
+@dataclass
+class _Packets:
+    """Raw packet facts of one probe, in stream time-base units (the probe's input)."""
+
+    v_pts: Sequence[int] | np.ndarray  # video packets' times (sizes below, same order)
+    v_size: Sequence[int] | np.ndarray
+    v_first: int  # earliest video presentation time
+    v_end: int  # latest video presentation end
+    keys: Sequence[int]  # keyframe presentation times
+    a_pts: Sequence[int] | np.ndarray = ()
+    a_size: Sequence[int] | np.ndarray = ()
+    a_end: int | None = None
+
+
+def _make_probe(container: Any, vstream: Any, astream: Any, p: _Packets) -> VideoProbe:
+    if not len(p.v_pts):
+        raise DataError("media_empty", "the video stream holds no packets")
+    has_audio = astream is not None and len(p.a_pts) > 0
+    if not vstream.time_base or (has_audio and not astream.time_base):
+        raise DataError("media_corrupt", "a stream has no time base")
+    v_tb = float(vstream.time_base)
+    a_tb = float(astream.time_base) if has_audio else 0.0
+    v_first = float(p.v_first * vstream.time_base)
+    end = float(p.v_end * vstream.time_base)
+    if has_audio and p.a_end is not None:
+        end = max(end, float(p.a_end * astream.time_base))
+    declared = float(container.duration) / 1_000_000 if container.duration else None
+    if declared is not None and container.start_time is not None:
+        declared -= max(0.0, v_first - float(container.start_time) / 1_000_000)
+    times = np.concatenate(
+        [
+            np.asarray(p.v_pts, dtype=np.float64) * v_tb,
+            np.asarray(p.a_pts if has_audio else (), dtype=np.float64) * a_tb,
+        ]
+    )
+    sizes = np.concatenate(
+        [
+            np.asarray(p.v_size, dtype=np.int64),
+            np.asarray(p.a_size if has_audio else (), dtype=np.int64),
+        ]
+    )
+    vctx = vstream.codec_context
+    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
+    return VideoProbe(
+        video_codec=str(vctx.codec.name),
+        audio_codec=str(astream.codec_context.codec.name) if astream is not None else None,
+        origin_s=v_first,
+        duration_s=max(0.0, end - v_first),
+        declared_s=declared,
+        keyframes_s=sorted(float(k * vstream.time_base) - v_first for k in p.keys),
+        width=int(vctx.width),
+        height=int(vctx.height),
+        fps=float(rate) if rate else 25.0,
+        packet_times=times - v_first,
+        packet_sizes=sizes,
+    )
+
+
+def _probe_by_demux(container: Any, vstream: Any, astream: Any) -> VideoProbe:
+    """Demux every packet once (no decoding). Rewinds the container."""
+    import av
+
     streams = [vstream] + ([astream] if astream is not None else [])
     # Per-packet work is kept to attribute reads and list appends (no Fraction arithmetic):
     # this pass costs about as much as the stream copy that follows it.
@@ -201,36 +279,116 @@ def probe_video(container: Any) -> VideoProbe:
         raise DataError(open_error_code(exc), f"cannot demux video: {exc}") from exc
     if not v_pts:
         raise DataError("media_empty", "the video stream holds no packets")
-    if not vstream.time_base or (a_pts and astream is not None and not astream.time_base):
-        raise DataError("media_corrupt", "a stream has no time base")
-    # Exact (Fraction) times for the few values that become segment bounds; floats for the rest.
-    v_first = float(min(v_pts) * vstream.time_base)
-    end = float(max(v_end) * vstream.time_base)
-    if a_end and astream is not None:
-        end = max(end, float(max(a_end) * astream.time_base))
-    v_tb = float(vstream.time_base)
-    a_tb = float(astream.time_base) if astream is not None and a_pts else 0.0
-    declared = float(container.duration) / 1_000_000 if container.duration else None
-    if declared is not None and container.start_time is not None:
-        declared -= max(0.0, v_first - float(container.start_time) / 1_000_000)
-    times = np.concatenate(
-        [np.asarray(v_pts, dtype=np.float64) * v_tb, np.asarray(a_pts, dtype=np.float64) * a_tb]
-    )
-    sizes = np.asarray(v_size + a_size, dtype=np.int64)
-    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
-    return VideoProbe(
-        video_codec=str(vctx.codec.name),
-        audio_codec=str(astream.codec_context.codec.name) if astream is not None else None,
-        origin_s=v_first,
-        duration_s=max(0.0, end - v_first),
-        declared_s=declared,
-        keyframes_s=sorted(float(k * vstream.time_base) - v_first for k in keys),
-        width=int(vctx.width),
-        height=int(vctx.height),
-        fps=float(rate) if rate else 25.0,
-        packet_times=times - v_first,
-        packet_sizes=sizes,
-    )
+    packets = _Packets(
+        v_pts=v_pts, v_size=v_size, v_first=min(v_pts), v_end=max(v_end), keys=keys,
+        a_pts=a_pts, a_size=a_size, a_end=max(a_end) if a_end else None,
+    )  # fmt: skip
+    return _make_probe(container, vstream, astream, packets)
+
+
+# The sample-table probe reads each keyframe's packet (one seek each); past this many keyframes
+# per packet (intra-only video) demuxing everything is as cheap.
+_INDEX_MAX_KEYFRAME_SHARE = 0.25
+
+
+def _index_arrays(stream: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(timestamps, sizes, end offsets in the file, keyframe flags) of a stream's sample table."""
+    entries = stream.index_entries
+    n = len(entries)
+    ts = np.empty(n, dtype=np.int64)
+    size = np.empty(n, dtype=np.int64)
+    end = np.empty(n, dtype=np.int64)
+    key = np.empty(n, dtype=bool)
+    for i, e in enumerate(entries):
+        ts[i] = e.timestamp
+        size[i] = e.size
+        end[i] = e.pos + e.size
+        key[i] = e.is_keyframe
+    return ts, size, end, key
+
+
+def _probe_from_index(container: Any, vstream: Any, astream: Any) -> VideoProbe | None:
+    """The probe from an MP4/MOV sample table, or None when the table cannot be trusted.
+
+    The table gives every packet's decode time, size and file offset. Presentation times differ
+    from decode times when frames are reordered (B-frames), so the keyframes' own packets are
+    read (one seek each), and the first and last GOP are demuxed for the earliest and latest
+    presentation times. The table is not trusted (None: demux instead) when the file is shorter
+    than the samples it lists (truncated), when it does not reach the header's duration
+    (fragmented MP4: fragments are indexed as they are read), or when a keyframe's packet is not
+    where the table says.
+    """
+    v_ts, v_size, v_stop, v_key = _index_arrays(vstream)
+    if v_ts.size == 0 or not v_key.any():
+        return None
+    if astream is not None:
+        a_ts, a_size, a_stop, _ = _index_arrays(astream)
+        if a_ts.size == 0:
+            return None
+    else:
+        a_ts = a_size = a_stop = np.zeros(0, dtype=np.int64)
+    file_size = int(container.size or 0)
+    if file_size <= 0 or max(int(v_stop.max()), int(a_stop.max(initial=0))) > file_size:
+        return None  # truncated: the demux pass measures what is really there
+    keys_dts = v_ts[v_key]
+    if keys_dts.size > max(16, _INDEX_MAX_KEYFRAME_SHARE * v_ts.size):
+        return None
+    v_tb = vstream.time_base
+    if container.duration:
+        covered = float(int(v_ts.max()) * v_tb) - float(container.start_time or 0) / 1e6
+        if covered < float(container.duration) / 1e6 - max(2.0, 0.05 * container.duration / 1e6):
+            return None  # the table does not cover the file (fragmented MP4)
+    keys: list[int] = []
+    key_list = keys_dts.tolist()
+    last_ts = int(v_ts.max())
+    for j, dts in enumerate(key_list):
+        # Seek just before the next keyframe: whether the demuxer seeks by decode or by
+        # presentation time (MOV seeks by presentation time when frames are reordered), the
+        # keyframe found is this one.
+        target = key_list[j + 1] - 1 if j + 1 < len(key_list) else last_ts
+        container.seek(target, stream=vstream, backward=True, any_frame=False)
+        packet = next((p for p in container.demux(vstream) if p.size), None)
+        if packet is None or packet.dts != dts or not packet.is_keyframe or packet.pts is None:
+            return None
+        keys.append(int(packet.pts))
+    # Earliest presentation: within the first GOP (leading frames of an open GOP come first).
+    container.seek(0)
+    v_first: int | None = None
+    seen_keys = 0
+    for packet in container.demux(vstream):
+        if packet.pts is None or not packet.size:
+            continue
+        if packet.is_keyframe:
+            seen_keys += 1
+            if seen_keys > 1:
+                break
+        v_first = packet.pts if v_first is None else min(v_first, packet.pts)
+    if v_first is None:
+        return None
+    # Latest presentation end: demux everything from the last keyframe on (every stream).
+    container.seek(int(keys_dts[-1]), stream=vstream, backward=True, any_frame=False)
+    v_end = int(v_ts.max())
+    a_end = int(a_ts.max()) if a_ts.size else None
+    streams = [vstream] + ([astream] if astream is not None else [])
+    for packet in container.demux(*streams):
+        if packet.pts is None or not packet.size:
+            continue
+        stop = packet.pts + (packet.duration or 0)
+        if packet.stream_index == vstream.index:
+            v_end = max(v_end, stop)
+        elif a_end is not None:
+            a_end = max(a_end, stop)
+    # Packet times for byte counts: each video packet is placed in its GOP by shifting its
+    # decode time by its keyframe's (presentation - decode) offset, so the bytes between two
+    # keyframes' times are exactly the GOPs a stream-copy segment between them carries.
+    gop = np.searchsorted(keys_dts, v_ts, side="right") - 1
+    shift = np.asarray(keys, dtype=np.int64) - keys_dts
+    v_times = v_ts + np.where(gop >= 0, shift[np.maximum(gop, 0)], shift[0])
+    packets = _Packets(
+        v_pts=v_times, v_size=v_size, v_first=min(v_first, min(keys)), v_end=v_end, keys=keys,
+        a_pts=a_ts, a_size=a_size, a_end=a_end,
+    )  # fmt: skip
+    return _make_probe(container, vstream, astream, packets)
 
 
 def _audio_stream(container: Any) -> Any:
