@@ -207,14 +207,25 @@ def probe_audio(container: Any, stream: Any) -> AudioProbe:
     declared = stream_declared_duration(container, stream)
     first: float | None = None
     end: float | None = None
+    time_base = stream.time_base
     try:
-        for packet in container.demux(stream):
-            if packet.pts is None or packet.time_base is None:
-                continue
-            t0 = float(packet.pts * packet.time_base)
-            t1 = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-            first = t0 if first is None else min(first, t0)
-            end = t1 if end is None else max(end, t1)
+        if time_base:
+            # Integer timestamps per packet (no Fraction arithmetic in the loop: this pass runs
+            # over every packet of the file before decoding starts).
+            lo: int | None = None
+            hi: int | None = None
+            for packet in container.demux(stream):
+                pts = packet.pts
+                if pts is None:
+                    continue
+                stop = pts + (packet.duration or 0)
+                if lo is None or hi is None:
+                    lo, hi = pts, stop
+                else:
+                    lo = pts if pts < lo else lo
+                    hi = stop if stop > hi else hi
+            if lo is not None and hi is not None:
+                first, end = float(lo * time_base), float(hi * time_base)
         container.seek(0)
         if first is None or end is None:
             # No timestamps: count decoded samples instead (slow path, bounded memory).
