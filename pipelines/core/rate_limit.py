@@ -43,6 +43,10 @@ class RateBudgetSettings:
     # ... slowed by this factor above the rate the service last accepted (probing, not charging
     # back into the wall: without it a too-high configured quota throttles every few seconds).
     probe_slowdown: float = 20.0
+    # Each throttle met while probing at about the same accepted rate doubles the slowdown, up
+    # to this (the service keeps saying where its limit is: ask less often). A throttle at a
+    # clearly higher accepted rate (the quota grew) resets it.
+    max_probe_slowdown: float = 160.0
     # Accepted-rate window (seconds).
     window_s: float = 8.0
     # Never go below this fraction of the ceiling.
@@ -71,6 +75,7 @@ class AdaptiveRateBudget:
         self._accepted: collections.deque[float] = collections.deque()
         # Fraction of the ceiling the service accepted when it last throttled (None: never).
         self._known_good: float | None = None
+        self._probe_slowdown = settings.probe_slowdown
         self.granted = 0
         self.throttles = 0
         self.successes = 0
@@ -121,7 +126,12 @@ class AdaptiveRateBudget:
         current_rps, _ = self._rates()
         if accepted_rps > 0 and len(self._accepted) >= 8:
             target = min(current_rps * 0.95, accepted_rps * self.s.backoff_margin)
-            self._known_good = accepted_rps / self.ceiling_rps
+            accepted = accepted_rps / self.ceiling_rps
+            if self._known_good is not None and accepted <= self._known_good * 1.03:
+                self._probe_slowdown = min(self.s.max_probe_slowdown, self._probe_slowdown * 2)
+            else:
+                self._probe_slowdown = self.s.probe_slowdown
+            self._known_good = accepted
         else:
             target = current_rps * self.s.decrease_factor
         self.fraction = max(self.s.min_fraction, min(1.0, target / self.ceiling_rps))
@@ -148,7 +158,7 @@ class AdaptiveRateBudget:
             self._known_good is not None
             and self.fraction >= self._known_good * self.s.backoff_margin
         ):
-            step /= self.s.probe_slowdown
+            step /= self._probe_slowdown
         self.fraction = min(1.0, self.fraction + step)
 
     def snapshot(self) -> dict[str, Any]:
@@ -161,6 +171,7 @@ class AdaptiveRateBudget:
             "successes": self.successes,
             "throttles": self.throttles,
             "decreases": self.decreases,
+            "probe_slowdown": self._probe_slowdown,
         }
 
 

@@ -77,6 +77,37 @@ def test_settles_near_the_real_quota_when_configured_twice_too_high() -> None:
     assert sum(1 for ok in late if not ok) / len(late) < 0.05
 
 
+def test_probes_less_often_once_the_limit_is_known() -> None:
+    events, budget = simulate(configured_rpm=1200, real_rpm=600, seconds=600)
+    assert accepted_rate(events, 30, 600) >= 0.95 * 600
+    # Every throttle at the same accepted rate doubles the time to the next probe: a handful of
+    # decreases in ten minutes, not one every half minute.
+    assert budget.decreases <= 10
+    assert budget.snapshot()["probe_slowdown"] > RateBudgetSettings(1, 1).probe_slowdown
+    late = [ok for t, ok in events if t >= 120]
+    assert sum(1 for ok in late if not ok) / len(late) < 0.005
+
+
+def _throttle_at(budget: AdaptiveRateBudget, clock: FakeClock, rps: float) -> None:
+    """Eight seconds of calls accepted at ``rps``, then a throttle."""
+    for _ in range(int(8 * rps)):
+        clock.t += 1.0 / rps
+        budget.report(successes=1)
+    budget.report(throttles=1)
+
+
+def test_probe_slowdown_resets_when_the_service_accepts_more() -> None:
+    clock = FakeClock()
+    settings = RateBudgetSettings(requests_per_minute=1200, tokens_per_minute=1e9)
+    budget = AdaptiveRateBudget(settings, clock=clock)
+    _throttle_at(budget, clock, 10.0)
+    _throttle_at(budget, clock, 10.0)
+    _throttle_at(budget, clock, 10.0)
+    assert budget.snapshot()["probe_slowdown"] == 4 * settings.probe_slowdown
+    _throttle_at(budget, clock, 14.0)  # the quota grew: probe at the normal pace again
+    assert budget.snapshot()["probe_slowdown"] == settings.probe_slowdown
+
+
 def test_recovers_towards_the_ceiling_after_a_transient_throttle() -> None:
     clock = FakeClock()
     budget = AdaptiveRateBudget(RateBudgetSettings(600, 1e9), clock=clock)
