@@ -121,22 +121,22 @@ def build_corpora(root: Path, quick: bool, kinds: list[str], scale: int = 1) -> 
         files, reps = (2, 2) if quick else (12 * scale, 5)
         paths = _copies(repeat_media(clip, root / "audio.mp3", reps), root, "audio", files)
         out.append(Corpus("audio", "audio", paths, sum(map(media_seconds, paths)), "s"))
-    if "video_reencode" in kinds:
-        # 320x240 at 15 fps with 16 kHz audio; gop=600 (40 s) forces the re-encode path.
-        clip = make_video(root / "clip_reencode.mp4", 60, fps=15, size=(320, 240), gop=600)
-        files, reps = (2, 1) if quick else (4 * scale, 3)
-        long = repeat_media(clip, root / "reencode.mp4", reps)
-        paths = _copies(long, root, "video_reencode", files)
-        out.append(Corpus("video_reencode", "video", paths, sum(map(media_seconds, paths)), "s"))
-    if "video_copy" in kinds:
-        # gop=30 (2 s) lets the pipeline stream-copy. Remuxing costs per packet (about 30 per
-        # second of media at any resolution), so hours of media are needed for half a minute of
-        # work: a small frame keeps them to about 10 MB an hour.
-        clip = make_video(root / "clip_copy.mp4", 60, fps=15, size=(160, 120), gop=30)
-        files, reps = (2, 10) if quick else (36 * scale, 60)
-        long = repeat_media(clip, root / "copy.mp4", reps)
-        paths = _copies(long, root, "video_copy", files)
-        out.append(Corpus("video_copy", "video", paths, sum(map(media_seconds, paths)), "s"))
+    # kind: (frame size, keyframe interval in frames, (files, minutes each) quick, full per scale).
+    # 15 fps with 16 kHz audio. gop=600 (40 s) forces the re-encode path; gop=30 (2 s) lets the
+    # pipeline stream-copy. Remuxing costs per packet (about 30 per second of media at any frame
+    # size), so the copy path needs hours of media for half a minute of work: a small frame keeps
+    # them to about 60 MB an hour.
+    videos = {
+        "video_reencode": ((320, 240), 600, (2, 1), (4, 3)),
+        "video_copy": ((160, 120), 30, (2, 10), (36, 60)),
+    }
+    for kind, (size, gop, small, full) in videos.items():
+        if kind not in kinds:
+            continue
+        clip = make_video(root / f"clip_{kind}.mp4", 60, fps=15, size=size, gop=gop)
+        files, reps = small if quick else (full[0] * scale, full[1])
+        paths = _copies(repeat_media(clip, root / f"{kind}.mp4", reps), root, kind, files)
+        out.append(Corpus(kind, "video", paths, sum(map(media_seconds, paths)), "s"))
     return out
 
 
