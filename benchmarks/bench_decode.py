@@ -489,8 +489,8 @@ def run(
         eps = eps_cm.__enter__() if not skip_backfill else None
         # The plain loop on every core: spawned (the driver runs Ray's threads, so no fork),
         # started and warm before anything is timed, like the Ray workers.
-        pool = multiprocessing.get_context("spawn").Pool(cpus)
-        pool.starmap(_warm_plain, [()] * cpus)
+        pool = multiprocessing.get_context("spawn").Pool(cpus, initializer=_warm_plain)
+        pool.map(abs, range(cpus))  # wait until the processes are up
         try:
             for c in corpora:
                 manifest = write_manifest(_manifest_rows(c), root / f"{c.kind}.parquet")

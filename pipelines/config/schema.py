@@ -119,10 +119,10 @@ class RayConfig:
 
     address: str | None = None
     num_cpus: int | None = None
-    # CPU decode tasks: CPUs per task; None sizes from the cluster.
     # Logical CPUs per decode task; below 1 so that the fractional embed actors fit beside two
     # decode tasks on a 2-core machine.
     decode_num_cpus: float = 0.75
+    # Most decode tasks at once (None: as many as the CPUs allow).
     decode_concurrency: int | None = None
     writer_num_cpus: float = 0.25
     log_to_driver: bool = False

@@ -133,7 +133,8 @@ def add_decode_stage(
     decode_cls: type[DecodeFn] = DecodeFn,
     **extra_kwargs: Any,
 ) -> Any:
-    """Append the decode stage to ``ds``: one CPU task per asset, ``num_cpus`` logical CPUs each.
+    """Append the decode stage to ``ds``: one CPU task per input block (``asset_blocks``), the
+    assets of a block decoded one at a time, ``num_cpus`` logical CPUs per task.
 
     Tasks, not a pool of long-lived actors: measured with ``benchmarks/bench_decode.py`` on 2
     cores, an actor pool (two assets queued per actor) kept the cores busier but paid its start-up

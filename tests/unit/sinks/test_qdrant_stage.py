@@ -33,7 +33,7 @@ def _row(index: int, dim: int) -> dict[str, object]:
     return row
 
 
-def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
+def _stage() -> QdrantWriteFn:
     # ":memory:" gives the stage its own store: enough to exercise write + acknowledgement.
     stage = QdrantWriteFn(
         QdrantConfig(path=":memory:", collection="c"),
@@ -42,6 +42,11 @@ def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
         SegmentationConfig(),
     )
     stage.writer.ensure_collection()
+    return stage
+
+
+def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
+    stage = _stage()
     dead = dead_letter_row(ASSET, "decode", "image_corrupt", "bad", segment_index=2)
     batch = rows_to_table([_row(0, 256), _row(1, 384), dead], EMBEDDED_SCHEMA)
     acks = stage(batch).to_pylist()
@@ -56,13 +61,7 @@ def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
 
 
 def test_output_schema_is_stable_for_an_all_dead_batch() -> None:
-    stage = QdrantWriteFn(
-        QdrantConfig(path=":memory:", collection="c"),
-        256,
-        EmbeddingConfig(dimension=256),
-        SegmentationConfig(),
-    )
-    stage.writer.ensure_collection()
+    stage = _stage()
     dead = dead_letter_row(ASSET, "decode", "empty_file", "zero bytes")
     out = stage(rows_to_table([dead], EMBEDDED_SCHEMA))
     assert isinstance(out, pa.Table) and out.schema == EMBEDDED_SCHEMA
