@@ -1,4 +1,4 @@
-"""Instrumented decode stage: the real :class:`DecodeFn`, plus a log of when each task ran.
+"""Instrumented decode stage: the real :class:`DecodeStage`, plus a log of when each task ran.
 
 Each call appends ``{"pid", "start", "end", "cpu_s", "rows"}`` (wall-clock seconds, and the
 process's CPU seconds during the call) to a JSON-lines file per
@@ -18,52 +18,51 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.stages.decode import DecodeFn
+from pipelines.core.runner import Pipeline
+from pipelines.core.stage import Stage
+from pipelines.stages.decode import DecodeStage
 
 
-class TimedDecodeFn(DecodeFn):
-    """:class:`DecodeFn` that records each call's wall-clock span (same arguments, same output)."""
+class TimedDecodeStage(DecodeStage):
+    """:class:`DecodeStage` that records each call's wall-clock span (same output)."""
 
-    log_dir: str | None = None
+    def __init__(self, stage: DecodeStage, log_dir: str) -> None:
+        super().__init__(
+            stage.seg,
+            stage.emb,
+            stage.s3_endpoint_url,
+            resources=stage.resources,
+            max_rows_per_output=stage.max_rows_per_output,
+            max_bytes_per_output=stage.max_bytes_per_output,
+        )
+        self.log_dir = log_dir
 
-    def __init__(
-        self,
-        seg: SegmentationConfig,
-        emb: EmbeddingConfig,
-        s3_endpoint_url: str | None = None,
-        *,
-        log_dir: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(seg, emb, s3_endpoint_url, **kwargs)
-        self.log_dir = log_dir if log_dir is not None else type(self).log_dir
-
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+    def process(self, batch: pa.Table) -> Iterator[pa.Table]:
         start = time.time()
         cpu0 = time.process_time()
         rows = 0
         try:
-            for table in super().__call__(batch):
+            for table in super().process(batch):
                 rows += table.num_rows
                 yield table
         finally:
-            if self.log_dir:
-                line = {
-                    "pid": os.getpid(),
-                    "start": start,
-                    "end": time.time(),
-                    "cpu_s": time.process_time() - cpu0,
-                    "rows": rows,
-                }
-                with open(Path(self.log_dir) / f"decode-{os.getpid()}.jsonl", "a") as fh:
-                    fh.write(json.dumps(line) + "\n")
+            line = {
+                "pid": os.getpid(),
+                "start": start,
+                "end": time.time(),
+                "cpu_s": time.process_time() - cpu0,
+                "rows": rows,
+            }
+            with open(Path(self.log_dir) / f"decode-{os.getpid()}.jsonl", "a") as fh:
+                fh.write(json.dumps(line) + "\n")
 
 
-def timed_decode_class(log_dir: str) -> type[TimedDecodeFn]:
-    """A subclass whose instances log to ``log_dir`` whatever the caller passes (for run_backfill,
-    which builds the decode callable itself)."""
-    return type("TimedDecodeFn", (TimedDecodeFn,), {"log_dir": log_dir, "__module__": __name__})
+def timed(pipeline: Pipeline, log_dir: str) -> Pipeline:
+    """``pipeline`` with its decode stage instrumented."""
+    stages: list[Stage] = [
+        TimedDecodeStage(s, log_dir) if isinstance(s, DecodeStage) else s for s in pipeline.stages
+    ]
+    return Pipeline(pipeline.name, pipeline.source, stages)
 
 
 @dataclass

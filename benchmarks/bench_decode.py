@@ -12,15 +12,16 @@ media the same files are processed three ways, in one run:
    in memory (re-encode path), or packet remux into one mp4 per keyframe-aligned segment (copy
    path). Same DPI, codecs and window lengths as the pipeline's defaults. Run twice: alone in one
    process, and by one process per core (a warm process pool taking a file at a time).
-2. **decode stage through Ray Data**: ``ray.data.from_arrow(assets).map_batches(DecodeFn(...))``
-   with the backfill's settings (batch_size=1, ``ray.decode_num_cpus``), consumed to the end.
+2. **decode stage through Ray Data**: ``ray.data.from_arrow(assets)`` + ``DecodeStage`` applied
+   by the runner with the backfill's settings (batch_size=1, ``resources.decode``), consumed to
+   the end.
 3. **whole backfill** (``run_backfill``) on the same files (the first two for ``video_copy``),
    embedding into an embedded Qdrant via the local endpoint; for information.
 
 Per-core ratio = (pipeline units/s / cores its decode tasks used) / (plain loop units/s per core,
 with the loop running on every core). Units: PDF pages, or seconds of media. The pipeline's cores
 are the peak number of concurrent decode tasks seen, at most the CPUs (each task is one process),
-recorded by an instrumented ``DecodeFn``. Both sides use every core, so both see the same
+recorded by an instrumented ``DecodeStage``. Both sides use every core, so both see the same
 machine: other tenants' load, shared caches and memory bandwidth. The ratio against the loop
 alone in one process (with the other core idle for it) is printed too.
 The every-core loop and the stage run in interleaved pairs (``--repeat``, default 3) and the
@@ -58,7 +59,7 @@ from benchmarks._common import (
     write_manifest,
 )
 from benchmarks._media import media_seconds, repeat_media
-from benchmarks._timing import TimedDecodeFn, clear_spans, task_spans, timed_decode_class
+from benchmarks._timing import TimedDecodeStage, clear_spans, task_spans, timed
 from pipelines.config.compose import compose_backfill
 
 TARGET = 0.8
@@ -367,8 +368,10 @@ def run_stage(corpus: Corpus, manifest: Path, log_dir: Path) -> dict[str, Any]:
 
     from pipelines.config.schema import BackfillJobConfig
     from pipelines.core.manifest import load_manifest
-    from pipelines.core.plan import asset_blocks, configure_data_context
-    from pipelines.stages.decode import add_decode_stage
+    from pipelines.core.plan import asset_blocks
+    from pipelines.core.runner import apply_stage, configure_data_context
+    from pipelines.core.stage import Resources
+    from pipelines.stages.decode import DecodeStage
 
     cfg = BackfillJobConfig()
     table = load_manifest(str(manifest))
@@ -379,16 +382,13 @@ def run_stage(corpus: Corpus, manifest: Path, log_dir: Path) -> dict[str, Any]:
     # per block, a few seconds of estimated work each.
     configure_data_context(rd.DataContext.get_current())
     ds = rd.from_arrow(asset_blocks(table, cpus))
-    out = add_decode_stage(
-        ds,
+    decode = DecodeStage(
         cfg.segmentation,
         cfg.embedding,
         None,
-        num_cpus=cfg.ray.decode_num_cpus,
-        concurrency=cfg.ray.decode_concurrency,
-        decode_cls=TimedDecodeFn,
-        log_dir=str(log_dir),
+        resources=Resources.of(cfg.resources.decode, batch_size=1),
     )
+    out = apply_stage(ds, TimedDecodeStage(decode, str(log_dir)))
     rows = dead = 0
     batch: Any
     for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -409,8 +409,7 @@ def run_stage(corpus: Corpus, manifest: Path, log_dir: Path) -> dict[str, Any]:
 def run_whole_backfill(
     corpus: Corpus, manifest: Path, root: Path, log_dir: Path, eps: Any
 ) -> dict[str, Any]:
-    import pipelines.stages.decode as decode_module
-    from pipelines.backfill import run_backfill
+    from pipelines.backfill import backfill_pipeline, run_backfill
 
     cfg = compose_backfill(
         [
@@ -426,13 +425,10 @@ def run_whole_backfill(
         ]
     )
     clear_spans(log_dir)
-    original = decode_module.DecodeFn
-    decode_module.DecodeFn = timed_decode_class(str(log_dir))  # type: ignore[misc]
     cpu0 = time.process_time()
-    try:
-        result = run_backfill(cfg)
-    finally:
-        decode_module.DecodeFn = original  # type: ignore[misc]
+    result = run_backfill(
+        cfg, arrange=lambda c, p, s: timed(backfill_pipeline(c, p, s), str(log_dir))
+    )
     report = result.report
     return {
         "wall_s": float(report["duration_s"]),

@@ -1,4 +1,4 @@
-"""Upsert throughput of qdrant-client's embedded local mode through :class:`QdrantWriter`.
+"""Upsert throughput of qdrant-client's embedded local mode through :class:`QdrantStore`.
 
 Usage: ``python -m benchmarks.bench_qdrant_local [--points 3000] [--dimension 1024]``
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
-from pipelines.sinks.qdrant_writer import QdrantWriter
+from pipelines.stores.qdrant import QdrantStore
 
 
 def make_rows(n: int, dimension: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -45,12 +45,12 @@ def make_rows(n: int, dimension: int, seed: int = 0) -> list[dict[str, Any]]:
 def run(location: str, batch_size: int, rows: list[dict[str, Any]], dimension: int) -> float:
     cfg = QdrantConfig(path=location, collection="bench", batch_size=batch_size)
     emb, seg = EmbeddingConfig(dimension=dimension), SegmentationConfig()
-    with QdrantWriter(cfg, dimension, embedding=emb, segmentation=seg) as writer:
+    with QdrantStore(cfg, dimension, embedding=emb, segmentation=seg) as writer:
         writer.ensure_collection()
         t0 = time.perf_counter()
         result = writer.write(rows)
         elapsed = time.perf_counter() - t0
-        assert result.written == len(rows) and writer.finish_load() == len(rows)
+        assert result.written == len(rows) and writer.finish() == len(rows)
     return len(rows) / elapsed
 
 

@@ -1,15 +1,21 @@
-"""The backfill job: a Parquet manifest in, vectors in Qdrant, a report and a dead-letter file out.
+"""The backfill job: a Parquet manifest in, vectors in a store, a report and a dead-letter file out.
 
-Plan (driver) -> decode (CPU tasks) -> embed (async-style I/O actors, one shared rate budget) ->
-write (batched idempotent upserts) -> report. See ``docs/architecture.md``.
+Plan, build, drive, finish:
+
+- :func:`plan_backfill` reads and validates the manifest and gives every row a ledger entry;
+- :func:`backfill_pipeline` arranges the stages (decode, embed, write; or service embed, write);
+- :func:`pipelines.core.runner.run_pipeline` drives them, the ledger accounting for every
+  acknowledgement;
+- :func:`finish_backfill` removes partial assets, checks the counts and writes the report.
+
+See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +26,10 @@ import pyarrow as pa
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.ledger import AssetLedger
-from pipelines.core.plan import asset_blocks, configure_data_context
-from pipelines.core.rate_limit import BUDGET_NAMESPACE, RateBudgetSettings, get_or_create_budget
 from pipelines.core.report import build_report, write_report
-
-log = logging.getLogger(__name__)
+from pipelines.core.runner import BlocksSource, Pipeline, run_pipeline
+from pipelines.core.stage import Resources
+from pipelines.stores import VectorStore, open_store
 
 
 @dataclass
@@ -37,48 +42,64 @@ class BackfillResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class BackfillPlan:
+    """The manifest rows to embed, and a ledger entry for every row."""
+
+    run_id: str
+    run_dir: Path
+    todo: pa.Table
+    ledger: AssetLedger
+
+
+Arrangement = Callable[[BackfillJobConfig, BackfillPlan, VectorStore], Pipeline]
+
+
 def _say(msg: str) -> None:
     print(f"[backfill] {msg}", flush=True)
 
 
-def init_ray(cfg: BackfillJobConfig) -> None:
-    """Join the cluster given by ``ray.address`` (or start a local Ray); no-op if connected."""
-    import ray
+def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> BackfillResult:
+    """Run one backfill end to end; raises ConfigError / ManifestError before any work.
 
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {
-        "ignore_reinit_error": True,
-        "log_to_driver": cfg.ray.log_to_driver,
-    }
-    if cfg.ray.address:
-        kwargs["address"] = cfg.ray.address
-    else:
-        kwargs["include_dashboard"] = False
-        if cfg.ray.num_cpus:
-            kwargs["num_cpus"] = cfg.ray.num_cpus
-    ray.init(**kwargs)
-
-
-def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
-    """Run one backfill end to end; raises ConfigError / ManifestError before any work."""
-    from pipelines.core.manifest import load_manifest
-    from pipelines.sinks.dead_letter import DeadLetterWriter
-    from pipelines.sinks.qdrant_writer import QdrantWriter
-
+    ``arrange`` builds the pipeline (default :func:`backfill_pipeline`); a benchmark passes one
+    that swaps in an instrumented stage.
+    """
     started = time.monotonic()
     validate_backfill(cfg)
+    plan = plan_backfill(cfg)
+    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
+    store.open()
+    try:
+        # The store first: an unreachable store or a dimension clash fails before Bedrock.
+        store.ensure_collection()
+        figures: dict[str, Any] = {}
+        if plan.todo.num_rows:
+            by_stage = run_pipeline(
+                (arrange or backfill_pipeline)(cfg, plan, store),
+                cfg.ray,
+                plan.ledger.account,
+                batch_size=cfg.qdrant.batch_size,
+                on_tick=lambda: _progress(plan.ledger, started),
+            )
+            figures = {k: v for stage in by_stage.values() for k, v in stage.items()}
+        return finish_backfill(cfg, plan, store, figures, started)
+    finally:
+        store.close()
+
+
+def plan_backfill(cfg: BackfillJobConfig) -> BackfillPlan:
+    """Read the manifest; every row gets a ledger entry now, so nothing can vanish later."""
+    from pipelines.core.manifest import load_manifest
+
     assert cfg.manifest is not None
-    s3_endpoint = cfg.bedrock.s3_endpoint_url
-    manifest = load_manifest(cfg.manifest, s3_endpoint)
+    manifest = load_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url)
     if cfg.limit is not None:
         manifest = manifest.slice(0, cfg.limit)
-
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     run_dir = Path(cfg.run_dir) / cfg.usecase.name / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    # Plan: every row gets a ledger entry now, so nothing can vanish later.
     ledger = AssetLedger()
     wanted = set(cfg.usecase.modalities)
     keep = []
@@ -93,217 +114,113 @@ def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
         f"manifest {cfg.manifest}: {manifest.num_rows} rows, {todo.num_rows} to embed "
         f"for use case {cfg.usecase.name!r} into collection {cfg.qdrant.collection!r}"
     )
+    return BackfillPlan(run_id, run_dir, todo, ledger)
 
-    # Qdrant first: an unreachable store or a dimension clash fails before Bedrock is called.
-    writer = QdrantWriter(
-        cfg.qdrant,
-        cfg.embedding.dimension,
-        embedding=cfg.embedding,
-        segmentation=cfg.segmentation,
+
+def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorStore) -> Pipeline:
+    """The backfill's stages: decode, embed, write (or, with service segmentation, embed, write)."""
+    from pipelines.core.plan import asset_blocks
+    from pipelines.core.rows import ASSET
+    from pipelines.stages.write import WriteStage
+
+    res = cfg.resources
+    source = BlocksSource(ASSET, plan.todo, cut=asset_blocks)
+    write = WriteStage(
+        store,
+        resources=Resources.of(res.write, actor=True, batch_size=cfg.qdrant.batch_size),
+        batch_size=cfg.qdrant.batch_size,
     )
-    writer.open()
-    try:
-        writer.ensure_collection()
-        report_extra: dict[str, Any] = {}
-        if todo.num_rows:
-            report_extra = _execute(cfg, todo, ledger, writer, run_id)
-        partial = ledger.finalize()
-        if partial:
-            writer.delete_assets(partial)
-        points_in_collection = writer.finish_load()
-        count_check = _count_check(writer, ledger)
-    finally:
-        writer.close()
+    if cfg.segmentation.mode == "service":
+        from pipelines.stages.embed_service import ServiceEmbedStage
 
-    duration = time.monotonic() - started
+        embed_assets = ServiceEmbedStage(
+            cfg.embedding,
+            cfg.segmentation,
+            cfg.bedrock,
+            run_id=plan.run_id,
+            resources=Resources.of(
+                res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
+            ),
+        )
+        return Pipeline("backfill-service", source, [embed_assets, write])
+
+    from pipelines.stages.decode import DecodeStage
+    from pipelines.stages.embed import EmbedStage
+
+    decode = DecodeStage(
+        cfg.segmentation,
+        cfg.embedding,
+        cfg.bedrock.s3_endpoint_url,
+        resources=Resources.of(res.decode, batch_size=1),
+    )
+    embed = EmbedStage(
+        cfg.bedrock,
+        cfg.embedding,
+        budget_name=f"nova-mme-rate-budget-{cfg.qdrant.collection}",
+        max_in_flight=res.embed.max_in_flight,
+        # Two batches per actor: one is filled while the other's requests are in flight.
+        resources=Resources.of(
+            res.embed, actor=True, calls_per_actor=2, batch_size=res.embed.max_in_flight
+        ),
+    )
+    return Pipeline("backfill", source, [decode, embed, write])
+
+
+def finish_backfill(
+    cfg: BackfillJobConfig,
+    plan: BackfillPlan,
+    store: VectorStore,
+    figures: dict[str, Any],
+    started: float,
+) -> BackfillResult:
+    """Decide outcomes, remove partial assets, check counts, write the report and dead letters."""
+    from pipelines.sinks.dead_letter import DeadLetterWriter
+
+    ledger = plan.ledger
+    partial = ledger.finalize()
+    if partial:
+        store.delete_assets(partial)
+    points_in_collection = store.finish()
+    count_check = _count_check(store, ledger)
     report = build_report(
         ledger,
         cfg.prices,
-        duration,
+        time.monotonic() - started,
         extra={
-            "run_id": run_id,
+            "run_id": plan.run_id,
             "usecase": cfg.usecase.name,
             "collection": cfg.qdrant.collection,
             "manifest": cfg.manifest,
             "points_in_collection": points_in_collection,
             "count_check": count_check,
-            **report_extra,
+            **figures,
         },
     )
-    dlq = DeadLetterWriter(run_dir / "dead_letter.parquet")
+    dlq = DeadLetterWriter(plan.run_dir / "dead_letter.parquet")
     for r in ledger.dead_letters():
         dlq.add(r)
     dead_path = Path(dlq.close())
-    report_path = write_report(report, run_dir)
+    report_path = write_report(report, plan.run_dir)
     _summary(report, report_path, dead_path)
-    return BackfillResult(run_dir, report_path, dead_path, report)
+    return BackfillResult(plan.run_dir, report_path, dead_path, report)
 
 
-def _execute(
-    cfg: BackfillJobConfig,
-    todo: pa.Table,
-    ledger: AssetLedger,
-    writer: Any,
-    run_id: str,
-) -> dict[str, Any]:
-    import ray
-    import ray.data as rd
-
-    # Looked up at call time so that tools can substitute an instrumented subclass.
-    from pipelines.stages import decode as decode_module
-    from pipelines.stages.embed import SegmentEmbedder
-
-    init_ray(cfg)
-    ctx = rd.DataContext.get_current()
-    configure_data_context(ctx)
-    ctx.enable_progress_bars = sys.stderr.isatty()
-
-    budget_name = f"nova-mme-rate-budget-{cfg.qdrant.collection}"
-    budget = get_or_create_budget(
-        RateBudgetSettings(
-            cfg.bedrock.quota.requests_per_minute, cfg.bedrock.quota.tokens_per_minute
-        ),
-        name=budget_name,
-    )
-    cpus = int(ray.cluster_resources().get("CPU", 2))
-    ds = rd.from_arrow(asset_blocks(todo, cpus))
-    if cfg.segmentation.mode == "service":
-        embedded = ds.map_batches(
-            ServiceBatchEmbedder,
-            batch_size=1,
-            batch_format="pyarrow",
-            fn_constructor_kwargs={
-                "bedrock": cfg.bedrock,
-                "embedding": cfg.embedding,
-                "segmentation": cfg.segmentation,
-                "run_id": run_id,
-            },
-            compute=rd.ActorPoolStrategy(
-                size=cfg.bedrock.actors,
-                max_concurrent_calls_per_actor=cfg.bedrock.max_in_flight_per_actor,
-                enable_true_multi_threading=True,
-            ),
-            num_cpus=cfg.bedrock.actor_num_cpus,
-        )
-    else:
-        from pipelines.stages.decode import add_decode_stage
-
-        segments = add_decode_stage(
-            ds,
-            cfg.segmentation,
-            cfg.embedding,
-            cfg.bedrock.s3_endpoint_url,
-            num_cpus=cfg.ray.decode_num_cpus,
-            concurrency=cfg.ray.decode_concurrency,
-            decode_cls=decode_module.DecodeFn,
-        )
-        embedded = segments.map_batches(
-            SegmentEmbedder,
-            batch_size=max(1, cfg.bedrock.max_in_flight_per_actor),
-            batch_format="pyarrow",
-            fn_constructor_kwargs={
-                "bedrock": cfg.bedrock,
-                "embedding": cfg.embedding,
-                "budget_name": budget_name,
-                "budget_namespace": BUDGET_NAMESPACE,
-            },
-            compute=rd.ActorPoolStrategy(
-                size=cfg.bedrock.actors,
-                max_concurrent_calls_per_actor=2,
-                enable_true_multi_threading=True,
-            ),
-            num_cpus=cfg.bedrock.actor_num_cpus,
-        )
-
-    server_writers = cfg.qdrant.url is not None
-    if server_writers:
-        from pipelines.sinks.qdrant_stage import QdrantWriteFn
-
-        # A server takes parallel writers: upserts go from the actors straight to Qdrant and
-        # only slim acknowledgements come back to the driver.
-        embedded = embedded.map_batches(
-            QdrantWriteFn,
-            batch_size=cfg.qdrant.batch_size,
-            batch_format="pyarrow",
-            fn_constructor_kwargs={
-                "qdrant": cfg.qdrant,
-                "dimension": cfg.embedding.dimension,
-                "embedding": cfg.embedding,
-                "segmentation": cfg.segmentation,
-            },
-            compute=rd.ActorPoolStrategy(size=cfg.qdrant.writers),
-            num_cpus=cfg.ray.writer_num_cpus,
-        )
-
-    started = last_progress = time.monotonic()
-    pending: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        result = writer.write(pending)
-        refused = set()
-        for r in result.rejected:
-            refused.add((r["asset_id"], r.get("segment_index"), r.get("embedding_type")))
-            ledger.fail(
-                r["asset_id"],
-                r.get("error_stage") or "write",
-                r.get("error_code") or "rejected",
-                r.get("error_message") or "",
-            )
-        for r in pending:
-            if (r["asset_id"], r["segment_index"], r["embedding_type"]) not in refused:
-                ledger.written(r["asset_id"], r["segment_index"])
-        pending.clear()
-
-    batch: pa.Table
-    for batch in embedded.iter_batches(batch_size=cfg.qdrant.batch_size, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            ledger.observe(row)
-            if row.get("error_code") is not None:
-                continue
-            if server_writers:
-                ledger.written(row["asset_id"], row["segment_index"])
-            else:
-                pending.append(row)
-        if len(pending) >= cfg.qdrant.batch_size:
-            flush()
-        if time.monotonic() - last_progress > 5.0:
-            flush()
-            last_progress = time.monotonic()
-            _progress(ledger, todo.num_rows, started)
-    flush()
-    snapshot = ray.get(budget.snapshot.remote())
-    return {"rate_budget": snapshot}
-
-
-def _progress(ledger: AssetLedger, total: int, started: float) -> None:
-    settled = points = calls = throttles = failed = 0
-    for st in ledger.assets.values():
-        if st.outcome is not None:
-            continue
-        points += st.points_written
-        calls += st.bedrock_calls
-        throttles += st.throttles
-        if st.failures:
-            failed += 1
-            settled += 1
-        elif st.complete:
-            settled += 1
+def _progress(ledger: AssetLedger, started: float) -> None:
+    p = ledger.progress
     elapsed = max(1e-6, time.monotonic() - started)
     _say(
-        f"progress: {settled}/{total} assets settled ({failed} failed), {points} points, "
-        f"{calls} Bedrock calls ({calls / elapsed * 60:.0f}/min, {throttles} throttled), "
-        f"{elapsed:.0f}s"
+        f"progress: {p.settled}/{p.total} assets settled ({p.failed} failed), {p.points} points, "
+        f"{p.bedrock_calls} Bedrock calls ({p.bedrock_calls / elapsed * 60:.0f}/min, "
+        f"{p.throttles} throttled), {elapsed:.0f}s"
     )
 
 
-def _count_check(writer: Any, ledger: AssetLedger) -> dict[str, Any]:
-    """Exact per-asset point counts in Qdrant against what this run wrote."""
+def _count_check(store: VectorStore, ledger: AssetLedger) -> dict[str, Any]:
+    """Exact per-asset point counts in the store against what this run wrote."""
     embedded = {a: s for a, s in ledger.assets.items() if s.outcome == "embedded"}
     if not embedded:
         return {"assets": 0, "expected_points": 0, "found_points": 0, "ok": True}
-    found = writer.count_by_asset(list(embedded))
+    found = store.count_by_asset(list(embedded))
     mismatched = sorted(a for a, s in embedded.items() if found.get(a, 0) != s.points_written)
     return {
         "assets": len(embedded),
@@ -312,23 +229,6 @@ def _count_check(writer: Any, ledger: AssetLedger) -> dict[str, Any]:
         "ok": not mismatched,
         "mismatched_assets": mismatched[:20],
     }
-
-
-class ServiceBatchEmbedder:
-    """Ray Data adapter for ``segmentation=service``: asset rows in, embedded rows out."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        from pipelines.stages.embed_service import ServiceSegmentEmbedder
-
-        self.inner = ServiceSegmentEmbedder(**kwargs)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        from pipelines.core.schemas import EMBEDDED_SCHEMA, rows_to_table
-
-        out: list[dict[str, Any]] = []
-        for asset in batch.to_pylist():
-            out.extend(self.inner(asset))
-        return rows_to_table(out, EMBEDDED_SCHEMA)
 
 
 def _summary(report: dict[str, Any], report_path: Path, dead_path: Path) -> None:

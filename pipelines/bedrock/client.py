@@ -41,7 +41,7 @@ def make_bedrock_client(cfg: BedrockConfig, *, max_pool_connections: int | None 
     import boto3
     from botocore.config import Config
 
-    pool = max_pool_connections or max(10, cfg.max_in_flight_per_actor + 2)
+    pool = max_pool_connections or 10
     config = Config(
         region_name=cfg.region,
         retries={"total_max_attempts": 1, "mode": "standard"},

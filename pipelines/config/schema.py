@@ -8,7 +8,6 @@ work. Only these plain dataclasses travel to Ray workers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 NOVA_MME_MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
 
@@ -85,10 +84,6 @@ class BedrockConfig:
     max_backoff_s: float = 20.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 120.0
-    # Embed stage: actors and requests in flight per actor.
-    actors: int = 2
-    max_in_flight_per_actor: int = 8
-    actor_num_cpus: float = 0.25
     # Async jobs: poll interval bounds (seconds) and overall timeout.
     async_poll_min_s: float = 0.5
     async_poll_max_s: float = 15.0
@@ -104,8 +99,6 @@ class QdrantConfig:
     collection: str = "nova"
     # Points per upsert (Qdrant guidance: 64-256).
     batch_size: int = 128
-    # Parallel writers against a server; embedded mode always uses exactly one.
-    writers: int = 2
     prefer_grpc: bool = False
     timeout_s: float = 60.0
     on_disk_payload: bool = False
@@ -119,13 +112,36 @@ class RayConfig:
 
     address: str | None = None
     num_cpus: int | None = None
-    # Logical CPUs per decode task; below 1 so that the fractional embed actors fit beside two
-    # decode tasks on a 2-core machine.
-    decode_num_cpus: float = 0.75
-    # Most decode tasks at once (None: as many as the CPUs allow).
-    decode_concurrency: int | None = None
-    writer_num_cpus: float = 0.25
     log_to_driver: bool = False
+
+
+@dataclass
+class StageResourcesConfig:
+    """Compute for one stage, apart from its arguments (see ``pipelines/core/stage.py``)."""
+
+    # Logical CPUs per task or actor.
+    num_cpus: float = 1.0
+    # Tasks at once (task stages) or actors in the pool (actor stages); None: as many as fit.
+    concurrency: int | None = None
+    # Requests in flight inside one actor (I/O stages).
+    max_in_flight: int = 1
+
+
+@dataclass
+class ResourcesConfig:
+    """Per-stage resources. On 2 CPUs two decode tasks (0.75 each) and two embed actors (0.25
+    each) fit at once; I/O actors that asked for a whole CPU would starve the decode tasks."""
+
+    decode: StageResourcesConfig = field(
+        default_factory=lambda: StageResourcesConfig(num_cpus=0.75)
+    )
+    embed: StageResourcesConfig = field(
+        default_factory=lambda: StageResourcesConfig(num_cpus=0.25, concurrency=2, max_in_flight=8)
+    )
+    # Parallel writers against a Qdrant server; the embedded store is written by the driver.
+    write: StageResourcesConfig = field(
+        default_factory=lambda: StageResourcesConfig(num_cpus=0.25, concurrency=2)
+    )
 
 
 @dataclass
@@ -214,8 +230,6 @@ class UseCaseConfig:
     modalities: list[str] = field(
         default_factory=lambda: ["text", "image", "document", "audio", "video"]
     )
-    # A query the demo runs against the collection (text), and optional query asset.
-    demo_query_text: str | None = None
 
 
 @dataclass
@@ -230,7 +244,7 @@ class BackfillJobConfig:
     bedrock: BedrockConfig = field(default_factory=BedrockConfig)
     qdrant: QdrantConfig = field(default_factory=QdrantConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     prices: PricesConfig = field(default_factory=PricesConfig)
     # Stop early for smoke runs: at most this many manifest rows (None = all).
     limit: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -18,7 +18,9 @@ from pipelines.config.schema import (
     BedrockConfig,
     EmbeddingConfig,
     QdrantConfig,
+    ResourcesConfig,
     SegmentationConfig,
+    StageResourcesConfig,
 )
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import MODALITIES
@@ -104,17 +106,6 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
     _positive("bedrock.quota.tokens_per_minute", cfg.quota.tokens_per_minute)
     if cfg.max_attempts < 1:
         raise ConfigError("bedrock.max_attempts", f"must be >= 1, got {cfg.max_attempts}")
-    if cfg.actors < 1:
-        raise ConfigError("bedrock.actors", f"must be >= 1, got {cfg.actors}")
-    if cfg.max_in_flight_per_actor < 1:
-        raise ConfigError(
-            "bedrock.max_in_flight_per_actor", f"must be >= 1, got {cfg.max_in_flight_per_actor}"
-        )
-    if not 0 < cfg.actor_num_cpus <= 1:
-        raise ConfigError(
-            "bedrock.actor_num_cpus",
-            f"must be in (0, 1]; I/O actors take a fraction of a CPU, got {cfg.actor_num_cpus}",
-        )
     staging_ok = bool(cfg.s3_staging_uri and cfg.s3_staging_uri.startswith("s3://"))
     if seg is not None and seg.mode == "service" and not staging_ok:
         raise ConfigError(
@@ -132,8 +123,26 @@ def validate_qdrant(cfg: QdrantConfig) -> None:
         raise ConfigError("qdrant.collection", "must not be empty")
     if not 1 <= cfg.batch_size <= 1000:
         raise ConfigError("qdrant.batch_size", f"must be in 1..1000, got {cfg.batch_size}")
-    if cfg.writers < 1:
-        raise ConfigError("qdrant.writers", f"must be >= 1, got {cfg.writers}")
+
+
+def validate_resources(cfg: ResourcesConfig, prefix: str = "resources") -> None:
+    """CPUs, concurrency and requests in flight of every stage."""
+    for stage in ("decode", "embed", "write"):
+        res: StageResourcesConfig = getattr(cfg, stage)
+        key = f"{prefix}.{stage}"
+        if not res.num_cpus > 0:
+            raise ConfigError(f"{key}.num_cpus", f"must be > 0, got {res.num_cpus}")
+        if res.concurrency is not None and res.concurrency < 1:
+            raise ConfigError(f"{key}.concurrency", f"must be >= 1 or null, got {res.concurrency}")
+        if res.max_in_flight < 1:
+            raise ConfigError(f"{key}.max_in_flight", f"must be >= 1, got {res.max_in_flight}")
+    for stage in ("embed", "write"):
+        res = getattr(cfg, stage)
+        if res.num_cpus > 1:
+            raise ConfigError(
+                f"{prefix}.{stage}.num_cpus",
+                f"must be in (0, 1]; I/O actors take a fraction of a CPU, got {res.num_cpus}",
+            )
 
 
 def validate_backfill(cfg: BackfillJobConfig) -> None:
@@ -148,9 +157,6 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     validate_segmentation(cfg.segmentation)
     validate_bedrock(cfg.bedrock, cfg.segmentation)
     validate_qdrant(cfg.qdrant)
+    validate_resources(cfg.resources)
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError("limit", f"must be >= 1 or null, got {cfg.limit}")
-    if cfg.ray.decode_num_cpus <= 0:
-        raise ConfigError("ray.decode_num_cpus", "must be > 0")
-    if not 0 < cfg.ray.writer_num_cpus <= 1:
-        raise ConfigError("ray.writer_num_cpus", "must be in (0, 1]")

@@ -12,6 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 OUTCOMES = ("embedded", "skipped_unchanged", "skipped_modality", "dead_lettered")
 
 
@@ -52,19 +54,41 @@ class AssetState:
         )
 
 
+@dataclass
+class Progress:
+    """Running totals of a run, kept as rows arrive (never recomputed over every asset)."""
+
+    total: int = 0
+    settled: int = 0
+    failed: int = 0
+    points: int = 0
+    bedrock_calls: int = 0
+    throttles: int = 0
+
+
 class AssetLedger:
     """Tracks every asset of a run from plan to outcome."""
 
     def __init__(self) -> None:
         self.assets: dict[str, AssetState] = {}
+        self.progress = Progress()
 
     def add(self, asset_id: str, uri: str | None, modality: str) -> None:
         self.assets[asset_id] = AssetState(asset_id, uri, modality)
+        self.progress.total += 1
 
     def skip(self, asset_id: str, outcome: str) -> None:
         if outcome not in OUTCOMES or not outcome.startswith("skipped"):
             raise ValueError(f"not a skip outcome: {outcome!r}")
         self.assets[asset_id].outcome = outcome
+        self.progress.total -= 1
+
+    def account(self, batch: pa.Table) -> None:
+        """Account for one batch of write acknowledgements (the last stage's output)."""
+        for row in batch.to_pylist():
+            self.observe(row)
+            if row.get("error_code") is None:
+                self.written(row["asset_id"], row["segment_index"])
 
     def observe(self, row: dict[str, Any]) -> None:
         """Account for one row out of the embed stage (before it is written)."""
@@ -72,10 +96,17 @@ class AssetLedger:
         count = row.get("segment_count")
         if count and count > 0:
             st.expected_segments = int(count)
-        st.bedrock_calls += int(row.get("bedrock_calls") or 0)
-        st.throttles += int(row.get("throttles") or 0)
+        calls = int(row.get("bedrock_calls") or 0)
+        throttles = int(row.get("throttles") or 0)
+        st.bedrock_calls += calls
+        st.throttles += throttles
         st.retries += int(row.get("retries") or 0)
+        self.progress.bedrock_calls += calls
+        self.progress.throttles += throttles
         if row.get("error_code") is not None:
+            if not st.failures and not st.complete:
+                self.progress.failed += 1
+                self.progress.settled += 1
             st.failures.append(
                 Failure(
                     row.get("error_stage") or "unknown",
@@ -100,11 +131,20 @@ class AssetLedger:
 
     def written(self, asset_id: str, segment_index: int, points: int = 1) -> None:
         st = self.assets[asset_id]
+        was_complete = st.complete
         st.segments_written.add(int(segment_index))
         st.points_written += points
+        self.progress.points += points
+        if st.complete and not was_complete:
+            self.progress.settled += 1
 
     def fail(self, asset_id: str, stage: str, code: str, message: str) -> None:
-        self.assets[asset_id].failures.append(Failure(stage, code, message))
+        st = self.assets[asset_id]
+        if not st.failures:
+            self.progress.failed += 1
+            if not st.complete:
+                self.progress.settled += 1
+        st.failures.append(Failure(stage, code, message))
 
     def finalize(self) -> list[str]:
         """Decide every outcome; returns the asset ids whose partial points must be deleted."""

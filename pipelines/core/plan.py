@@ -84,11 +84,3 @@ def asset_blocks(table: pa.Table, cpus: int) -> list[pa.Table]:
     if start < n:
         blocks.append(table.slice(start, n - start))
     return blocks
-
-
-def configure_data_context(ctx: Any) -> None:
-    """Ray Data settings the pipeline relies on (applied by the backfill and the benchmarks)."""
-    ctx.execution_options.preserve_order = False
-    # Decoders yield a few segments at a time; small blocks let each go downstream as it comes
-    # instead of being merged into one big block per task (memory bounded by segments).
-    ctx.target_max_block_size = 16 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""The decode stage: one asset row in, its segment rows out, lazily.
+"""The decode stage: asset rows in, their segment rows out, lazily.
 
 Routes each asset to the decoder of its modality. Decoders never raise for bad data (they yield
 dead-letter rows); anything they do raise is a bug or an unexpected library failure, and becomes a
@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.rows import ASSET_COLUMNS, dead_letter_row, require_columns
-from pipelines.core.schemas import SEGMENT_SCHEMA, rows_to_table
+from pipelines.core.rows import ASSET, ASSET_COLUMNS, SEGMENT, dead_letter_row, require_columns
+from pipelines.core.stage import Resources, Stage
 
 log = logging.getLogger(__name__)
 
@@ -80,28 +80,42 @@ def decode_asset(
         yield dead_letter_row(asset, "decode", "no_segments", "the decoder produced no segments")
 
 
-class DecodeFn:
-    """Ray Data UDF: a batch of asset rows in, a stream of small segment tables out.
+class DecodeStage(Stage):
+    """Asset rows in, a stream of small segment tables out (CPU tasks, one per asset block).
 
     Yielding every few segments keeps a worker's memory bounded by a handful of segments, however
     long the asset: Ray Data moves each yielded table into the object store as it comes.
+
+    Tasks, not a pool of long-lived actors: measured with ``benchmarks/bench_decode.py`` on 2
+    cores, an actor pool (two assets queued per actor) kept the cores busier but paid its start-up
+    in every run and did no better per core for PDF pages; tasks also balance one long video
+    against many small images without pinning work to a worker. Blocks are cut by
+    :func:`pipelines.core.plan.asset_blocks`.
     """
+
+    name = "decode"
+    takes = ASSET
+    gives = SEGMENT
 
     def __init__(
         self,
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None = None,
+        *,
+        resources: Resources | None = None,
         max_rows_per_output: int = 32,
         max_bytes_per_output: int = 8 * 1024 * 1024,
     ) -> None:
         self.seg = seg
         self.emb = emb
         self.s3_endpoint_url = s3_endpoint_url
+        # One asset per call, one block per task (the blocks are pre-cut by work).
+        self.resources = resources or Resources(num_cpus=0.75, batch_size=1)
         self.max_rows_per_output = max_rows_per_output
         self.max_bytes_per_output = max_bytes_per_output
 
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+    def process(self, batch: pa.Table) -> Iterator[pa.Table]:
         # Output tables are cut by size: big enough that per-block overhead stays small, small
         # enough that a worker holds a few segments at most (8 MB ~ a dozen rendered pages or
         # a couple of video segments), however long the asset.
@@ -116,37 +130,7 @@ class DecodeFn:
                     len(pending) >= self.max_rows_per_output
                     or pending_bytes >= self.max_bytes_per_output
                 ):
-                    yield rows_to_table(pending, SEGMENT_SCHEMA)
+                    yield SEGMENT.table(pending)
                     pending, pending_bytes = [], 0
         if pending:
-            yield rows_to_table(pending, SEGMENT_SCHEMA)
-
-
-def add_decode_stage(
-    ds: Any,
-    seg: SegmentationConfig,
-    emb: EmbeddingConfig,
-    s3_endpoint_url: str | None,
-    *,
-    num_cpus: float,
-    concurrency: int | None = None,
-    decode_cls: type[DecodeFn] = DecodeFn,
-    **extra_kwargs: Any,
-) -> Any:
-    """Append the decode stage to ``ds``: one CPU task per input block (``asset_blocks``), the
-    assets of a block decoded one at a time, ``num_cpus`` logical CPUs per task.
-
-    Tasks, not a pool of long-lived actors: measured with ``benchmarks/bench_decode.py`` on 2
-    cores, an actor pool (two assets queued per actor) kept the cores busier but paid its start-up
-    in every run and did no better per core for PDF pages; tasks also balance one long video
-    against many small images without pinning work to a worker.
-    """
-    import ray.data as rd
-
-    return ds.map_batches(
-        decode_cls(seg, emb, s3_endpoint_url, **extra_kwargs),
-        batch_size=1,
-        batch_format="pyarrow",
-        num_cpus=num_cpus,
-        compute=rd.TaskPoolStrategy(size=concurrency) if concurrency else None,
-    )
+            yield SEGMENT.table(pending)

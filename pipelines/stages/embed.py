@@ -1,6 +1,6 @@
 """The embed stage: segment rows in, embedded rows out, within one cluster-wide rate budget.
 
-Each actor holds one boto3 client (thread-safe) and runs up to ``max_in_flight_per_actor``
+Each actor holds one boto3 client (thread-safe) and runs up to ``resources.embed.max_in_flight``
 requests at once in threads. Before every attempt it reserves a slot from the shared
 :mod:`pipelines.core.rate_limit` budget actor and sleeps the delay it is given; it reports
 successes and throttles back so that the budget adapts. Retries are ours, not botocore's (the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,8 +26,8 @@ import pyarrow as pa
 from pipelines.bedrock.tokens import media_tokens, text_tokens
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig
 from pipelines.core.errors import InfrastructureError
-from pipelines.core.rows import SEGMENT_COLUMNS, dead_letter_row, is_dead_letter, require_columns
-from pipelines.core.schemas import EMBEDDED_SCHEMA, rows_to_table
+from pipelines.core.rows import EMBEDDED, SEGMENT, SEGMENT_COLUMNS, dead_letter_row, is_dead_letter
+from pipelines.core.stage import Resources, Stage
 
 log = logging.getLogger(__name__)
 
@@ -50,31 +49,79 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
 
 
-class SegmentEmbedder:
-    """Ray Data callable class for the embed stage (one instance per actor)."""
+class EmbedStage(Stage):
+    """Segment rows in, embedded rows out: a pool of I/O actors paced by one shared rate budget.
+
+    ``budget_name`` names the cluster-wide budget actor (:mod:`pipelines.core.rate_limit`); the
+    stage creates it in the driver (:meth:`on_start`) with the configured quota, and reports its
+    final state (:meth:`on_finish`). Without a name the stage does not pace (tests).
+    """
+
+    name = "embed"
+    takes = SEGMENT
+    gives = EMBEDDED
 
     def __init__(
         self,
         bedrock: BedrockConfig,
         embedding: EmbeddingConfig,
+        *,
         budget_name: str | None = None,
-        budget_namespace: str | None = None,
+        resources: Resources | None = None,
+        max_in_flight: int = 8,
     ) -> None:
-        from pipelines.bedrock.client import NovaEmbeddingsClient, make_bedrock_client
-
         self.bedrock = bedrock
         self.embedding = embedding
-        self.client = NovaEmbeddingsClient(make_bedrock_client(bedrock), embedding.model_id)
+        self.budget_name = budget_name
+        self.max_in_flight = max_in_flight
+        # One batch per call holds as many segments as the actor has threads.
+        self.resources = resources or Resources(
+            num_cpus=0.25, concurrency=2, actor=True, calls_per_actor=2, batch_size=max_in_flight
+        )
         self.budget: Any = None
-        if budget_name is not None:
+        self.client: Any = None
+        self.pool: ThreadPoolExecutor | None = None
+        self._rng = random.Random()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(budget=None, client=None, pool=None)
+        return state
+
+    def on_start(self) -> None:
+        if self.budget_name is not None:
+            from pipelines.core.rate_limit import RateBudgetSettings, get_or_create_budget
+
+            quota = self.bedrock.quota
+            # Held for the run: the actor lives as long as the driver holds a handle to it.
+            self.budget = get_or_create_budget(
+                RateBudgetSettings(quota.requests_per_minute, quota.tokens_per_minute),
+                name=self.budget_name,
+            )
+
+    def setup(self) -> None:
+        from pipelines.bedrock.client import NovaEmbeddingsClient, make_bedrock_client
+
+        boto = make_bedrock_client(self.bedrock, max_pool_connections=self.max_in_flight + 2)
+        self.client = NovaEmbeddingsClient(boto, self.embedding.model_id)
+        if self.budget_name is not None:
             import ray
 
-            self.budget = ray.get_actor(budget_name, namespace=budget_namespace)
-        self.pool = ThreadPoolExecutor(
-            max_workers=bedrock.max_in_flight_per_actor, thread_name_prefix="embed"
-        )
-        self._rng = random.Random()
-        self._lock = threading.Lock()
+            from pipelines.core.rate_limit import BUDGET_NAMESPACE
+
+            self.budget = ray.get_actor(self.budget_name, namespace=BUDGET_NAMESPACE)
+        self.pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="embed")
+
+    def teardown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
+
+    def on_finish(self) -> dict[str, Any]:
+        if self.budget_name is None:
+            return {}
+        import ray
+
+        return {"rate_budget": ray.get(self.budget.snapshot.remote())}
 
     # -- rate budget ----------------------------------------------------------------------------
     def _reserve(self, tokens: int) -> None:
@@ -186,11 +233,11 @@ class SegmentEmbedder:
         row.update(bedrock_calls=calls, throttles=throttles, retries=retries)
         return row
 
-    # -- Ray Data entry point -------------------------------------------------------------------
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def process(self, batch: pa.Table) -> pa.Table:
+        if self.pool is None:
+            self.setup()
+        assert self.pool is not None
         rows = batch.to_pylist()
-        if rows:
-            require_columns(rows[0], SEGMENT_COLUMNS, "embed")
         futures = [self.pool.submit(self.embed_row, r) for r in rows]
         out: list[dict[str, Any]] = []
         for fut in futures:
@@ -198,4 +245,4 @@ class SegmentEmbedder:
         # Media bytes are not needed downstream: drop them so the writer moves vectors only.
         for r in out:
             r["input_bytes"] = None
-        return rows_to_table(out, EMBEDDED_SCHEMA)
+        return EMBEDDED.table(out)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines.bedrock.async_jobs import (
@@ -59,7 +60,15 @@ from pipelines.bedrock.model import (
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, InfrastructureError
 from pipelines.core.io import local_file_path, s3_client, split_s3_uri
-from pipelines.core.rows import EMBEDDED_COLUMNS, dead_letter_row, require_columns, segment_row
+from pipelines.core.rows import (
+    ASSET,
+    EMBEDDED,
+    EMBEDDED_COLUMNS,
+    dead_letter_row,
+    require_columns,
+    segment_row,
+)
+from pipelines.core.stage import Resources, Stage
 
 STAGE = "embed"
 NEEDED_COLUMNS = ("asset_id", "uri", "modality", "text", "content_version")
@@ -490,6 +499,35 @@ def _put_counters(row: dict[str, Any], counters: _Counters) -> None:
     row["bedrock_calls"] = counters.calls
     row["throttles"] = counters.throttles
     row["retries"] = counters.retries
+
+
+class ServiceEmbedStage(Stage):
+    """Asset rows in, embedded rows out, through Bedrock's async segmentation (I/O actors)."""
+
+    name = "embed_service"
+    takes = ASSET
+    gives = EMBEDDED
+
+    def __init__(
+        self,
+        embedding: EmbeddingConfig,
+        segmentation: SegmentationConfig,
+        bedrock: BedrockConfig,
+        *,
+        run_id: str = "",
+        resources: Resources | None = None,
+    ) -> None:
+        self.embedder = ServiceSegmentEmbedder(embedding, segmentation, bedrock, run_id=run_id)
+        # One asset per call; each actor waits on several async jobs at once.
+        self.resources = resources or Resources(
+            num_cpus=0.25, concurrency=2, actor=True, calls_per_actor=8, batch_size=1
+        )
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        out: list[dict[str, Any]] = []
+        for asset in batch.to_pylist():
+            out.extend(self.embedder.embed_asset(asset))
+        return EMBEDDED.table(out)
 
 
 def embed_asset_with_service(

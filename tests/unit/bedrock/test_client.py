@@ -133,15 +133,14 @@ def test_make_bedrock_client_config() -> None:
         region="eu-west-1",
         connect_timeout_s=3,
         read_timeout_s=7,
-        max_in_flight_per_actor=32,
     )
-    client = make_bedrock_client(cfg)
+    client = make_bedrock_client(cfg, max_pool_connections=34)
     conf = client.meta.config
     assert client.meta.endpoint_url == "http://127.0.0.1:9"
     assert client.meta.region_name == "eu-west-1"
     assert conf.retries["total_max_attempts"] == 1
     assert (conf.connect_timeout, conf.read_timeout) == (3, 7)
-    assert conf.max_pool_connections >= 32
+    assert conf.max_pool_connections == 34
 
 
 def test_from_config_pickles_and_builds_lazily() -> None:

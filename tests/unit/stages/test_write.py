@@ -1,13 +1,13 @@
-"""The parallel-writer stage for a Qdrant server: writes, then acknowledges every row."""
+"""The write stage: writes through a store, then acknowledges every row."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
-from pipelines.core.rows import dead_letter_row, segment_row
-from pipelines.core.schemas import EMBEDDED_SCHEMA, rows_to_table
-from pipelines.sinks.qdrant_stage import QdrantWriteFn
+from pipelines.core.rows import EMBEDDED, dead_letter_row, segment_row
+from pipelines.stages.write import WriteStage
+from pipelines.stores.qdrant import QdrantStore
 
 ASSET = {
     "asset_id": "a1",
@@ -33,23 +33,33 @@ def _row(index: int, dim: int) -> dict[str, object]:
     return row
 
 
-def _stage() -> QdrantWriteFn:
-    # ":memory:" gives the stage its own store: enough to exercise write + acknowledgement.
-    stage = QdrantWriteFn(
-        QdrantConfig(path=":memory:", collection="c"),
-        256,
-        EmbeddingConfig(dimension=256),
-        SegmentationConfig(),
+def _store(url: str | None = None) -> QdrantStore:
+    cfg = (
+        QdrantConfig(url=url, path=None, collection="c")
+        if url
+        else QdrantConfig(path=":memory:", collection="c")
     )
-    stage.writer.ensure_collection()
+    return QdrantStore(
+        cfg, 256, embedding=EmbeddingConfig(dimension=256), segmentation=SegmentationConfig()
+    )
+
+
+def _stage() -> WriteStage:
+    # ":memory:" gives the stage its own store: enough to exercise write + acknowledgement.
+    store = _store()
+    store.ensure_collection()
+    stage = WriteStage(store)
+    stage.setup()
     return stage
 
 
 def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
     stage = _stage()
     dead = dead_letter_row(ASSET, "decode", "image_corrupt", "bad", segment_index=2)
-    batch = rows_to_table([_row(0, 256), _row(1, 384), dead], EMBEDDED_SCHEMA)
-    acks = stage(batch).to_pylist()
+    batch = EMBEDDED.table([_row(0, 256), _row(1, 384), dead])
+    out = stage.process(batch)
+    assert isinstance(out, pa.Table)
+    acks = out.to_pylist()
 
     assert [a["segment_index"] for a in acks] == [0, 1, 2]
     ok, refused, passed = acks
@@ -57,11 +67,18 @@ def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
     assert ok["bedrock_calls"] == 1  # accounting survives the write stage
     assert refused["error_stage"] == "write" and refused["error_code"] == "VectorDimensionMismatch"
     assert passed["error_code"] == "image_corrupt" and passed["error_stage"] == "decode"
-    assert stage.writer.count() == 1
+    assert stage.store.count() == 1
 
 
 def test_output_schema_is_stable_for_an_all_dead_batch() -> None:
     stage = _stage()
     dead = dead_letter_row(ASSET, "decode", "empty_file", "zero bytes")
-    out = stage(rows_to_table([dead], EMBEDDED_SCHEMA))
-    assert isinstance(out, pa.Table) and out.schema == EMBEDDED_SCHEMA
+    out = stage.process(EMBEDDED.table([dead]))
+    assert isinstance(out, pa.Table) and out.schema == EMBEDDED.schema
+
+
+def test_placement_follows_the_store() -> None:
+    # The embedded store locks its folder: written from the driver. A server: parallel actors.
+    assert WriteStage(_store()).resources.on_driver
+    server = WriteStage(_store("http://qdrant.invalid:6333"))
+    assert server.resources.actor and not server.resources.on_driver

@@ -1,4 +1,7 @@
-"""Batched, idempotent writes of embedded segment rows into a Qdrant collection.
+"""The Qdrant store: the :class:`~pipelines.stores.base.VectorStore` protocol for embedded and
+server mode.
+
+Writes are batched and idempotent.
 
 Follows Qdrant's bulk-load guidance: the collection and its payload indexes exist before the
 load, every vector's dimension is checked before it is sent, points go in batches
@@ -11,11 +14,12 @@ safe.
 
 Embedded mode (``qdrant.path``) is qdrant-client's local store: it holds an exclusive lock on its
 folder (a second client, even in the same process, fails) and is not safe for concurrent writers,
-so the pipeline funnels every embedded-mode write through **one** ``QdrantWriter`` in one process.
+so the pipeline funnels every embedded-mode write through **one** ``QdrantStore`` in one process
+(``single_writer``: the runner runs the write stage in the driver).
 ``qdrant.path=":memory:"`` is an in-process store for tests: each writer instance has its own.
 
 Errors: configuration problems raise :class:`ConfigError` in the constructor or in
-:meth:`QdrantWriter.ensure_collection`; transient failures (connection errors, timeouts, HTTP 5xx,
+:meth:`QdrantStore.ensure_collection`; transient failures (connection errors, timeouts, HTTP 5xx,
 429 and 408, gRPC UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED / ABORTED), recognised by
 exception type and status code only, are retried with jittered exponential backoff and then raise
 :class:`InfrastructureError`; other errors propagate unchanged.
@@ -23,22 +27,25 @@ exception type and status code only, are retried with jittered exponential backo
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, InfrastructureError
 from pipelines.core.ids import build_payload, fingerprint, point_id
-from pipelines.core.rows import dead_letter_row, is_dead_letter
+from pipelines.core.rows import STORED_POINT, dead_letter_row, is_dead_letter
+from pipelines.stores.base import AssetHolding, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -86,23 +93,8 @@ def _retry_after_s(exc: BaseException) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-@dataclass
-class WriteResult:
-    """What one :meth:`QdrantWriter.write` call did.
-
-    ``rejected`` holds the rows that were not written, as dead-letter rows: incoming dead letters
-    unchanged, plus rows refused here (``error_stage="write"``; codes ``VectorDimensionMismatch``,
-    ``MissingVector``, ``NonFiniteVector``).
-    """
-
-    written: int = 0
-    batches: int = 0
-    retries: int = 0
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-
-
-class QdrantWriter:
-    """Writes embedded segment rows into ``cfg.collection`` (see the module docstring).
+class QdrantStore:
+    """A Qdrant collection (``collection``, default ``cfg.collection``): see the module docstring.
 
     Picklable: the client is created in :meth:`open` (or on first use) and dropped when pickled, so
     a configured writer can be shipped to a Ray worker. Use it as a context manager, or call
@@ -121,6 +113,7 @@ class QdrantWriter:
         embedding: EmbeddingConfig | None = None,
         segmentation: SegmentationConfig | None = None,
         fingerprints: Mapping[str, str] | None = None,
+        collection: str | None = None,
         max_attempts: int = 6,
         base_backoff_s: float = 0.5,
         max_backoff_s: float = 20.0,
@@ -134,7 +127,7 @@ class QdrantWriter:
                 "set exactly one of qdrant.url (server) and qdrant.path (embedded store); got "
                 f"url={cfg.url!r}, path={cfg.path!r} (with a server, set qdrant.path=null)",
             )
-        if not cfg.collection:
+        if not (collection or cfg.collection):
             raise ConfigError("qdrant.collection", "must be a non-empty name")
         if isinstance(cfg.batch_size, bool) or not 1 <= int(cfg.batch_size) <= MAX_BATCH_SIZE:
             raise ConfigError(
@@ -149,6 +142,7 @@ class QdrantWriter:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.cfg = cfg
+        self.collection: str = collection or cfg.collection
         self.dimension = int(dimension)
         if embedding is not None and embedding.dimension != self.dimension:
             raise ConfigError(
@@ -159,7 +153,7 @@ class QdrantWriter:
             # The payload's fingerprint must describe the run's real parameters, or the planner
             # cannot tell stale vectors from fresh ones.
             warnings.warn(
-                "QdrantWriter without embedding= and segmentation= (or fingerprints=): payload "
+                "QdrantStore without embedding= and segmentation= (or fingerprints=): payload "
                 "fingerprints describe the default parameters, not this run's",
                 stacklevel=2,
             )
@@ -188,6 +182,21 @@ class QdrantWriter:
         """True for qdrant-client's local mode (``qdrant.path``)."""
         return not self.cfg.url
 
+    @property
+    def single_writer(self) -> bool:
+        """The embedded store locks its folder: one writer process (the driver)."""
+        return self.embedded
+
+    def for_collection(self, name: str, dimension: int | None = None) -> QdrantStore:
+        """This store (sharing its open client) addressing collection ``name`` (of vectors of
+        ``dimension``, default this store's)."""
+        other = copy.copy(self)  # __getstate__ drops the client: share it explicitly
+        other._client = self._client
+        other.collection = name
+        other.dimension = int(dimension or self.dimension)
+        other._deferred_threshold = None
+        return other
+
     def _make_client(self) -> Any:
         from qdrant_client import QdrantClient
 
@@ -210,7 +219,7 @@ class QdrantWriter:
                 f"({exc})",
             ) from exc
 
-    def open(self) -> QdrantWriter:
+    def open(self) -> QdrantStore:
         """Create the client (idempotent)."""
         if self._client is None:
             self._client = self._client_factory() if self._client_factory else self._make_client()
@@ -222,7 +231,7 @@ class QdrantWriter:
         if client is not None:
             client.close()
 
-    def __enter__(self) -> QdrantWriter:
+    def __enter__(self) -> QdrantStore:
         return self.open()
 
     def __exit__(
@@ -255,7 +264,7 @@ class QdrantWriter:
                     raise
                 if attempt == self.max_attempts:
                     raise InfrastructureError(
-                        f"qdrant {what} on {self.cfg.collection!r} failed after {attempt} "
+                        f"qdrant {what} on {self.collection!r} failed after {attempt} "
                         f"attempts: {type(exc).__name__}: {exc}"
                     ) from exc
                 delay = random.uniform(0, min(self.max_backoff_s, self.base_backoff_s * 2**attempt))
@@ -278,12 +287,12 @@ class QdrantWriter:
         """Create the collection and payload indexes if missing; check the vector size.
 
         Call once per load from the driver, before any :meth:`write` (on a server this also defers
-        HNSW indexing until :meth:`finish_load`).
+        HNSW indexing until :meth:`finish`).
         """
         from qdrant_client import models
         from qdrant_client.http.exceptions import UnexpectedResponse
 
-        name = self.cfg.collection
+        name = self.collection
         client = self.client
         if not self._call("collection_exists", client.collection_exists, name):
             try:
@@ -326,7 +335,7 @@ class QdrantWriter:
         from qdrant_client import models
 
         key = "qdrant.collection"
-        name = self.cfg.collection
+        name = self.collection
         if not isinstance(vectors, models.VectorParams):
             raise ConfigError(
                 key,
@@ -344,7 +353,7 @@ class QdrantWriter:
                 key, f"collection {name!r} uses {vectors.distance} distance; expected Cosine"
             )
 
-    def finish_load(self) -> int:
+    def finish(self) -> int:
         """Restore indexing if it was deferred, and return the exact point count."""
         if self._deferred_threshold is not None:
             from qdrant_client import models
@@ -352,7 +361,7 @@ class QdrantWriter:
             self._call(
                 "update_collection",
                 self.client.update_collection,
-                collection_name=self.cfg.collection,
+                collection_name=self.collection,
                 optimizers_config=models.OptimizersConfigDiff(
                     indexing_threshold=self._deferred_threshold
                 ),
@@ -387,7 +396,7 @@ class QdrantWriter:
                 row,
                 "VectorDimensionMismatch",
                 f"vector has {vec.shape[0]} dimensions, collection "
-                f"{self.cfg.collection!r} expects {self.dimension}",
+                f"{self.collection!r} expects {self.dimension}",
             )
         if not np.isfinite(vec).all():
             return self._reject(row, "NonFiniteVector", "vector contains NaN or inf")
@@ -435,7 +444,7 @@ class QdrantWriter:
             self._call(
                 "upsert",
                 client.upsert,
-                collection_name=self.cfg.collection,
+                collection_name=self.collection,
                 points=batch,
                 wait=True,
             )
@@ -454,7 +463,7 @@ class QdrantWriter:
             self._call(
                 "delete",
                 self.client.delete,
-                collection_name=self.cfg.collection,
+                collection_name=self.collection,
                 points_selector=models.FilterSelector(filter=_asset_filter(chunk)),
                 wait=True,
             )
@@ -463,9 +472,7 @@ class QdrantWriter:
 
     def count(self, exact: bool = True) -> int:
         """Points in the collection."""
-        res = self._call(
-            "count", self.client.count, collection_name=self.cfg.collection, exact=exact
-        )
+        res = self._call("count", self.client.count, collection_name=self.collection, exact=exact)
         return int(res.count)
 
     def count_by_asset(self, asset_ids: Sequence[str]) -> dict[str, int]:
@@ -477,7 +484,7 @@ class QdrantWriter:
             res = self._call(
                 "facet",
                 self.client.facet,
-                collection_name=self.cfg.collection,
+                collection_name=self.collection,
                 key="asset_id",
                 facet_filter=_asset_filter(chunk),
                 limit=len(chunk),
@@ -486,6 +493,125 @@ class QdrantWriter:
             for hit in res.hits:
                 counts[str(hit.value)] = int(hit.count)
         return counts
+
+    # ---- read side -------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """True when the collection (or an alias of that name) exists."""
+        if self._call("collection_exists", self.client.collection_exists, self.collection):
+            return True
+        return self.resolve_alias(self.collection) is not None
+
+    def holdings(self, asset_ids: Sequence[str]) -> dict[str, AssetHolding]:
+        """Points, content versions and fingerprints held per asset (absent assets left out)."""
+        ids = list(dict.fromkeys(asset_ids))
+        points: dict[str, int] = {}
+        versions: dict[str, set[str]] = {}
+        prints: dict[str, set[str]] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            for record in self._scroll(
+                _asset_filter(chunk),
+                with_vectors=False,
+                payload=["asset_id", "content_version", "fingerprint"],
+            ):
+                payload = record.payload or {}
+                asset = str(payload.get("asset_id"))
+                points[asset] = points.get(asset, 0) + 1
+                if payload.get("content_version") is not None:
+                    versions.setdefault(asset, set()).add(str(payload["content_version"]))
+                if payload.get("fingerprint") is not None:
+                    prints.setdefault(asset, set()).add(str(payload["fingerprint"]))
+        return {
+            a: AssetHolding(n, frozenset(versions.get(a, ())), frozenset(prints.get(a, ())))
+            for a, n in points.items()
+        }
+
+    def scan(self, batch_size: int = 256, with_vectors: bool = True) -> Iterator[pa.Table]:
+        """Every point of the collection, ``batch_size`` at a time, as ``STORED_POINT`` tables."""
+        rows: list[dict[str, Any]] = []
+        for record in self._scroll(None, with_vectors=with_vectors, payload=True, page=batch_size):
+            payload = record.payload or {}
+            vector = record.vector if with_vectors else None
+            rows.append(
+                {
+                    "point_id": str(record.id),
+                    "asset_id": payload.get("asset_id"),
+                    "segment_index": payload.get("segment_index"),
+                    "embedding_type": payload.get("embedding_type"),
+                    "vector": list(vector) if isinstance(vector, list) else None,
+                    "payload_json": json.dumps(payload, sort_keys=True, default=str),
+                }
+            )
+            if len(rows) >= batch_size:
+                yield STORED_POINT.table(rows)
+                rows = []
+        if rows:
+            yield STORED_POINT.table(rows)
+
+    def _scroll(
+        self, flt: Any, *, with_vectors: bool, payload: Any, page: int = 256
+    ) -> Iterator[Any]:
+        offset = None
+        while True:
+            records, offset = self._call(
+                "scroll",
+                self.client.scroll,
+                collection_name=self.collection,
+                scroll_filter=flt,
+                limit=page,
+                offset=offset,
+                with_payload=payload,
+                with_vectors=with_vectors,
+            )
+            yield from records
+            if offset is None:
+                return
+
+    # ---- aliases ---------------------------------------------------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias of the store and the collection it points to."""
+        res = self._call("get_aliases", self.client.get_aliases)
+        return {a.alias_name: a.collection_name for a in res.aliases}
+
+    def resolve_alias(self, alias: str) -> str | None:
+        """The collection ``alias`` points to, or None."""
+        return self.aliases().get(alias)
+
+    def create_alias(self, alias: str, collection: str) -> None:
+        """Point a new alias at ``collection`` (Qdrant refuses the name of a collection)."""
+        from qdrant_client import models
+
+        self._call(
+            "update_collection_aliases",
+            self.client.update_collection_aliases,
+            change_aliases_operations=[
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+                )
+            ],
+        )
+
+    def switch_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` in one atomic operation (delete + create)."""
+        from qdrant_client import models
+
+        ops: list[Any] = []
+        if self.resolve_alias(alias) is not None:
+            ops.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+            )
+        ops.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        self._call(
+            "update_collection_aliases",
+            self.client.update_collection_aliases,
+            change_aliases_operations=ops,
+        )
 
 
 def _asset_filter(asset_ids: list[str]) -> Any:

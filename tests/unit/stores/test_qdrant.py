@@ -1,7 +1,8 @@
-"""QdrantWriter against qdrant-client's embedded local mode (on disk and in memory)."""
+"""QdrantStore against qdrant-client's embedded local mode (on disk and in memory)."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationC
 from pipelines.core.errors import ConfigError, InfrastructureError
 from pipelines.core.ids import fingerprint, point_id
 from pipelines.core.rows import dead_letter_row
-from pipelines.sinks.qdrant_writer import QdrantWriter, is_transient
+from pipelines.stores.qdrant import QdrantStore, is_transient
 
 DIM = 8
 
@@ -57,8 +58,8 @@ SEG = SegmentationConfig()
 
 
 @pytest.fixture
-def writer(cfg: QdrantConfig) -> Iterator[QdrantWriter]:
-    with QdrantWriter(cfg, DIM, embedding=EMB, segmentation=SEG) as w:
+def writer(cfg: QdrantConfig) -> Iterator[QdrantStore]:
+    with QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG) as w:
         w.ensure_collection()
         yield w
 
@@ -79,29 +80,29 @@ def writer(cfg: QdrantConfig) -> Iterator[QdrantWriter]:
 )
 def test_config_is_validated_in_the_constructor(kwargs: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
-        QdrantWriter(QdrantConfig(**kwargs), DIM)
+        QdrantStore(QdrantConfig(**kwargs), DIM)
     assert info.value.key == key
 
 
 def test_dimension_is_validated() -> None:
     with pytest.raises(ConfigError) as info:
-        QdrantWriter(QdrantConfig(path=":memory:"), 0)
+        QdrantStore(QdrantConfig(path=":memory:"), 0)
     assert info.value.key == "embedding.dimension"
 
 
 def test_fingerprints_follow_the_run_config() -> None:
     cfg = QdrantConfig(path=":memory:")
     seg = SegmentationConfig(pdf_dpi=200)
-    writer = QdrantWriter(cfg, DIM, embedding=EMB, segmentation=seg)
+    writer = QdrantStore(cfg, DIM, embedding=EMB, segmentation=seg)
     assert writer.fingerprints["document"] == fingerprint(EMB, seg, "document")
     with pytest.warns(UserWarning, match="default parameters"):
-        QdrantWriter(cfg, DIM)
+        QdrantStore(cfg, DIM)
     with pytest.raises(ConfigError) as info:
-        QdrantWriter(cfg, DIM, embedding=EmbeddingConfig(dimension=3072), segmentation=seg)
+        QdrantStore(cfg, DIM, embedding=EmbeddingConfig(dimension=3072), segmentation=seg)
     assert info.value.key == "embedding.dimension"
 
 
-def test_writer_is_picklable_without_its_client(writer: QdrantWriter) -> None:
+def test_writer_is_picklable_without_its_client(writer: QdrantStore) -> None:
     assert writer._client is not None
     clone = pickle.loads(pickle.dumps(writer))
     assert clone._client is None
@@ -111,7 +112,7 @@ def test_writer_is_picklable_without_its_client(writer: QdrantWriter) -> None:
 # ---- collection ------------------------------------------------------------------------------
 
 
-def test_collection_is_created_with_size_and_cosine(writer: QdrantWriter) -> None:
+def test_collection_is_created_with_size_and_cosine(writer: QdrantStore) -> None:
     params = writer.client.get_collection("test").config.params.vectors
     assert params.size == DIM
     assert params.distance == models.Distance.COSINE
@@ -120,9 +121,9 @@ def test_collection_is_created_with_size_and_cosine(writer: QdrantWriter) -> Non
 
 def test_size_mismatch_names_collection_and_both_sizes(tmp_path: Path) -> None:
     cfg = QdrantConfig(path=str(tmp_path / "q"), collection="test")
-    with QdrantWriter(cfg, DIM, fingerprints={}) as w:
+    with QdrantStore(cfg, DIM, fingerprints={}) as w:
         w.ensure_collection()
-    with QdrantWriter(cfg, 16, fingerprints={}) as other, pytest.raises(ConfigError) as info:
+    with QdrantStore(cfg, 16, fingerprints={}) as other, pytest.raises(ConfigError) as info:
         other.ensure_collection()
     assert info.value.key == "qdrant.collection"
     assert f"{DIM}-d" in str(info.value) and "16-d" in str(info.value)
@@ -130,20 +131,20 @@ def test_size_mismatch_names_collection_and_both_sizes(tmp_path: Path) -> None:
 
 def test_embedded_store_allows_one_client(tmp_path: Path) -> None:
     cfg = QdrantConfig(path=str(tmp_path / "q"), collection="test")
-    with QdrantWriter(cfg, DIM, fingerprints={}) as first:
+    with QdrantStore(cfg, DIM, fingerprints={}) as first:
         first.ensure_collection()
         with pytest.raises(ConfigError) as info:
-            QdrantWriter(cfg, DIM, fingerprints={}).open()
+            QdrantStore(cfg, DIM, fingerprints={}).open()
         assert info.value.key == "qdrant.path"
     # Closing releases the lock.
-    with QdrantWriter(cfg, DIM, fingerprints={}) as again:
+    with QdrantStore(cfg, DIM, fingerprints={}) as again:
         assert again.count() == 0
 
 
 # ---- writes ----------------------------------------------------------------------------------
 
 
-def test_write_in_batches_and_rewrite_overwrites(writer: QdrantWriter) -> None:
+def test_write_in_batches_and_rewrite_overwrites(writer: QdrantStore) -> None:
     rows = _rows(3)
     result = writer.write(rows)
     assert (result.written, result.batches, result.rejected) == (9, 3, [])
@@ -157,7 +158,7 @@ def test_write_in_batches_and_rewrite_overwrites(writer: QdrantWriter) -> None:
     assert np.allclose(stored, expected / np.linalg.norm(expected), atol=1e-5)
 
 
-def test_payload_fields(writer: QdrantWriter) -> None:
+def test_payload_fields(writer: QdrantStore) -> None:
     writer.write(_rows(1))
     point = writer.client.retrieve("test", [point_id("doc0.pdf", 2, "IMAGE")])[0]
     assert point.payload == {
@@ -175,7 +176,7 @@ def test_payload_fields(writer: QdrantWriter) -> None:
     }
 
 
-def test_wrong_dimension_is_rejected_not_sent(writer: QdrantWriter) -> None:
+def test_wrong_dimension_is_rejected_not_sent(writer: QdrantStore) -> None:
     rows = _rows(2)
     rows[1]["vector"] = rows[1]["vector"][:5]
     rows[2]["vector"] = None
@@ -195,7 +196,7 @@ def test_wrong_dimension_is_rejected_not_sent(writer: QdrantWriter) -> None:
     assert writer.count() == 3
 
 
-def test_delete_and_count_by_asset(writer: QdrantWriter) -> None:
+def test_delete_and_count_by_asset(writer: QdrantStore) -> None:
     writer.write(_rows(3, segments=2))
     assert writer.count_by_asset(["doc0.pdf", "doc1.pdf", "missing"]) == {
         "doc0.pdf": 2,
@@ -205,7 +206,48 @@ def test_delete_and_count_by_asset(writer: QdrantWriter) -> None:
     writer.delete_assets(["doc1.pdf", "missing"])
     assert writer.count() == 4
     assert writer.count_by_asset(["doc1.pdf", "doc2.pdf"]) == {"doc1.pdf": 0, "doc2.pdf": 2}
-    assert writer.finish_load() == 4
+    assert writer.finish() == 4
+
+
+# ---- read side -------------------------------------------------------------------------------
+
+
+def test_holdings_report_points_versions_and_fingerprints(writer: QdrantStore) -> None:
+    writer.write(_rows(3, segments=2))
+    held = writer.holdings(["doc0.pdf", "doc2.pdf", "missing"])
+    assert set(held) == {"doc0.pdf", "doc2.pdf"}
+    assert held["doc2.pdf"].points == 2
+    assert held["doc2.pdf"].content_versions == {"etag:2"}
+    assert held["doc0.pdf"].fingerprints == {writer.fingerprints["document"]}
+
+
+def test_scan_streams_every_point_with_vector_and_payload(writer: QdrantStore) -> None:
+    rows = _rows(3, segments=3)
+    writer.write(rows)
+    tables = list(writer.scan(batch_size=4))
+    assert [t.num_rows for t in tables] == [4, 4, 1]
+    got = {(r["asset_id"], r["segment_index"]): r for t in tables for r in t.to_pylist()}
+    assert len(got) == 9
+    for row in rows:
+        point = got[(row["asset_id"], row["segment_index"])]
+        assert point["point_id"] == point_id(row["asset_id"], row["segment_index"], "IMAGE")
+        unit = row["vector"] / np.linalg.norm(row["vector"])  # cosine collections normalise
+        assert np.allclose(point["vector"], unit, atol=1e-6)
+        assert json.loads(point["payload_json"])["content_version"] == row["content_version"]
+
+
+def test_aliases_are_created_resolved_and_switched_atomically(writer: QdrantStore) -> None:
+    writer.write(_rows(1))
+    v2 = writer.for_collection("test_v2", dimension=4)
+    v2.ensure_collection()
+    assert writer.resolve_alias("docs") is None
+    writer.create_alias("docs", "test")
+    assert writer.resolve_alias("docs") == "test"
+    writer.switch_alias("docs", "test_v2")
+    assert writer.aliases() == {"docs": "test_v2"}
+    assert v2.exists() and v2.count() == 0 and writer.count() == 3
+    aliased = writer.for_collection("docs", dimension=4)
+    assert aliased.exists()  # an alias is addressed like a collection
 
 
 # ---- retries ---------------------------------------------------------------------------------
@@ -235,10 +277,10 @@ class FlakyClient:
 
 def _flaky_writer(
     errors: list[BaseException], max_attempts: int = 4
-) -> tuple[QdrantWriter, FlakyClient, list[float]]:
+) -> tuple[QdrantStore, FlakyClient, list[float]]:
     client = FlakyClient(errors)
     sleeps: list[float] = []
-    writer = QdrantWriter(
+    writer = QdrantStore(
         QdrantConfig(path=":memory:", collection="test", batch_size=100),
         DIM,
         embedding=EMB,
@@ -339,11 +381,11 @@ class ServerLike(FlakyClient):
 def test_server_load_indexes_payload_and_defers_hnsw() -> None:
     server = ServerLike()
     cfg = QdrantConfig(url="http://qdrant.invalid:6333", path=None, collection="test")
-    writer = QdrantWriter(cfg, DIM, embedding=EMB, segmentation=SEG, client_factory=lambda: server)
+    writer = QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG, client_factory=lambda: server)
     writer.ensure_collection()
     assert set(server.indexes) == {"asset_id", "modality", "label", "content_version"}
     assert all(v == models.PayloadSchemaType.KEYWORD for v in server.indexes.values())
     assert server.threshold == 0
     writer.write(_rows(2))
-    assert writer.finish_load() == 6
+    assert writer.finish() == 6
     assert server.threshold == 20_000

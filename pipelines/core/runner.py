@@ -1,0 +1,320 @@
+"""The runner: a source and a list of stages become a Ray Data graph, driven to the end.
+
+:class:`Pipeline` is data (a source, a list of :class:`~pipelines.core.stage.Stage`), checked
+when it is made: consecutive row types must chain, and driver stages come last.
+:func:`run_pipeline` starts (or joins) Ray, calls every stage's ``on_start``, appends one
+``map_batches`` per Ray stage (tasks or an actor pool, as its
+:class:`~pipelines.core.stage.Resources` say), iterates the result in the driver, passes each
+batch through the driver stages and hands it to the caller's ``on_batch`` (the job's
+accounting). Every few seconds it calls ``on_tick`` (progress). Finally every stage's
+``on_finish`` figures are returned, keyed by stage name.
+
+Sources: :class:`BlocksSource` hands Ray its blocks at once (a planned asset table); a streaming
+source (``windowed=True``, e.g. a scan of a store) is run window by window, so that the driver
+never holds more than one window.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from pipelines.core.rows import MissingColumnsError, RowType
+from pipelines.core.stage import Stage
+
+if TYPE_CHECKING:
+    from pipelines.config.schema import RayConfig
+    from pipelines.stores.base import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+class Source(abc.ABC):
+    """Where a pipeline's rows come from."""
+
+    gives: RowType
+    # True: blocks() is a long stream, run window by window; False: all blocks go to Ray at once.
+    windowed: bool = False
+    window_blocks: int = 64
+
+    @abc.abstractmethod
+    def blocks(self, cpus: int) -> Iterable[pa.Table]:
+        """The source's rows as Arrow blocks (one Ray task per block for task stages)."""
+
+
+class BlocksSource(Source):
+    """Blocks known up front (``cut`` may split a table into blocks once the CPUs are known)."""
+
+    def __init__(
+        self,
+        gives: RowType,
+        table: pa.Table,
+        cut: Callable[[pa.Table, int], list[pa.Table]] | None = None,
+    ) -> None:
+        self.gives = gives
+        self.table = table
+        self.cut = cut
+
+    def blocks(self, cpus: int) -> list[pa.Table]:
+        if self.table.num_rows == 0:
+            return []
+        return self.cut(self.table, cpus) if self.cut else [self.table]
+
+
+class StoreScanSource(Source):
+    """Every point of a store's collection (``STORED_POINT`` rows), streamed window by window.
+
+    The scan runs in the driver (an embedded store can only be read by the process that holds
+    its folder), ``batch_size`` points a block.
+    """
+
+    windowed = True
+
+    def __init__(self, store: VectorStore, batch_size: int = 256, window_blocks: int = 16) -> None:
+        from pipelines.core.rows import STORED_POINT
+
+        self.gives = STORED_POINT
+        self.store = store
+        self.batch_size = batch_size
+        self.window_blocks = window_blocks
+
+    def blocks(self, cpus: int) -> Iterator[pa.Table]:
+        return self.store.scan(batch_size=self.batch_size)
+
+
+@dataclass
+class Pipeline:
+    """A named source and stages, in order. Checked on construction."""
+
+    name: str
+    source: Source
+    stages: list[Stage] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        have = set(self.source.gives.names)
+        seen_driver = False
+        for stage in self.stages:
+            missing = [c for c in stage.takes.names if c not in have]
+            if missing:
+                raise MissingColumnsError(
+                    f"pipeline {self.name!r}: stage {stage.name!r} takes {stage.takes.name} but "
+                    f"the stage before it gives no {missing}"
+                )
+            if seen_driver and not stage.resources.on_driver:
+                raise ValueError(
+                    f"pipeline {self.name!r}: stage {stage.name!r} runs on Ray after a driver stage"
+                )
+            seen_driver = seen_driver or stage.resources.on_driver
+            have = set(stage.gives.names)
+
+    @property
+    def gives(self) -> RowType:
+        return self.stages[-1].gives if self.stages else self.source.gives
+
+    def describe(self) -> str:
+        """One line: ``source -> stage [resources] -> ...`` (logs, docs)."""
+        parts = [type(self.source).__name__]
+        for s in self.stages:
+            r = s.resources
+            where = (
+                "driver"
+                if r.on_driver
+                else (f"{r.concurrency or 1} actors" if r.actor else "tasks")
+            )
+            parts.append(f"{s.name} [{where}, {r.num_cpus:g} CPU]")
+        return " -> ".join(parts)
+
+
+# ---- running one stage ---------------------------------------------------------------------------
+
+
+def _outputs(stage: Stage, batch: pa.Table) -> Iterator[pa.Table]:
+    missing = stage.takes.missing(batch.column_names)
+    if missing:
+        raise MissingColumnsError(f"stage {stage.name!r} got a batch without columns {missing}")
+    out = stage.process(batch)
+    tables = [out] if isinstance(out, pa.Table) else out
+    for table in tables:
+        if not table.schema.equals(stage.gives.schema):
+            raise TypeError(
+                f"stage {stage.name!r} must give {stage.gives.name} rows; got schema "
+                f"{table.schema.names}"
+            )
+        yield table
+
+
+class _TaskCall:
+    """What Ray Data runs for a task stage: set up once per process copy, then process."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self._ready = False
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        if not self._ready:
+            self.stage.setup()
+            self._ready = True
+        yield from _outputs(self.stage, batch)
+
+
+class _ActorCall:
+    """What Ray Data runs for an actor stage: set up in the actor's constructor."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        stage.setup()
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        yield from _outputs(self.stage, batch)
+
+    def __del__(self) -> None:
+        stage = getattr(self, "stage", None)
+        if stage is not None:
+            stage.teardown()
+
+
+def apply_stage(ds: Any, stage: Stage) -> Any:
+    """``ds.map_batches`` for one Ray stage, as its resources say."""
+    import ray.data as rd
+
+    r = stage.resources
+    common: dict[str, Any] = {"batch_format": "pyarrow", "num_cpus": r.num_cpus}
+    if r.batch_size is not None:
+        common["batch_size"] = r.batch_size
+    if r.actor:
+        return ds.map_batches(
+            _ActorCall,
+            fn_constructor_kwargs={"stage": stage},
+            compute=rd.ActorPoolStrategy(
+                size=r.concurrency or 1,
+                max_concurrent_calls_per_actor=r.calls_per_actor,
+                enable_true_multi_threading=r.calls_per_actor > 1,
+            ),
+            **common,
+        )
+    return ds.map_batches(
+        _TaskCall(stage),
+        compute=rd.TaskPoolStrategy(size=r.concurrency) if r.concurrency else None,
+        **common,
+    )
+
+
+# ---- Ray ----------------------------------------------------------------------------------------
+
+
+def init_ray(cfg: RayConfig) -> None:
+    """Join the cluster given by ``ray.address`` (or start a local Ray); no-op if connected."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {
+        "ignore_reinit_error": True,
+        "log_to_driver": cfg.log_to_driver,
+    }
+    if cfg.address:
+        kwargs["address"] = cfg.address
+    else:
+        kwargs["include_dashboard"] = False
+        if cfg.num_cpus:
+            kwargs["num_cpus"] = cfg.num_cpus
+    ray.init(**kwargs)
+
+
+def configure_data_context(ctx: Any) -> None:
+    """Ray Data settings every pipeline relies on (also applied by the benchmarks)."""
+    ctx.execution_options.preserve_order = False
+    # Decoders yield a few segments at a time; small blocks let each go downstream as it comes
+    # instead of being merged into one big block per task (memory bounded by segments).
+    ctx.target_max_block_size = 16 * 1024 * 1024
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 2))
+
+
+# ---- driving -------------------------------------------------------------------------------------
+
+
+def build(pipeline: Pipeline, blocks: Sequence[pa.Table]) -> tuple[Any, list[Stage]]:
+    """The Ray Data graph of the pipeline's Ray stages over ``blocks``, and its driver stages."""
+    import ray.data as rd
+
+    ray_stages = [s for s in pipeline.stages if not s.resources.on_driver]
+    driver_stages = [s for s in pipeline.stages if s.resources.on_driver]
+    ds = rd.from_arrow(list(blocks))
+    for stage in ray_stages:
+        ds = apply_stage(ds, stage)
+    return ds, driver_stages
+
+
+def _windows(pipeline: Pipeline, cpus: int) -> Iterator[list[pa.Table]]:
+    source = pipeline.source
+    blocks = source.blocks(cpus)
+    if not source.windowed:
+        listed = list(blocks)
+        if listed:
+            yield listed
+        return
+    window: list[pa.Table] = []
+    for block in blocks:
+        if block.num_rows:
+            window.append(block)
+        if len(window) >= source.window_blocks:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    ray_cfg: RayConfig,
+    on_batch: Callable[[pa.Table], None],
+    *,
+    batch_size: int = 256,
+    on_tick: Callable[[], None] | None = None,
+    tick_s: float = 2.0,
+) -> dict[str, dict[str, Any]]:
+    """Run ``pipeline`` to the end; ``on_batch`` gets every batch the last stage gives.
+
+    Returns each stage's ``on_finish`` figures by stage name. Exceptions from a stage (an
+    infrastructure failure) propagate after the driver stages are torn down.
+    """
+    import ray.data as rd
+
+    init_ray(ray_cfg)
+    ctx = rd.DataContext.get_current()
+    configure_data_context(ctx)
+    ctx.enable_progress_bars = sys.stderr.isatty()
+    for stage in pipeline.stages:
+        stage.on_start()
+    driver_stages = [s for s in pipeline.stages if s.resources.on_driver]
+    for stage in driver_stages:
+        stage.setup()
+    last_tick = time.monotonic()
+    try:
+        for window in _windows(pipeline, cluster_cpus()):
+            ds, driver = build(pipeline, window)
+            log.info("pipeline %s: %s", pipeline.name, pipeline.describe())
+            for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
+                for stage in driver:
+                    out = list(_outputs(stage, batch))
+                    batch = pa.concat_tables(out) if out else stage.gives.empty()
+                on_batch(batch)
+                if on_tick is not None and time.monotonic() - last_tick >= tick_s:
+                    last_tick = time.monotonic()
+                    on_tick()
+    finally:
+        for stage in driver_stages:
+            stage.teardown()
+    return {stage.name: stage.on_finish() for stage in pipeline.stages}

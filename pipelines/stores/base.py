@@ -1,0 +1,86 @@
+"""The vector-store protocol: everything the runner and the jobs may ask of a store.
+
+Write side (a load): :meth:`~VectorStore.ensure_collection` before the first write,
+:meth:`~VectorStore.write` of embedded rows (every vector checked before it is sent; refused rows
+come back as dead letters), :meth:`~VectorStore.delete_assets`, :meth:`~VectorStore.finish`
+(restore what the load deferred, return the exact count), :meth:`~VectorStore.close`.
+
+Read side (what later runs need to know): points and versions held per asset
+(:meth:`~VectorStore.holdings`, :meth:`~VectorStore.count_by_asset`), a streaming scan of the stored
+vectors (:meth:`~VectorStore.scan`, ``STORED_POINT`` tables), and aliases (resolve, create,
+switch atomically).
+
+A store object is picklable and opens its client lazily, so the write stage can run it in Ray
+actors; ``single_writer`` stores (Qdrant's embedded mode, which locks its folder) are written from
+the driver only. To add a store, implement this protocol in ``pipelines/stores/<name>.py`` and
+return it from :func:`pipelines.stores.open_store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+
+@dataclass
+class WriteResult:
+    """What one :meth:`VectorStore.write` call did.
+
+    ``rejected`` holds the rows that were not written, as dead-letter rows: incoming dead letters
+    unchanged, plus rows refused by the store's checks (``error_stage="write"``).
+    """
+
+    written: int = 0
+    batches: int = 0
+    retries: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AssetHolding:
+    """What a collection holds of one asset."""
+
+    points: int
+    content_versions: frozenset[str] = frozenset()
+    fingerprints: frozenset[str] = frozenset()
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """A collection of vectors with payloads, addressed by name or alias."""
+
+    collection: str
+
+    @property
+    def single_writer(self) -> bool:
+        """True: only one process may write (the runner writes from the driver)."""
+        ...
+
+    # -- lifecycle
+    def open(self) -> VectorStore: ...
+    def close(self) -> None: ...
+    def for_collection(self, name: str, dimension: int | None = None) -> VectorStore:
+        """The same store (same client, same process) addressing another collection."""
+        ...
+
+    # -- write side
+    def ensure_collection(self) -> None: ...
+    def write(self, rows: Iterable[Mapping[str, Any]]) -> WriteResult: ...
+    def delete_assets(self, asset_ids: Sequence[str]) -> None: ...
+    def finish(self) -> int: ...
+
+    # -- read side
+    def exists(self) -> bool: ...
+    def count(self) -> int: ...
+    def count_by_asset(self, asset_ids: Sequence[str]) -> dict[str, int]: ...
+    def holdings(self, asset_ids: Sequence[str]) -> dict[str, AssetHolding]: ...
+    def scan(self, batch_size: int = 256, with_vectors: bool = True) -> Iterator[pa.Table]: ...
+
+    # -- aliases
+    def aliases(self) -> dict[str, str]: ...
+    def resolve_alias(self, alias: str) -> str | None: ...
+    def create_alias(self, alias: str, collection: str) -> None: ...
+    def switch_alias(self, alias: str, collection: str) -> None: ...
