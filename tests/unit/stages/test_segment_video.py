@@ -12,14 +12,9 @@ import pytest
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, DataError
 from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
-from pipelines.stages.segment_video import (
-    MAX_SEGMENT_BYTES,
-    VideoCutPlan,
-    VideoProbe,
-    plan_video,
-    plan_video_cuts,
-    segment_video,
-)
+from pipelines.stages.segment_video import segment_video
+from pipelines.stages.video.plan import MAX_SEGMENT_BYTES, VideoCutPlan, plan_video, plan_video_cuts
+from pipelines.stages.video.probe_result import VideoProbe
 from pipelines.testing.av import (
     make_not_media,
     make_tone_audio,
@@ -391,13 +386,14 @@ def mp4s(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _both_probes(path: Path) -> tuple[VideoProbe | None, VideoProbe]:
     from pipelines.stages.segment_audio import open_media
-    from pipelines.stages.segment_video import _audio_stream, _probe_by_demux, _probe_from_index
+    from pipelines.stages.video.probe import audio_stream, probe_by_demux
+    from pipelines.stages.video.sample_table import probe_from_sample_table
 
     with open_media(str(path)) as c:
-        vstream, astream = c.streams.video[0], _audio_stream(c)
-        fast = _probe_from_index(c, vstream, astream)
+        vstream, astream = c.streams.video[0], audio_stream(c)
+        fast = probe_from_sample_table(c, vstream, astream)
         c.seek(0)
-        return fast, _probe_by_demux(c, vstream, astream)
+        return fast, probe_by_demux(c, vstream, astream)
 
 
 @pytest.mark.parametrize(
@@ -434,11 +430,11 @@ def test_sample_table_of_a_cut_file_is_not_trusted(mp4s: Path) -> None:
 def test_copy_segments_are_the_same_whichever_probe_ran(
     mp4s: Path, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.stages.segment_video as sv
+    import pipelines.stages.video.probe as video_probe
 
     rows, [plan] = run(mp4s / name, video_window_s=4.0)
     assert plan.method == "copy"
-    monkeypatch.setattr(sv, "_probe_from_index", lambda *a: None)
+    monkeypatch.setattr(video_probe, "probe_from_sample_table", lambda *a: None)
     slow_rows, [slow_plan] = run(mp4s / name, video_window_s=4.0)
     assert plan == slow_plan
     assert [r["input_bytes"] for r in rows] == [r["input_bytes"] for r in slow_rows]
