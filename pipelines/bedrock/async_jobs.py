@@ -23,7 +23,7 @@ from pipelines.bedrock.errors import (
     ErrorClass,
     from_exception,
 )
-from pipelines.bedrock.model import EmbeddingRequest
+from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import NOVA_MME_MODEL_ID
 from pipelines.core.io import split_s3_uri
 

@@ -9,24 +9,26 @@ from typing import Any
 
 import pytest
 
-from pipelines.bedrock.errors import BedrockCallError, ErrorClass, RequestValidationError
-from pipelines.bedrock.model import (
+from pipelines.bedrock.enums import (
     DIMENSIONS,
     SCHEMA_VERSION,
-    AudioInput,
     EmbeddingPurpose,
-    EmbeddingRequest,
+    TaskType,
+    normalise_format,
+)
+from pipelines.bedrock.errors import BedrockCallError, ErrorClass, RequestValidationError
+from pipelines.bedrock.from_rows import request_from_segment
+from pipelines.bedrock.inputs import (
+    AudioInput,
     ImageInput,
-    RequestLimits,
     S3Location,
     Source,
-    TaskType,
     TextInput,
     VideoInput,
-    normalise_format,
-    parse_embedding_response,
-    request_from_segment,
 )
+from pipelines.bedrock.limits import RequestLimits
+from pipelines.bedrock.request import EmbeddingRequest
+from pipelines.bedrock.response import parse_embedding_response
 from pipelines.config.schema import EmbeddingConfig
 from pipelines.core.rows import dead_letter_row, segment_row
 
