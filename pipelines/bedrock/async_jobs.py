@@ -1,7 +1,7 @@
 """Asynchronous SEGMENTED_EMBEDDING jobs: start, wait, list, and read their S3 outputs.
 
 The service cuts long text, audio and video into segments itself and writes one JSONL line per
-segment under ``<output s3Uri>/<invocation id>/`` (layout in ``docs/nova-mme-api.md``).
+segment under ``<output s3Uri>/<invocation id>/`` (file names: ``RESULT_FILE``, ``OUTPUT_FILES``).
 """
 
 from __future__ import annotations

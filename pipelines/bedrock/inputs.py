@@ -108,6 +108,3 @@ class VideoInput:
     source: Source
     embedding_mode: str = VideoEmbeddingMode.AUDIO_VIDEO_COMBINED
     duration_seconds: int | None = None
-
-
-Input = TextInput | ImageInput | AudioInput | VideoInput

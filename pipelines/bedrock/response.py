@@ -16,7 +16,6 @@ from pipelines.bedrock.errors import (
 
 HEADER_INPUT_TOKENS = "x-amzn-bedrock-input-token-count"
 HEADER_REQUEST_ID = "x-amzn-requestid"
-HEADER_INVOCATION_LATENCY = "x-amzn-bedrock-invocation-latency"
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,6 @@ class Embedding:
     embedding_type: str
     vector: list[float]
     truncated_char_length: int | None = None
-
-    @property
-    def dimension(self) -> int:
-        return len(self.vector)
 
 
 @dataclass(frozen=True)
@@ -56,12 +51,6 @@ class EmbeddingResult:
         raise KeyError(
             f"no {embedding_type} embedding; got {[e.embedding_type for e in self.embeddings]}"
         )
-
-    def get(self, embedding_type: str) -> Embedding | None:
-        try:
-            return self.by_type(embedding_type)
-        except KeyError:
-            return None
 
     @property
     def types(self) -> list[str]:
