@@ -182,7 +182,7 @@ def _embed_one_of_each(root: Path, endpoint_url: str) -> None:
     import math
 
     from pipelines.bedrock.client import NovaEmbeddingsClient
-    from pipelines.bedrock.model import EmbeddingRequest
+    from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import BedrockConfig
 
     client = NovaEmbeddingsClient.from_config(BedrockConfig(endpoint_url=endpoint_url))

@@ -52,7 +52,7 @@ def query_request(
     detail_level: str | None = None,
 ) -> Any:
     """The EmbeddingRequest for a text query or a media file query (format from its suffix)."""
-    from pipelines.bedrock.model import EmbeddingRequest
+    from pipelines.bedrock.request import EmbeddingRequest
 
     purpose = purpose or emb.query_purpose
     if (text is None) == (path is None):

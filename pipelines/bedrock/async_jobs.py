@@ -1,7 +1,7 @@
 """Asynchronous SEGMENTED_EMBEDDING jobs: start, wait, list, and read their S3 outputs.
 
 The service cuts long text, audio and video into segments itself and writes one JSONL line per
-segment under ``<output s3Uri>/<invocation id>/`` (layout in ``docs/nova-mme-api.md``).
+segment under ``<output s3Uri>/<invocation id>/`` (file names: ``RESULT_FILE``, ``OUTPUT_FILES``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipelines.bedrock.errors import (
     ErrorClass,
     from_exception,
 )
-from pipelines.bedrock.model import EmbeddingRequest
+from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import NOVA_MME_MODEL_ID
 from pipelines.core.io import split_s3_uri
 

@@ -24,11 +24,8 @@ from pipelines.bedrock.errors import (
     from_exception,
     max_retries_for,
 )
-from pipelines.bedrock.model import (
-    EmbeddingRequest,
-    EmbeddingResult,
-    parse_embedding_response,
-)
+from pipelines.bedrock.request import EmbeddingRequest
+from pipelines.bedrock.response import EmbeddingResult, parse_embedding_response
 from pipelines.config.schema import NOVA_MME_MODEL_ID, BedrockConfig
 
 

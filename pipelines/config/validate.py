@@ -6,8 +6,8 @@ user can fix the command line without reading code.
 
 from __future__ import annotations
 
-from pipelines.bedrock.model import DIMENSIONS as API_DIMENSIONS
-from pipelines.bedrock.model import (
+from pipelines.bedrock.enums import DIMENSIONS as API_DIMENSIONS
+from pipelines.bedrock.enums import (
     DetailLevel,
     EmbeddingPurpose,
     TruncationMode,

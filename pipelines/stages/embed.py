@@ -147,7 +147,7 @@ class EmbedStage(Stage):
             RequestValidationError,
             max_retries_for,
         )
-        from pipelines.bedrock.model import request_from_segment
+        from pipelines.bedrock.from_rows import request_from_segment
 
         base = {c: row.get(c) for c in SEGMENT_COLUMNS}
         if is_dead_letter(row):

@@ -37,26 +37,22 @@ from pipelines.bedrock.async_jobs import (
     request_token,
 )
 from pipelines.bedrock.client import Backoff, make_bedrock_client
+from pipelines.bedrock.enums import (
+    AudioFormat,
+    ImageFormat,
+    TaskType,
+    VideoFormat,
+    normalise_format,
+)
 from pipelines.bedrock.errors import (
     CODE_DIMENSION_MISMATCH,
     BedrockCallError,
     ErrorClass,
     RequestValidationError,
 )
-from pipelines.bedrock.model import (
-    AudioFormat,
-    AudioInput,
-    EmbeddingRequest,
-    ImageFormat,
-    ImageInput,
-    RequestLimits,
-    Source,
-    TaskType,
-    TextInput,
-    VideoFormat,
-    VideoInput,
-    normalise_format,
-)
+from pipelines.bedrock.inputs import AudioInput, ImageInput, Source, TextInput, VideoInput
+from pipelines.bedrock.limits import RequestLimits
+from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, InfrastructureError
 from pipelines.core.io import local_file_path, s3_client, split_s3_uri

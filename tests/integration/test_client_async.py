@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pipelines.bedrock.async_jobs import NovaAsyncJobs, read_segmented_results
-from pipelines.bedrock.model import EmbeddingRequest
+from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import NOVA_MME_MODEL_ID, EmbeddingConfig, SegmentationConfig
 from pipelines.core.rows import EMBEDDED_COLUMNS, SEGMENT_COLUMNS, is_dead_letter
 from pipelines.stages.embed_service import ServiceSegmentEmbedder

@@ -8,7 +8,8 @@ import pytest
 
 from pipelines.bedrock.client import Backoff, NovaEmbeddingsClient
 from pipelines.bedrock.errors import BedrockCallError, ErrorClass, from_exception
-from pipelines.bedrock.model import EmbeddingRequest, TextInput
+from pipelines.bedrock.inputs import TextInput
+from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import NOVA_MME_MODEL_ID
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from pipelines.bedrock.client import NovaEmbeddingsClient
-from pipelines.bedrock.model import EmbeddingRequest, request_from_segment
+from pipelines.bedrock.from_rows import request_from_segment
+from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import NOVA_MME_MODEL_ID, EmbeddingConfig
 from pipelines.core.rows import segment_row
 from tests.integration.bedrock_media import (

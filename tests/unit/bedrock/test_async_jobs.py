@@ -20,7 +20,7 @@ from pipelines.bedrock.async_jobs import (
     request_token,
 )
 from pipelines.bedrock.errors import BedrockCallError
-from pipelines.bedrock.model import EmbeddingRequest
+from pipelines.bedrock.request import EmbeddingRequest
 
 ARN = "arn:aws:bedrock:us-east-1:123456789012:async-invoke/abcdef012345"
 

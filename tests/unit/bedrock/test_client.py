@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.bedrock.client import Backoff, NovaEmbeddingsClient, make_bedrock_client
 from pipelines.bedrock.errors import BedrockCallError, ErrorClass
-from pipelines.bedrock.model import EmbeddingRequest
+from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import BedrockConfig
 
 

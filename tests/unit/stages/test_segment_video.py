@@ -1,4 +1,4 @@
-"""segment_video: the copy/re-encode decision, segment bounds and contents, and dead letters."""
+"""segment_video on real files: the path taken, segment bounds and contents, dead letters."""
 
 from __future__ import annotations
 
@@ -6,63 +6,20 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError, DataError
+from pipelines.config.schema import SegmentationConfig
+from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
-from pipelines.stages.segment_video import (
-    MAX_SEGMENT_BYTES,
-    VideoCutPlan,
-    VideoProbe,
-    plan_video,
-    plan_video_cuts,
-    segment_video,
-)
+from pipelines.stages.segment_video import segment_video
+from pipelines.stages.video.plan import plan_video
 from pipelines.testing.av import (
     make_not_media,
     make_tone_audio,
     make_truncated_copy,
     make_video,
 )
-
-EMB = EmbeddingConfig()
-
-
-def run(path: Path | str, **seg: Any) -> tuple[list[dict[str, Any]], list[VideoCutPlan]]:
-    plans: list[VideoCutPlan] = []
-    asset = {"asset_id": "v1", "uri": str(path), "modality": "video"}
-    rows = list(segment_video(asset, SegmentationConfig(**seg), EMB, on_plan=plans.append))
-    return rows, plans
-
-
-def inspect(data: bytes) -> dict[str, Any]:
-    """Decode an mp4 segment: demuxer, frame count, first/last frame time, height, audio secs."""
-    import av
-
-    with av.open(io.BytesIO(data), "r") as c:
-        times = [f.time for f in c.decode(video=0)]
-        height = c.streams.video[0].height
-        audio_s = None
-        if c.streams.audio:
-            c.seek(0)
-            n = rate = 0
-            for f in c.decode(audio=0):
-                n += f.samples
-                rate = f.sample_rate
-            audio_s = n / rate
-        c.seek(0)
-        first_packet = next((p for p in c.demux(video=0) if p.size), None)
-        return {
-            "demuxer": str(c.format.name),
-            "frames": len(times),
-            "first": times[0],
-            "span": times[-1] - times[0] + 0.1,  # 10 fps sources
-            "height": height,
-            "audio_s": audio_s,
-            "first_packet": bytes(first_packet) if first_packet is not None else b"",
-        }
+from tests.unit.stages.video.helpers import EMB, inspect, run
 
 
 def keyframe_packets(path: Path | str) -> dict[float, bytes]:
@@ -85,65 +42,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_video(d / "bframes.mkv", 9.0, fps=10, size=(96, 64), gop=10, bframes=2, preset="fast")
     make_video(d / "clip.webm", 5.0, fps=10, size=(96, 64), gop=10, seed=4)
     return d
-
-
-def probe(keyframes: list[float], duration: float, **kw: Any) -> VideoProbe:
-    fields: dict[str, Any] = dict(video_codec="h264", audio_codec="aac", origin_s=0.0,
-                                  duration_s=duration, declared_s=duration, keyframes_s=keyframes,
-                                  width=640, height=360, fps=25.0)  # fmt: skip
-    fields.update(kw)
-    return VideoProbe(**fields)
-
-
-# --- the decision rule (pure) ----------------------------------------------------------------
-
-
-def test_dense_keyframes_are_stream_copied_at_keyframes() -> None:
-    plan = plan_video_cuts(probe([float(k) for k in range(0, 70, 2)], 70.0), 29.95, 29.95)
-    assert plan.method == "copy"
-    assert plan.segments == ((0.0, 28.0), (28.0, 56.0), (56.0, 70.0))
-
-
-def test_sparse_keyframes_are_re_encoded_on_fixed_windows() -> None:
-    plan = plan_video_cuts(probe([0.0, 20.0, 40.0, 60.0], 70.0), 29.95, 29.95)
-    assert plan.method == "reencode" and "sparse" in plan.reason
-    assert plan.segments == ((0.0, 29.95), (29.95, 59.9), (59.9, 70.0))
-
-
-def test_cut_tolerance_boundary() -> None:
-    # Window 10 s -> tolerance 1 s: a keyframe at 9.0 is close enough, one at 8.9 is not.
-    assert plan_video_cuts(probe([0.0, 9.0, 18.0], 20.0), 10.0, 10.0).method == "copy"
-    assert plan_video_cuts(probe([0.0, 8.9, 17.8], 20.0), 10.0, 10.0).method == "reencode"
-
-
-def test_overlap_with_copy_starts_each_segment_at_a_keyframe() -> None:
-    plan = plan_video_cuts(probe([float(k) for k in range(0, 30)], 30.0), 10.0, 8.0)
-    assert plan.method == "copy"
-    assert plan.segments == ((0.0, 10.0), (8.0, 18.0), (16.0, 26.0), (24.0, 30.0))
-
-
-@pytest.mark.parametrize(
-    ("change", "why"),
-    [
-        ({"video_codec": "vp9"}, "video codec"),
-        ({"audio_codec": "opus"}, "audio codec"),
-        ({"height": 1080}, "video_max_height"),
-        ({"packet_times": np.array([1.0]), "packet_sizes": np.array([MAX_SEGMENT_BYTES + 1])},
-         "bytes"),
-    ],
-)  # fmt: skip
-def test_dense_but_not_copyable_is_re_encoded(change: dict[str, Any], why: str) -> None:
-    plan = plan_video_cuts(probe([float(k) for k in range(10)], 10.0, **change), 29.95, 29.95)
-    assert plan.method == "reencode" and why in plan.reason
-
-
-def test_reencode_modes() -> None:
-    dense = probe([float(k) for k in range(10)], 10.0)
-    assert plan_video_cuts(dense, 29.95, 29.95, "always").method == "reencode"
-    assert plan_video_cuts(dense, 29.95, 29.95, "never").method == "copy"
-    with pytest.raises(DataError) as err:
-        plan_video_cuts(probe([0.0, 40.0], 50.0), 29.95, 29.95, "never")
-    assert err.value.code == "reencode_required"
 
 
 # --- real files -----------------------------------------------------------------------------
@@ -352,96 +250,3 @@ def test_copy_with_overlap_puts_shared_packets_in_both_segments(media: Path) -> 
         assert info["first"] == pytest.approx(0.0, abs=1e-3)
         assert info["audio_s"] == pytest.approx(planned, abs=0.2)
         assert info["first_packet"] == source_keyframes[round(r["start_s"], 3)]
-
-
-# --- the probe: MP4 sample table vs demuxing every packet -------------------------------------
-
-
-def _remux_mp4(src: Path, dst: Path, movflags: str) -> Path:
-    import av
-
-    with (
-        av.open(str(src)) as inp,
-        av.open(str(dst), "w", format="mp4", options={"movflags": movflags}) as out,
-    ):
-        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        for packet in inp.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            out.mux(packet)
-    return dst
-
-
-@pytest.fixture(scope="module")
-def mp4s(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("mp4")
-    make_video(d / "plain.mp4", 12.5, fps=10, size=(96, 64), gop=10, seed=5)
-    # B-frames: decode order differs from presentation order, keyframes' times differ by both.
-    make_video(d / "bframes.mp4", 12.5, fps=10, size=(96, 64), gop=10, bframes=3, preset="fast")
-    make_video(d / "bframes.mov", 9.0, fps=10, size=(96, 64), gop=10, bframes=2, preset="fast")
-    make_video(d / "silent.mp4", 9.0, fps=25, size=(96, 64), gop=25, with_audio=False,
-               bframes=3, preset="fast")  # fmt: skip
-    _remux_mp4(d / "bframes.mp4", d / "faststart.mp4", "faststart")
-    _remux_mp4(d / "bframes.mp4", d / "fragmented.mp4", "frag_keyframe+empty_moov")
-    data = (d / "faststart.mp4").read_bytes()
-    (d / "cut.mp4").write_bytes(data[: int(len(data) * 0.6)])  # header intact, samples cut off
-    return d
-
-
-def _both_probes(path: Path) -> tuple[VideoProbe | None, VideoProbe]:
-    from pipelines.stages.segment_audio import open_media
-    from pipelines.stages.segment_video import _audio_stream, _probe_by_demux, _probe_from_index
-
-    with open_media(str(path)) as c:
-        vstream, astream = c.streams.video[0], _audio_stream(c)
-        fast = _probe_from_index(c, vstream, astream)
-        c.seek(0)
-        return fast, _probe_by_demux(c, vstream, astream)
-
-
-@pytest.mark.parametrize(
-    "name", ["plain.mp4", "bframes.mp4", "bframes.mov", "silent.mp4", "faststart.mp4",
-             "fragmented.mp4"],
-)  # fmt: skip
-def test_sample_table_probe_measures_what_demuxing_measures(mp4s: Path, name: str) -> None:
-    fast, slow = _both_probes(mp4s / name)
-    assert fast is not None, "the sample table should have been usable"
-    assert fast.keyframes_s == slow.keyframes_s  # presentation times, exactly
-    assert fast.origin_s == slow.origin_s
-    assert fast.duration_s == pytest.approx(slow.duration_s, abs=1e-9)
-    assert fast.declared_s == slow.declared_s and not fast.truncated
-    assert (fast.video_codec, fast.audio_codec, fast.width, fast.height, fast.fps) == (
-        slow.video_codec, slow.audio_codec, slow.width, slow.height, slow.fps
-    )  # fmt: skip
-    # Byte sizes per segment agree (the table may also list an encoder-priming audio packet).
-    for start in (0.0, 3.0, 6.0):
-        assert fast.bytes_between(start, start + 4) == pytest.approx(
-            slow.bytes_between(start, start + 4), rel=0.05
-        )
-
-
-def test_sample_table_of_a_cut_file_is_not_trusted(mp4s: Path) -> None:
-    fast, slow = _both_probes(mp4s / "cut.mp4")
-    assert fast is None  # the header lists samples past the end of the file
-    assert slow.truncated
-    rows, _ = run(mp4s / "cut.mp4", video_window_s=4.0)
-    assert rows[-1]["error_code"] == "media_truncated"
-    assert not any(is_dead_letter(r) for r in rows[:-1])
-
-
-@pytest.mark.parametrize("name", ["bframes.mp4", "bframes.mov", "silent.mp4"])
-def test_copy_segments_are_the_same_whichever_probe_ran(
-    mp4s: Path, name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import pipelines.stages.segment_video as sv
-
-    rows, [plan] = run(mp4s / name, video_window_s=4.0)
-    assert plan.method == "copy"
-    monkeypatch.setattr(sv, "_probe_from_index", lambda *a: None)
-    slow_rows, [slow_plan] = run(mp4s / name, video_window_s=4.0)
-    assert plan == slow_plan
-    assert [r["input_bytes"] for r in rows] == [r["input_bytes"] for r in slow_rows]
-    for r in rows:
-        info = inspect(r["input_bytes"])
-        assert info["first"] == pytest.approx(0.0, abs=1e-6)

@@ -5,30 +5,27 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import replace
-from typing import Any
 
 import pytest
 
-from pipelines.bedrock.errors import BedrockCallError, ErrorClass, RequestValidationError
-from pipelines.bedrock.model import (
+from pipelines.bedrock.enums import (
     DIMENSIONS,
     SCHEMA_VERSION,
-    AudioInput,
     EmbeddingPurpose,
-    EmbeddingRequest,
+    TaskType,
+    normalise_format,
+)
+from pipelines.bedrock.errors import RequestValidationError
+from pipelines.bedrock.inputs import (
+    AudioInput,
     ImageInput,
-    RequestLimits,
     S3Location,
     Source,
-    TaskType,
     TextInput,
     VideoInput,
-    normalise_format,
-    parse_embedding_response,
-    request_from_segment,
 )
-from pipelines.config.schema import EmbeddingConfig
-from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.bedrock.limits import RequestLimits
+from pipelines.bedrock.request import EmbeddingRequest
 
 PNG = b"\x89PNG\r\n\x1a\nfake"
 S3 = "s3://bucket-1/path/to/obj.mp4"
@@ -265,145 +262,6 @@ def test_normalise_format() -> None:
     assert normalise_format(".JPG") == "jpeg"
     assert normalise_format("image/png") == "png"
     assert normalise_format(None) is None
-
-
-# -- from segment rows ------------------------------------------------------------------------
-
-ASSET = {"asset_id": "a1", "uri": "file:///x", "modality": "image", "content_version": "v1"}
-
-
-def test_request_from_segment_rows() -> None:
-    cfg = EmbeddingConfig(dimension=256)
-    img = segment_row(
-        ASSET,
-        segment_index=0,
-        segment_count=1,
-        input_kind="image",
-        input_format="JPG",
-        input_bytes=PNG,
-    )
-    req = request_from_segment(img, cfg)
-    assert req.image is not None and req.image.format == "jpeg"
-    assert req.image.detail_level == "STANDARD_IMAGE"
-    assert req.dimension == 256 and req.purpose == "GENERIC_INDEX"
-
-    page = segment_row(
-        {**ASSET, "modality": "document"}, input_kind="image", input_format="png", input_bytes=PNG
-    )
-    preq = request_from_segment(page, cfg, purpose="DOCUMENT_RETRIEVAL")
-    assert preq.image is not None and preq.image.detail_level == "DOCUMENT_IMAGE"
-    assert preq.purpose == "DOCUMENT_RETRIEVAL"
-
-    text = segment_row(ASSET, input_kind="text", input_text="chunk")
-    treq = request_from_segment(text, EmbeddingConfig(text_truncation_mode="START"))
-    assert treq.to_body()[SINGLE]["text"] == {"truncationMode": "START", "value": "chunk"}
-
-    vid = segment_row(ASSET, input_kind="video", input_format="mp4", input_s3_uri=S3)
-    vreq = request_from_segment(vid, EmbeddingConfig(video_embedding_mode="AUDIO_VIDEO_SEPARATE"))
-    # AUDIO is optional: a video without an audio track has no AUDIO entry.
-    assert vreq.expected_types() == ("VIDEO",)
-    assert vreq.to_body()[SINGLE]["video"]["source"] == {"s3Location": {"uri": S3}}
-
-    aud = segment_row(ASSET, input_kind="audio", input_format="ogg", input_bytes=b"OggS")
-    assert request_from_segment(aud, cfg).input_kind == "audio"
-
-
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
-        ({"input_kind": "pdf"}, "row.input_kind"),
-        ({"input_kind": "text"}, "row.input_text"),
-        ({"input_kind": "image", "input_format": "png"}, "row.input_bytes"),
-        ({"input_kind": "image", "input_bytes": PNG}, "row.input_format"),
-        (
-            {"input_kind": "image", "input_bytes": PNG, "input_format": "tiff"},
-            f"{SINGLE}.image.format",
-        ),
-    ],
-)
-def test_request_from_bad_segment_rows(fields: dict[str, Any], field: str) -> None:
-    with pytest.raises(RequestValidationError) as info:
-        request_from_segment(segment_row(ASSET, **fields), EmbeddingConfig())
-    assert info.value.field == field
-
-
-def test_request_from_dead_letter_row_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="dead-letter"):
-        request_from_segment(dead_letter_row(ASSET, "decode", "BAD", "x"), EmbeddingConfig())
-
-
-# -- responses --------------------------------------------------------------------------------
-
-
-def _vec(n: int, v: float = 0.1) -> list[float]:
-    return [v] * n
-
-
-def test_parse_text_response_with_truncation_and_headers() -> None:
-    body = json.dumps(
-        {
-            "embeddings": [
-                {"embeddingType": "TEXT", "embedding": _vec(256), "truncatedCharLength": 812}
-            ]
-        }
-    ).encode()
-    headers = {"x-amzn-bedrock-input-token-count": "203", "x-amzn-requestid": "rid-1"}
-    res = parse_embedding_response(body, headers, expected_dimension=256, latency_ms=12.5)
-    assert res.input_tokens == 203
-    assert res.request_id == "rid-1"
-    assert res.latency_ms == 12.5
-    assert res.vector == _vec(256)
-    assert res.by_type("TEXT").truncated_char_length == 812
-
-
-def test_parse_audio_video_separate_in_either_order() -> None:
-    for order in (("VIDEO", "AUDIO"), ("AUDIO", "VIDEO")):
-        body = {
-            "embeddings": [
-                {"embeddingType": t, "embedding": _vec(384, i + 1.0)} for i, t in enumerate(order)
-            ]
-        }
-        res = parse_embedding_response(
-            body, {}, expected_dimension=384, expected_types=("VIDEO", "AUDIO")
-        )
-        assert res.by_type("VIDEO").vector[0] == order.index("VIDEO") + 1.0
-        assert res.by_type("AUDIO").vector[0] == order.index("AUDIO") + 1.0
-        assert res.by_type("VIDEO").truncated_char_length is None
-        assert res.input_tokens is None
-        with pytest.raises(ValueError):
-            _ = res.vector
-
-
-def test_dimension_mismatch_is_permanent() -> None:
-    body = {"embeddings": [{"embeddingType": "IMAGE", "embedding": _vec(1024)}]}
-    with pytest.raises(BedrockCallError) as info:
-        parse_embedding_response(body, {}, expected_dimension=3072)
-    assert info.value.error_class is ErrorClass.PERMANENT
-    assert info.value.code == "DimensionMismatch"
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"{not json",
-        b"",
-        b'{"embeddings": []}',
-        b'{"other": 1}',
-        b'{"embeddings": [{"embeddingType": "TEXT"}]}',
-        b'{"embeddings": [{"embeddingType": "TEXT", "embedding": ["a"]}]}',
-    ],
-)
-def test_unparsable_body_is_transient(body: bytes) -> None:
-    with pytest.raises(BedrockCallError) as info:
-        parse_embedding_response(body, {})
-    assert info.value.error_class is ErrorClass.TRANSIENT
-    assert info.value.code == "MalformedResponse"
-
-
-def test_missing_expected_type_is_malformed() -> None:
-    body = {"embeddings": [{"embeddingType": "VIDEO", "embedding": _vec(256)}]}
-    with pytest.raises(BedrockCallError, match="AUDIO"):
-        parse_embedding_response(body, {}, expected_types=("VIDEO", "AUDIO"))
 
 
 def test_requests_are_frozen_and_hashable_by_value() -> None:
