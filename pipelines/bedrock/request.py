@@ -184,8 +184,7 @@ class EmbeddingRequest:
     def expected_types(self) -> tuple[str, ...]:
         """The embedding types a successful response carries."""
         kind = self.input_kind
-        if kind == "video":
-            assert self.video is not None
+        if self.video is not None:
             if self.video.embedding_mode == VideoEmbeddingMode.AUDIO_VIDEO_SEPARATE:
                 # Only VIDEO is required: a video without an audio track has nothing to put in
                 # an AUDIO entry (the service's behaviour there is undocumented; the local

@@ -23,14 +23,6 @@ def text_tokens(n_chars: int) -> int:
     return max(1, math.ceil(n_chars / CHARS_PER_TOKEN))
 
 
-def media_tokens(kind: str, seconds: float | None = None) -> int:
-    """Estimated tokens for one image, or ``seconds`` of audio or video."""
-    if kind == "image":
-        return IMAGE_TOKENS
-    if kind in ("audio", "video"):
-        return max(
-            1, math.ceil((seconds if seconds is not None else 30.0) * MEDIA_TOKENS_PER_SECOND)
-        )
-    if kind == "text":
-        raise ValueError("use text_tokens() for text")
-    raise ValueError(f"unknown input kind {kind!r}")
+def media_tokens(seconds: float | None = None) -> int:
+    """Estimated tokens for ``seconds`` of audio or video (30 s, the most, when unknown)."""
+    return max(1, math.ceil((seconds if seconds is not None else 30.0) * MEDIA_TOKENS_PER_SECOND))

@@ -23,7 +23,7 @@ from pipelines.config.schema import (
     StageResourcesConfig,
 )
 from pipelines.core.errors import ConfigError
-from pipelines.core.rows import MODALITIES
+from pipelines.modalities import names as modality_names
 
 # The API's enumerations, from the client's request model (one source of truth).
 PURPOSES = tuple(p.value for p in EmbeddingPurpose)
@@ -75,15 +75,17 @@ def validate_segmentation(cfg: SegmentationConfig, prefix: str = "segmentation")
     _positive(f"{prefix}.pdf_max_pixels", cfg.pdf_max_pixels)
     _positive(f"{prefix}.image_max_side", cfg.image_max_side)
     _positive(f"{prefix}.image_max_pixels", cfg.image_max_pixels)
-    for kind in ("audio", "video"):
-        window = getattr(cfg, f"{kind}_window_s")
-        overlap = getattr(cfg, f"{kind}_overlap_s")
+    windows = (
+        ("audio_window_s", "audio_overlap_s", cfg.audio_window_s, cfg.audio_overlap_s),
+        ("video_window_s", "video_overlap_s", cfg.video_window_s, cfg.video_overlap_s),
+    )
+    for window_key, overlap_key, window, overlap in windows:
         if not 1.0 <= window <= 30.0:
             raise ConfigError(
-                f"{prefix}.{kind}_window_s", f"must be in 1..30 s (sync API limit), got {window}"
+                f"{prefix}.{window_key}", f"must be in 1..30 s (sync API limit), got {window}"
             )
         if not 0.0 <= overlap < window:
-            raise ConfigError(f"{prefix}.{kind}_overlap_s", f"must be in 0..window, got {overlap}")
+            raise ConfigError(f"{prefix}.{overlap_key}", f"must be in 0..window, got {overlap}")
     _positive(f"{prefix}.video_max_height", cfg.video_max_height)
     if not 1 <= cfg.service_duration_s <= 30:
         raise ConfigError(
@@ -152,7 +154,7 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     if not cfg.usecase.modalities:
         raise ConfigError("usecase.modalities", "must list at least one modality")
     for m in cfg.usecase.modalities:
-        _one_of("usecase.modalities", m, MODALITIES)
+        _one_of("usecase.modalities", m, modality_names())
     validate_embedding(cfg.embedding)
     validate_segmentation(cfg.segmentation)
     validate_bedrock(cfg.bedrock, cfg.segmentation)

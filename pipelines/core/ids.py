@@ -26,8 +26,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
+
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.rows import MODALITIES
+from pipelines.core.rows import POSITION_COLUMNS, SEGMENT
+from pipelines.modalities import Registry, current
 
 # Fixed for the life of the project: changing it changes every point id.
 POINT_ID_NAMESPACE = uuid.UUID("dd33ee75-84a4-411e-b3f6-de45a96ddd4d")
@@ -53,67 +56,16 @@ RESERVED_PAYLOAD_KEYS = (
     "metadata",
 )
 _POSITIONS: dict[str, type] = {
-    "page": int,
-    "start_s": float,
-    "end_s": float,
-    "char_start": int,
-    "char_end": int,
+    name: float if pa.types.is_floating(SEGMENT.schema.field(name).type) else int
+    for name in POSITION_COLUMNS
 }
 
-# Embedding parameters by modality; "*" = every modality. Fields not listed anywhere (new ones)
-# count for every modality.
-_EMBEDDING_FIELDS: dict[str, tuple[str, ...]] = {
-    "*": ("model_id", "index_purpose", "dimension"),
-    "text": ("text_truncation_mode",),
-    "image": ("image_detail_level",),
-    # text_truncation_mode counts for documents only when pages may be sent as text (pdf_mode).
-    "document": ("document_detail_level",),
-    "video": ("video_embedding_mode",),
-    "audio": (),
-}
+# Embedding parameters that change every modality's vectors; each modality adds its own
+# (``Modality.fingerprint_fields``). Fields no modality classifies (new ones) count everywhere.
+_EMBEDDING_COMMON = ("model_id", "index_purpose", "dimension")
 _EMBEDDING_IGNORED = ("query_purpose",)
-
-_TEXT_CHUNKING = ("text_max_chars", "text_overlap_chars")
 # image_max_pixels only rejects decompression bombs; it never changes what is sent.
 _SEGMENTATION_IGNORED = ("image_max_pixels",)
-
-
-def _segmentation_fields(seg: SegmentationConfig, modality: str) -> tuple[str, ...]:
-    service = seg.mode == "service"
-    if modality == "text":
-        return ("mode", "service_max_chars") if service else ("mode", *_TEXT_CHUNKING)
-    if modality == "image":
-        return ("mode", "image_max_side")
-    if modality == "document":
-        text = _TEXT_CHUNKING if seg.pdf_mode != "image" else ()
-        return ("mode", "pdf_mode", "pdf_dpi", "pdf_max_pixels", *text)
-    if modality == "audio":
-        if service:
-            return ("mode", "service_duration_s")
-        return ("mode", "audio_window_s", "audio_overlap_s", "audio_format")
-    if service:
-        return ("mode", "service_duration_s")
-    return ("mode", "video_window_s", "video_overlap_s", "video_reencode", "video_max_height")
-
-
-_KNOWN_SEGMENTATION = {
-    "mode",
-    "service_max_chars",
-    "service_duration_s",
-    "image_max_side",
-    "pdf_mode",
-    "pdf_dpi",
-    "pdf_max_pixels",
-    "audio_window_s",
-    "audio_overlap_s",
-    "audio_format",
-    "video_window_s",
-    "video_overlap_s",
-    "video_reencode",
-    "video_max_height",
-    *_TEXT_CHUNKING,
-    *_SEGMENTATION_IGNORED,
-}
 
 
 def point_id(asset_id: str, segment_index: int, embedding_type: str) -> str:
@@ -129,36 +81,44 @@ def _canonical(value: Any) -> Any:
 
 
 def fingerprint_parts(
-    emb: EmbeddingConfig, seg: SegmentationConfig, modality: str
+    emb: EmbeddingConfig,
+    seg: SegmentationConfig,
+    modality: str,
+    modalities: Registry | None = None,
 ) -> dict[str, Any]:
     """The parameters that :func:`fingerprint` covers for ``modality``, in a stable order."""
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    registry = modalities or current()
+    if modality not in registry:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {sorted(registry)}")
+    own_emb, own_seg = registry[modality].fingerprint_fields(seg)
+    known_emb = {*_EMBEDDING_COMMON, *_EMBEDDING_IGNORED}
+    known_seg = {*_SEGMENTATION_IGNORED, "mode"}
+    for m in registry.values():
+        known_emb.update(m.embedding_fields)
+        known_seg.update(m.segmentation_keys)
+    # Text truncation is classified by the text modality (and documents sent as text).
+    known_emb.add("text_truncation_mode")
     emb_values = dataclasses.asdict(emb)
-    known_emb = {f for fields in _EMBEDDING_FIELDS.values() for f in fields} | set(
-        _EMBEDDING_IGNORED
-    )
-    emb_names = [*_EMBEDDING_FIELDS["*"], *_EMBEDDING_FIELDS[modality]]
-    if modality == "document" and seg.pdf_mode != "image":
-        emb_names.append("text_truncation_mode")
-    emb_names += sorted(set(emb_values) - known_emb)
+    emb_names = [*_EMBEDDING_COMMON, *own_emb, *sorted(set(emb_values) - known_emb)]
     seg_values = dataclasses.asdict(seg)
-    seg_names = [
-        *_segmentation_fields(seg, modality),
-        *sorted(set(seg_values) - _KNOWN_SEGMENTATION),
-    ]
+    seg_names = [*own_seg, *sorted(set(seg_values) - known_seg)]
     parts: dict[str, Any] = {"v": FINGERPRINT_VERSION, "modality": modality}
     parts.update({name: _canonical(emb_values[name]) for name in emb_names})
     parts.update({f"seg.{name}": _canonical(seg_values[name]) for name in seg_names})
     return parts
 
 
-def fingerprint(emb: EmbeddingConfig, seg: SegmentationConfig, modality: str) -> str:
+def fingerprint(
+    emb: EmbeddingConfig,
+    seg: SegmentationConfig,
+    modality: str,
+    modalities: Registry | None = None,
+) -> str:
     """``"<16 hex of sha256>|<readable parameters>"`` for vectors of ``modality``.
 
     Compare fingerprints as whole strings; the readable part is there for people.
     """
-    parts = fingerprint_parts(emb, seg, modality)
+    parts = fingerprint_parts(emb, seg, modality, modalities)
     digest = hashlib.sha256(
         json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
@@ -186,11 +146,14 @@ def _json_object(value: Any, column: str) -> dict[str, Any]:
     return obj
 
 
-def build_payload(row: Mapping[str, Any], fingerprint: str) -> dict[str, Any]:
+def build_payload(
+    row: Mapping[str, Any], fingerprint: str, positions: tuple[str, ...] = POSITION_COLUMNS
+) -> dict[str, Any]:
     """The Qdrant payload of an embedded segment row.
 
-    Keys whose value is null are left out (Qdrant's ``is_empty`` matches them). User metadata is
-    nested under ``metadata`` (see the module docstring).
+    ``positions`` are the position fields the row's modality places its segments with
+    (``Modality.position_fields``). Keys whose value is null are left out (Qdrant's ``is_empty``
+    matches them). User metadata is nested under ``metadata`` (see the module docstring).
     """
     payload: dict[str, Any] = {
         "asset_id": _plain(row["asset_id"]),
@@ -200,7 +163,8 @@ def build_payload(row: Mapping[str, Any], fingerprint: str) -> dict[str, Any]:
         "segment_count": int(_plain(row["segment_count"])),
         "embedding_type": _plain(row.get("embedding_type")),
     }
-    for name, cast in _POSITIONS.items():
+    for name in positions:
+        cast = _POSITIONS[name]
         value = _plain(row.get(name))
         if value is not None and value == value:  # NaN from pandas means unset
             payload[name] = cast(value)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.modalities import Registry, Usage, current
+
 OUTCOMES = ("embedded", "skipped_unchanged", "skipped_modality", "dead_lettered")
 
 
@@ -40,10 +42,8 @@ class AssetState:
     bedrock_calls: int = 0
     throttles: int = 0
     retries: int = 0
-    input_tokens: int = 0
-    text_chars: int = 0
-    images: int = 0
-    media_seconds: float = 0.0
+    # What the embedded segments used (the modality's cost rule prices it).
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def complete(self) -> bool:
@@ -69,7 +69,8 @@ class Progress:
 class AssetLedger:
     """Tracks every asset of a run from plan to outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, modalities: Registry | None = None) -> None:
+        self.modalities = modalities or current()
         self.assets: dict[str, AssetState] = {}
         self.progress = Progress()
 
@@ -116,18 +117,12 @@ class AssetLedger:
                 )
             )
             return
-        st.input_tokens += int(row.get("input_tokens") or 0)
+        st.usage.input_tokens += int(row.get("input_tokens") or 0)
         # Usage for the cost estimate is counted once per segment (its first embedding row).
         if row.get("bedrock_calls"):
-            kind = row.get("input_kind")
-            if kind == "text":
-                st.text_chars += len(row.get("input_text") or "")
-            elif kind == "image":
-                st.images += 1
-            elif kind in ("audio", "video"):
-                start, end = row.get("start_s"), row.get("end_s")
-                if start is not None and end is not None:
-                    st.media_seconds += max(0.0, float(end) - float(start))
+            modality = self.modalities.get(st.modality)
+            if modality is not None:
+                st.usage.add(modality.usage(row))
 
     def written(self, asset_id: str, segment_index: int, points: int = 1) -> None:
         st = self.assets[asset_id]

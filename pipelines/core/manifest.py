@@ -35,38 +35,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.core.errors import ManifestError
-from pipelines.core.rows import ASSET_COLUMNS, MODALITIES
+from pipelines.core.rows import ASSET_COLUMNS
+from pipelines.modalities import current, names
 
 ROW_NOTE = "(rows are 0-based positions in the manifest file)"
-
-# Extension (lower case, no dot) -> modality. Formats outside what Nova accepts directly (bmp, tiff,
-# avi) are listed because the decoders re-encode them.
-EXTENSION_MODALITY: dict[str, str] = {
-    **dict.fromkeys(
-        ("txt", "text", "md", "markdown", "rst", "csv", "tsv", "json", "jsonl", "log"), "text"
-    ),
-    **dict.fromkeys(("png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"), "image"),
-    "pdf": "document",
-    **dict.fromkeys(
-        (
-            "mp4",
-            "m4v",
-            "mov",
-            "mkv",
-            "webm",
-            "flv",
-            "mpeg",
-            "mpg",
-            "wmv",
-            "3gp",
-            "avi",
-        ),
-        "video",
-    ),
-    **dict.fromkeys(
-        ("mp3", "wav", "ogg", "oga", "opus", "flac", "m4a", "aac", "mka", "weba"), "audio"
-    ),
-}
 
 # Columns whose values must be strings; content_version and label also accept integers.
 _STRING_COLUMNS = ("asset_id", "uri", "modality", "text")
@@ -79,9 +51,8 @@ def infer_modality(uri: str | None) -> str | None:
     """The modality implied by ``uri``'s file extension, or None when it is unknown."""
     if not uri:
         return None
-    path = urlparse(uri).path if "://" in uri else uri
-    ext = os.path.splitext(path)[1].lower().lstrip(".")
-    return EXTENSION_MODALITY.get(ext)
+    modality = current().for_path(urlparse(uri).path if "://" in uri else uri)
+    return modality.name if modality is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,8 +190,9 @@ def _infer_from_extension(uri: pa.ChunkedArray) -> pa.ChunkedArray:
     path = pc.replace_substring_regex(uri, r"[?#].*$", "")
     ext = pc.struct_field(pc.extract_regex(path, r"\.(?P<ext>[A-Za-z0-9]+)$"), "ext")
     ext = pc.utf8_lower(ext)
-    keys = pa.array(list(EXTENSION_MODALITY), pa.string())
-    values = pa.array(list(EXTENSION_MODALITY.values()), pa.string())
+    extensions = current().extension_map()
+    keys = pa.array(list(extensions), pa.string())
+    values = pa.array(list(extensions.values()), pa.string())
     return pc.take(values, pc.index_in(ext, value_set=keys))
 
 
@@ -397,13 +369,14 @@ def validate_manifest(table: pa.Table) -> pa.Table:
 
     modality = pc.utf8_lower(pc.utf8_trim_whitespace(cols["modality"]))
     modality = pc.if_else(pc.equal(modality, ""), pa.scalar(None, pa.string()), modality)
-    known = pc.is_in(modality, value_set=pa.array(MODALITIES, pa.string()))
+    modalities = names()
+    known = pc.is_in(modality, value_set=pa.array(modalities, pa.string()))
     row = _first_true(pc.and_(pc.is_valid(modality), pc.invert(known)))
     if row is not None:
         errors.offer(
             row,
             "modality",
-            f"unknown modality {cols['modality'][row].as_py()!r}; expected one of {MODALITIES}",
+            f"unknown modality {cols['modality'][row].as_py()!r}; expected one of {modalities}",
         )
     from_uri = _infer_from_extension(uri)
     text_only = pc.and_(uri_blank, pc.invert(text_blank))

@@ -23,21 +23,24 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.core.io import local_file_path
+from pipelines.modalities import Registry, current
 
-# Relative decode cost per input byte (PDF pages are rendered: a byte of PDF is far more work
-# than a byte of JPEG or of compressed video). Measured on the benchmark corpora, 1 MiB of
-# estimated work is about 0.6 s of decoding on one core for PDF pages and audio, 1.3 s for
-# re-encoded video; stream-copied video is far cheaper per byte.
-WORK_PER_BYTE = {"document": 16.0, "image": 1.0, "audio": 2.0, "video": 1.0, "text": 1.0}
 # Most estimated work per block: a few minutes of decoding on one core.
 MAX_BLOCK_WORK = 256 * 1024 * 1024
 MAX_ASSETS_PER_BLOCK = 256
 GUIDED_FACTOR = 2
 
 
-def estimate_work(row: dict[str, Any]) -> float | None:
-    """Estimated decode work of one asset row, or None when its size cannot be known cheaply."""
-    weight = WORK_PER_BYTE.get(str(row.get("modality")), 1.0)
+def estimate_work(row: dict[str, Any], modalities: Registry | None = None) -> float | None:
+    """Estimated decode work of one asset row, or None when its size cannot be known cheaply.
+
+    Each modality weighs a byte of its input (``Modality.work_per_byte``: PDF pages are rendered,
+    so a byte of PDF is far more work than a byte of JPEG or of compressed video). Measured on the
+    benchmark corpora, 1 MiB of estimated work is about 0.6 s of decoding on one core for PDF
+    pages and audio, 1.3 s for re-encoded video; stream-copied video is far cheaper per byte.
+    """
+    modality = (modalities or current()).get(str(row.get("modality")))
+    weight = modality.work_per_byte if modality is not None else 1.0
     text = row.get("text")
     if text is not None:
         return len(text) * weight
@@ -57,7 +60,8 @@ def asset_blocks(table: pa.Table, cpus: int) -> list[pa.Table]:
     if n == 0:
         return []
     rows = table.select(["uri", "modality", "text"]).to_pylist()
-    work = [estimate_work(r) for r in rows]
+    registry = current()
+    work = [estimate_work(r, registry) for r in rows]
     share = GUIDED_FACTOR * max(1, cpus)
     remaining = sum(w for w in work if w is not None)
 

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pipelines.bedrock.tokens import CHARS_PER_TOKEN
 from pipelines.config.schema import PricesConfig
 from pipelines.core.ledger import AssetLedger, AssetState
+from pipelines.modalities import Registry
 
 
-def asset_cost(st: AssetState, prices: PricesConfig) -> float:
-    """On-demand cost of one asset's calls, from reported tokens or the character estimate."""
-    tokens = st.input_tokens or math.ceil(st.text_chars / CHARS_PER_TOKEN)
-    cost = tokens / 1000.0 * prices.text_per_1k_tokens
-    cost += st.images * prices.image_each
-    per_second = prices.video_per_second if st.modality == "video" else prices.audio_per_second
-    cost += st.media_seconds * per_second
-    return cost
+def asset_cost(st: AssetState, prices: PricesConfig, modalities: Registry) -> float:
+    """On-demand cost of one asset's calls, by its modality's cost rule."""
+    modality = modalities.get(st.modality)
+    return modality.cost(st.usage, prices) if modality is not None else 0.0
 
 
 def build_report(
@@ -50,7 +45,7 @@ def build_report(
     total = blank()
     by_modality: dict[str, dict[str, Any]] = defaultdict(blank)
     for st in ledger.assets.values():
-        cost = asset_cost(st, prices)
+        cost = asset_cost(st, prices, ledger.modalities)
         for agg in (total, by_modality[st.modality]):
             agg["rows"] += 1
             agg[st.outcome or "dead_lettered"] += 1
@@ -59,7 +54,7 @@ def build_report(
             agg["bedrock_calls"] += st.bedrock_calls
             agg["throttled"] += st.throttles
             agg["retries"] += st.retries
-            agg["input_tokens"] += st.input_tokens
+            agg["input_tokens"] += st.usage.input_tokens
             agg["cost_usd"] += cost
     total["cost_usd"] = round(total["cost_usd"], 6)
     for agg in by_modality.values():

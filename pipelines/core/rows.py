@@ -35,10 +35,6 @@ from typing import Annotated, Any, TypedDict
 
 import pyarrow as pa
 
-MODALITIES = ("text", "image", "document", "video", "audio")
-# What the model is sent for a segment (a document page is sent as an image or as text).
-INPUT_KINDS = ("text", "image", "audio", "video")
-
 
 class RecordRow(TypedDict):
     """What every row of an asset carries: its identity and the manifest's metadata."""

@@ -38,15 +38,11 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.core.io import s3_client, split_s3_uri
-from pipelines.core.manifest import EXTENSION_MODALITY
+from pipelines.modalities import current
 
 SNIFF_BYTES = 4096
 DEFAULT_HASH_MAX_BYTES = 8 * 1024 * 1024
 _WORKERS = 16
-
-# ftyp major brands of audio-only MPEG-4 files, and of still images (HEIF/AVIF).
-_AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
-_IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -60,86 +56,14 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def _extension(name: str) -> str:
-    return os.path.splitext(name)[1].lower().lstrip(".")
-
-
-def _is_text(head: bytes) -> bool:
-    if not head or b"\x00" in head:
-        return False
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:]
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # The sniff window may cut a multi-byte character at its end.
-        if exc.start < len(head) - 3:
-            return False
-    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
-    return controls <= len(head) // 100
-
-
 def sniff_modality(head: bytes, name: str = "") -> str | None:
     """The modality of a file from its first bytes (``name``'s extension breaks container ties).
 
+    Each modality recognises its own signatures (:meth:`pipelines.modalities.Modality.sniff`).
     Returns None when the content is not a type the pipeline embeds.
     """
-    ext_modality = EXTENSION_MODALITY.get(_extension(name))
-    if len(head) < 4:
-        return "text" if _is_text(head) else None
-    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"%PDF-"):
-        return "document"
-    if head.startswith(b"\x89PNG\r\n\x1a\n") or head.startswith(b"\xff\xd8\xff"):
-        return "image"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):  # TIFF
-        return "image"
-    if head[:4] == b"RIFF" and len(head) >= 12:
-        kind = head[8:12]
-        if kind == b"WEBP":
-            return "image"
-        if kind == b"WAVE":
-            return "audio"
-        if kind == b"AVI ":
-            return "video"
-        return None
-    if head[4:8] == b"ftyp" and len(head) >= 12:
-        brand = head[8:12]
-        if brand in _IMAGE_BRANDS:
-            return "image"
-        if brand in _AUDIO_BRANDS:
-            return "audio"
-        # isom/mp42/qt and friends hold video or audio-only tracks: trust an audio extension.
-        return "audio" if ext_modality == "audio" else "video"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: Matroska / WebM
-        return "audio" if ext_modality == "audio" else "video"
-    if head.startswith(b"OggS"):
-        window = head[:SNIFF_BYTES]
-        if b"theora" in window or b"\x80theora" in window:
-            return "video"
-        return "audio"
-    if head.startswith(b"fLaC") or head.startswith(b"ID3"):
-        return "audio"
-    if head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0:
-        # MPEG audio frame sync (MP3) or ADTS (AAC: layer bits 00, so check the sync only).
-        return "audio"
-    if head[0] == 0xFF and head[1] & 0xF6 == 0xF0:  # ADTS AAC
-        return "audio"
-    if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):  # MPEG-PS
-        return "video"
-    if head.startswith(b"FLV\x01"):
-        return "video"
-    if _is_text(head):
-        return "text"
-    # Weak signatures, only for content that is not text: BMP (DIB header size) and MPEG-TS
-    # (sync byte every 188 bytes).
-    dib_header_sizes = (12, 40, 52, 56, 64, 108, 124)
-    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in dib_header_sizes:
-        return "image"
-    if len(head) > 376 and head[0] == head[188] == head[376] == 0x47:
-        return "video"
-    return None
+    modality = current().sniff(head, name)
+    return modality.name if modality is not None else None
 
 
 @dataclass
@@ -299,12 +223,13 @@ def scan_source(
         if "://" in root:
             raise ValueError(f"unsupported source {source!r}: use a folder or s3://bucket/prefix")
         entries, hidden = _scan_local(root, recursive, include_hidden, hash_max_bytes)
+    registry = current()
     kept = [e for e in entries if e.modality is not None]
     skipped = [e.asset_id for e in entries if e.modality is None]
     mismatches = [
         e.asset_id
         for e in kept
-        if (ext := EXTENSION_MODALITY.get(_extension(e.asset_id))) is not None and ext != e.modality
+        if (ext := registry.for_path(e.asset_id)) is not None and ext.name != e.modality
     ]
     table = pa.Table.from_pylist(
         [

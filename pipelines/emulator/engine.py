@@ -196,7 +196,7 @@ class EmbeddingEngine:
             raise validation(f"Malformed input request: {path}: video has no decodable frames")
         return Prepared(
             req=req,
-            tokens=estimate_media_tokens(req.kind, round(media.duration_s, 3)),
+            tokens=estimate_media_tokens(round(media.duration_s, 3)),
             media=media,
             seconds=media.duration_s,
             meta={"duration_s": round(media.duration_s, 3), "has_audio": media.has_audio},

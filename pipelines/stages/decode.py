@@ -1,14 +1,15 @@
 """The decode stage: asset rows in, their segment rows out, lazily.
 
-Routes each asset to the decoder of its modality. Decoders never raise for bad data (they yield
-dead-letter rows); anything they do raise is a bug or an unexpected library failure, and becomes a
-dead-letter row with code ``decode_internal`` so that one odd file cannot stop a corpus.
+Routes each asset to the decoder of its modality (:mod:`pipelines.modalities`). Decoders never
+raise for bad data (they yield dead-letter rows); anything they do raise is a bug or an unexpected
+library failure, and becomes a dead-letter row with code ``decode_internal`` so that one odd file
+cannot stop a corpus.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -16,35 +17,9 @@ import pyarrow as pa
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.rows import ASSET, ASSET_COLUMNS, SEGMENT, dead_letter_row, require_columns
 from pipelines.core.stage import Resources, Stage
+from pipelines.modalities import Registry, current
 
 log = logging.getLogger(__name__)
-
-Decoder = Callable[..., Iterator[dict[str, Any]]]
-
-
-def _decoder_for(modality: str) -> Decoder | None:
-    # Imported lazily: PyMuPDF and PyAV load only in the workers that need them.
-    if modality == "document":
-        from pipelines.stages.decode_pdf import decode_pdf
-
-        return decode_pdf
-    if modality == "image":
-        from pipelines.stages.decode_image import decode_image
-
-        return decode_image
-    if modality == "text":
-        from pipelines.stages.chunk_text import decode_text
-
-        return decode_text
-    if modality == "audio":
-        from pipelines.stages.segment_audio import segment_audio
-
-        return segment_audio
-    if modality == "video":
-        from pipelines.stages.segment_video import segment_video
-
-        return segment_video
-    return None
 
 
 def decode_asset(
@@ -52,18 +27,19 @@ def decode_asset(
     seg: SegmentationConfig,
     emb: EmbeddingConfig,
     s3_endpoint_url: str | None = None,
+    modalities: Registry | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the segment rows of one asset (dead-letter rows for what cannot be decoded)."""
     require_columns(asset, ASSET_COLUMNS, "decode")
-    decoder = _decoder_for(asset["modality"])
-    if decoder is None:
+    modality = (modalities or current()).get(str(asset["modality"]))
+    if modality is None:
         yield dead_letter_row(
             asset, "decode", "modality_unknown", f"no decoder for modality {asset['modality']!r}"
         )
         return
     produced = 0
     try:
-        for row in decoder(asset, seg, emb, s3_endpoint_url):
+        for row in modality.decode(asset, seg, emb, s3_endpoint_url):
             produced += 1
             yield row
     except Exception as exc:  # a decoder bug must not stop the corpus
@@ -106,7 +82,10 @@ class DecodeStage(Stage):
         resources: Resources | None = None,
         max_rows_per_output: int = 32,
         max_bytes_per_output: int = 8 * 1024 * 1024,
+        modalities: Registry | None = None,
     ) -> None:
+        # The driver's registry travels with the stage (modalities registered at run time too).
+        self.modalities = modalities or current()
         self.seg = seg
         self.emb = emb
         self.s3_endpoint_url = s3_endpoint_url
@@ -122,7 +101,9 @@ class DecodeStage(Stage):
         pending: list[dict[str, Any]] = []
         pending_bytes = 0
         for asset in batch.to_pylist():
-            for row in decode_asset(asset, self.seg, self.emb, self.s3_endpoint_url):
+            for row in decode_asset(
+                asset, self.seg, self.emb, self.s3_endpoint_url, self.modalities
+            ):
                 pending.append(row)
                 pending_bytes += len(row.get("input_bytes") or b"")
                 pending_bytes += len(row.get("input_text") or "")

@@ -23,25 +23,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.bedrock.tokens import media_tokens, text_tokens
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig
 from pipelines.core.errors import InfrastructureError
 from pipelines.core.rows import EMBEDDED, SEGMENT, SEGMENT_COLUMNS, dead_letter_row, is_dead_letter
 from pipelines.core.stage import Resources, Stage
+from pipelines.modalities import Registry, current
 
 log = logging.getLogger(__name__)
-
-
-def estimate_segment_tokens(row: dict[str, Any]) -> int:
-    """Tokens the budget reserves for one segment, before the service says the real count."""
-    kind = row.get("input_kind")
-    if kind == "text":
-        return text_tokens(len(row.get("input_text") or ""))
-    if kind in ("audio", "video"):
-        start, end = row.get("start_s"), row.get("end_s")
-        seconds = (end - start) if start is not None and end is not None else None
-        return media_tokens(kind, seconds)
-    return media_tokens("image")
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -69,7 +57,10 @@ class EmbedStage(Stage):
         budget_name: str | None = None,
         resources: Resources | None = None,
         max_in_flight: int = 8,
+        modalities: Registry | None = None,
     ) -> None:
+        # How each modality's segments become requests travels with the stage to its actors.
+        self.modalities = modalities or current()
         self.bedrock = bedrock
         self.embedding = embedding
         self.budget_name = budget_name
@@ -153,10 +144,10 @@ class EmbedStage(Stage):
         if is_dead_letter(row):
             return [base]
         try:
-            request = request_from_segment(row, self.embedding)
+            request = request_from_segment(row, self.embedding, modalities=self.modalities)
         except RequestValidationError as exc:
             return [self._dead(base, exc.code, str(exc), calls=0, throttles=0, retries=0)]
-        tokens = estimate_segment_tokens(row)
+        tokens = self.modalities[row["modality"]].estimate_tokens(row)
         calls = throttles = 0
         per_code_retries: dict[str, int] = {}
         while True:

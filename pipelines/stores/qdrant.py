@@ -44,7 +44,8 @@ import pyarrow as pa
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, InfrastructureError
 from pipelines.core.ids import build_payload, fingerprint, point_id
-from pipelines.core.rows import STORED_POINT, dead_letter_row, is_dead_letter
+from pipelines.core.rows import POSITION_COLUMNS, STORED_POINT, dead_letter_row, is_dead_letter
+from pipelines.modalities import Registry, current
 from pipelines.stores.base import AssetHolding, WriteResult
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class QdrantStore:
         segmentation: SegmentationConfig | None = None,
         fingerprints: Mapping[str, str] | None = None,
         collection: str | None = None,
+        modalities: Registry | None = None,
         max_attempts: int = 6,
         base_backoff_s: float = 0.5,
         max_backoff_s: float = 20.0,
@@ -157,15 +159,16 @@ class QdrantStore:
                 "fingerprints describe the default parameters, not this run's",
                 stacklevel=2,
             )
+        # The driver's registry travels with the store (modalities registered at run time too).
+        self.modalities = modalities or current()
         emb = embedding or EmbeddingConfig(dimension=self.dimension)
         seg = segmentation or SegmentationConfig()
         self.fingerprints: dict[str, str] = (
             dict(fingerprints)
             if fingerprints is not None
-            else {
-                m: fingerprint(emb, seg, m) for m in ("text", "image", "document", "video", "audio")
-            }
+            else {m: fingerprint(emb, seg, m, self.modalities) for m in self.modalities}
         )
+        self.positions = {name: m.position_fields for name, m in self.modalities.items()}
         self.max_attempts = max_attempts
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
@@ -433,7 +436,9 @@ class QdrantStore:
                 models.PointStruct(
                     id=point_id(row["asset_id"], row["segment_index"], row["embedding_type"]),
                     vector=vector,
-                    payload=build_payload(row, fp),
+                    payload=build_payload(
+                        row, fp, self.positions.get(str(row["modality"]), POSITION_COLUMNS)
+                    ),
                 )
             )
         retries_before = self.retries

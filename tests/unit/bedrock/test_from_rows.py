@@ -40,25 +40,29 @@ def test_request_from_segment_rows() -> None:
     assert preq.image is not None and preq.image.detail_level == "DOCUMENT_IMAGE"
     assert preq.purpose == "DOCUMENT_RETRIEVAL"
 
-    text = segment_row(ASSET, input_kind="text", input_text="chunk")
+    text = segment_row({**ASSET, "modality": "text"}, input_kind="text", input_text="chunk")
     treq = request_from_segment(text, EmbeddingConfig(text_truncation_mode="START"))
     assert treq.to_body()[SINGLE]["text"] == {"truncationMode": "START", "value": "chunk"}
 
-    vid = segment_row(ASSET, input_kind="video", input_format="mp4", input_s3_uri=S3)
+    vid = segment_row(
+        {**ASSET, "modality": "video"}, input_kind="video", input_format="mp4", input_s3_uri=S3
+    )
     vreq = request_from_segment(vid, EmbeddingConfig(video_embedding_mode="AUDIO_VIDEO_SEPARATE"))
     # AUDIO is optional: a video without an audio track has no AUDIO entry.
     assert vreq.expected_types() == ("VIDEO",)
     assert vreq.to_body()[SINGLE]["video"]["source"] == {"s3Location": {"uri": S3}}
 
-    aud = segment_row(ASSET, input_kind="audio", input_format="ogg", input_bytes=b"OggS")
+    aud = segment_row(
+        {**ASSET, "modality": "audio"}, input_kind="audio", input_format="ogg", input_bytes=b"OggS"
+    )
     assert request_from_segment(aud, cfg).input_kind == "audio"
 
 
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({"input_kind": "pdf"}, "row.input_kind"),
-        ({"input_kind": "text"}, "row.input_text"),
+        ({"modality": "pdf"}, "row.modality"),
+        ({"modality": "text", "input_kind": "text"}, "row.input_text"),
         ({"input_kind": "image", "input_format": "png"}, "row.input_bytes"),
         ({"input_kind": "image", "input_bytes": PNG}, "row.input_format"),
         (
@@ -69,7 +73,8 @@ def test_request_from_segment_rows() -> None:
 )
 def test_request_from_bad_segment_rows(fields: dict[str, Any], field: str) -> None:
     with pytest.raises(RequestValidationError) as info:
-        request_from_segment(segment_row(ASSET, **fields), EmbeddingConfig())
+        asset = {**ASSET, "modality": fields.pop("modality", "image")}
+        request_from_segment(segment_row(asset, **fields), EmbeddingConfig())
     assert info.value.field == field
 
 

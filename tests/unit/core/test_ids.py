@@ -18,7 +18,9 @@ from pipelines.core.ids import (
     fingerprint_parts,
     point_id,
 )
-from pipelines.core.rows import MODALITIES
+from pipelines.modalities import names
+
+MODALITIES = names()
 
 # ---- point ids -------------------------------------------------------------------------------
 
