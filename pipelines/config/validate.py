@@ -125,6 +125,8 @@ def validate_qdrant(cfg: QdrantConfig) -> None:
         raise ConfigError("qdrant.collection", "must not be empty")
     if not 1 <= cfg.batch_size <= 1000:
         raise ConfigError("qdrant.batch_size", f"must be in 1..1000, got {cfg.batch_size}")
+    if not cfg.timeout_s > 0:
+        raise ConfigError("qdrant.timeout_s", f"must be > 0, got {cfg.timeout_s!r}")
 
 
 def validate_resources(cfg: ResourcesConfig, prefix: str = "resources") -> None:

@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAYLOAD_INDEXES = ("asset_id", "modality", "label", "content_version")
-MAX_BATCH_SIZE = 1000
 # Qdrant's default indexing_threshold, used to restore indexing when the collection was already
 # deferred (0) before this load began (e.g. a previous load crashed).
 DEFAULT_INDEXING_THRESHOLD = 20_000
@@ -122,34 +121,16 @@ class QdrantStore:
         client_factory: Callable[[], Any] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        has_url, has_path = bool(cfg.url), bool(cfg.path)
-        if has_url == has_path:
-            raise ConfigError(
-                "qdrant.url",
-                "set exactly one of qdrant.url (server) and qdrant.path (embedded store); got "
-                f"url={cfg.url!r}, path={cfg.path!r} (with a server, set qdrant.path=null)",
-            )
-        if not (collection or cfg.collection):
-            raise ConfigError("qdrant.collection", "must be a non-empty name")
-        if isinstance(cfg.batch_size, bool) or not 1 <= int(cfg.batch_size) <= MAX_BATCH_SIZE:
-            raise ConfigError(
-                "qdrant.batch_size", f"must be 1..{MAX_BATCH_SIZE}, got {cfg.batch_size!r}"
-            )
-        if not cfg.timeout_s > 0:
-            raise ConfigError("qdrant.timeout_s", f"must be > 0, got {cfg.timeout_s!r}")
-        if isinstance(dimension, bool) or not int(dimension) > 0:
-            raise ConfigError(
-                "embedding.dimension", f"must be a positive integer, got {dimension!r}"
-            )
+        # The configuration was checked before any work (pipelines/config/validate.py,
+        # validate_qdrant); what is left here are programming errors.
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         self.cfg = cfg
         self.collection: str = collection or cfg.collection
         self.dimension = int(dimension)
         if embedding is not None and embedding.dimension != self.dimension:
-            raise ConfigError(
-                "embedding.dimension",
-                f"writer dimension {self.dimension} != embedding.dimension {embedding.dimension}",
+            raise ValueError(
+                f"store dimension {self.dimension} != embedding.dimension {embedding.dimension}"
             )
         if fingerprints is None and (embedding is None or segmentation is None):
             # The payload's fingerprint must describe the run's real parameters, or the planner
