@@ -7,16 +7,21 @@ from pathlib import Path
 
 from pipelines.config.schema import BackfillJobConfig
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The jobs' YAML ships inside the package (``pipelines/conf/``, package data), so an installed
+# wheel finds it as well as the checkout. ``@hydra.main(config_path=CONF_PATH)`` resolves it
+# through importlib whatever the caller's file or working directory.
+CONF_MODULE = "pipelines.conf"
+CONF_PATH = f"pkg://{CONF_MODULE}"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_backfill(overrides: Sequence[str] = ()) -> BackfillJobConfig:
-    """``conf/backfill.yaml`` with ``overrides``, typed, as ``python -m jobs.backfill`` builds it.
+    """``backfill.yaml`` with ``overrides``, typed, as ``python -m jobs.backfill`` builds it.
 
-    Works inside a running ``@hydra.main`` app (whose search path already holds ``conf/``) and
-    outside one (notebooks, tests, benchmarks).
+    Works inside a running ``@hydra.main`` app (whose search path already holds the job configs)
+    and outside one (notebooks, tests, benchmarks).
     """
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
@@ -26,7 +31,7 @@ def compose_backfill(overrides: Sequence[str] = ()) -> BackfillJobConfig:
     if GlobalHydra.instance().is_initialized():
         cfg = compose("backfill", overrides=list(overrides))
     else:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        with initialize_config_module(config_module=CONF_MODULE, version_base=None):
             cfg = compose("backfill", overrides=list(overrides))
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BackfillJobConfig)

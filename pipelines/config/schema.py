@@ -1,8 +1,8 @@
 """Typed configuration schemas.
 
-Hydra composes YAML from ``conf/`` against these dataclasses (registered in a ConfigStore by
-:mod:`pipelines.config.store`), so a wrong type or an unknown key fails at composition, before any
-work. Only these plain dataclasses travel to Ray workers.
+Hydra composes YAML from ``pipelines/conf/`` against these dataclasses (registered in a
+ConfigStore by :mod:`pipelines.config.store`), so a wrong type or an unknown key fails at
+composition, before any work. Only these plain dataclasses travel to Ray workers.
 """
 
 from __future__ import annotations

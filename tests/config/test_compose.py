@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from pipelines.config.compose import compose_backfill
+from pipelines.config.compose import CONF_DIR, compose_backfill
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.errors import ConfigError
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = CONF_DIR
 USECASES = sorted(p.stem for p in (CONF / "usecase").glob("*.yaml"))
 GROUPS = {
     g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("bedrock", "qdrant", "ray")
