@@ -9,6 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from nova_devkit.media.av import (
+    make_not_media,
+    make_tone_audio,
+    make_truncated_copy,
+    make_video,
+)
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError, DataError
 from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
@@ -19,12 +25,6 @@ from pipelines.stages.segment_video import (
     plan_video,
     plan_video_cuts,
     segment_video,
-)
-from pipelines.testing.av import (
-    make_not_media,
-    make_tone_audio,
-    make_truncated_copy,
-    make_video,
 )
 
 EMB = EmbeddingConfig()

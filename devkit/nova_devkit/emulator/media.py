@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.emulator.features import SAMPLE_RATE, image_to_thumbnail
+from nova_devkit.emulator.features import SAMPLE_RATE, image_to_thumbnail
 
 # Declared format -> names PyAV's demuxer reports for it (container.format.name is a comma list).
 AUDIO_DEMUXERS: dict[str, set[str]] = {"mp3": {"mp3"}, "wav": {"wav"}, "ogg": {"ogg"}}

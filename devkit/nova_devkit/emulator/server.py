@@ -6,7 +6,7 @@
 It also enforces quotas, adds latency, injects faults and records every request; all of that is
 controlled from Python (methods on the server) or over HTTP under ``/_emulator/``.
 
-It is not the model: see ``pipelines/emulator/README.md``.
+It is not the model: see ``nova_devkit/emulator/README.md``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pipelines.config.schema import EmulatorConfig, EmulatorLatencyConfig, EmulatorQuotaConfig
-from pipelines.emulator.async_jobs import AsyncJobStore
-from pipelines.emulator.engine import EmbeddingEngine
-from pipelines.emulator.errors import (
+from nova_devkit.emulator.async_jobs import AsyncJobStore
+from nova_devkit.emulator.config import EmulatorConfig, EmulatorLatencyConfig, EmulatorQuotaConfig
+from nova_devkit.emulator.engine import EmbeddingEngine
+from nova_devkit.emulator.errors import (
     ASYNC_JOB_FAILURE,
     DROPPED_CONNECTION,
     ERROR_STATUS,
@@ -40,9 +40,9 @@ from pipelines.emulator.errors import (
     injected,
     validation,
 )
-from pipelines.emulator.faults import FaultInjector, Outcome, check_rates
-from pipelines.emulator.quotas import QuotaEnforcer
-from pipelines.emulator.validate import SINGLE, parse_model_input
+from nova_devkit.emulator.faults import FaultInjector, Outcome, check_rates
+from nova_devkit.emulator.quotas import QuotaEnforcer
+from nova_devkit.emulator.validate import SINGLE, parse_model_input
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ class EmulatorServer:
     def _read_s3(self, uri: str, max_bytes: int) -> bytes:
         from botocore.exceptions import ClientError
 
-        from pipelines.emulator.validate import _S3_URI
+        from nova_devkit.emulator.validate import _S3_URI
 
         m = _S3_URI.match(uri)
         if not m:

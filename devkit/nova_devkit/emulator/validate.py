@@ -6,7 +6,7 @@ Unknown keys are rejected too (the service validates its body against a JSON sch
 ``embeddingDimensions`` must not silently fall back to a default).
 
 Only the *shape* is checked here; limits that need the content (text length after loading from S3,
-decoded media duration, image decoding) are checked by :mod:`pipelines.emulator.engine`.
+decoded media duration, image decoding) are checked by :mod:`nova_devkit.emulator.engine`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.emulator.errors import ApiError, validation
+from nova_devkit.emulator.errors import ApiError, validation
 
 SCHEMA_VERSION = "nova-multimodal-embed-v1"
 SINGLE = "SINGLE_EMBEDDING"
