@@ -19,13 +19,13 @@ $(STAMP): pyproject.toml devkit/pyproject.toml
 
 venv: $(STAMP) ## Create .venv: the library (test and dev extras) and the devkit, both editable
 
-test: $(STAMP) ## Run the whole test suite (what CI runs)
+test: $(STAMP) ## Run the whole test suite (CI runs it after `make lint`)
 	$(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-lint: $(STAMP) ## ruff check + format check + mypy
+lint: $(STAMP) ## ruff check + format check + mypy (CI runs it)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
