@@ -18,21 +18,28 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def compose_backfill(overrides: Sequence[str] = ()) -> BackfillJobConfig:
     """``backfill.yaml`` with ``overrides``, typed, as ``python -m jobs.backfill`` builds it.
 
-    Works inside a running ``@hydra.main`` app (whose search path already holds the job configs)
-    and outside one (notebooks, tests, benchmarks).
+    Works outside a Hydra app (notebooks, tests, benchmarks) and inside another one (the demo,
+    whose search path does not hold the job configs): Hydra's global state is set aside while
+    composing and put back after.
     """
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf import OmegaConf
 
     from pipelines.config.store import register_configs
 
     register_configs()
-    if GlobalHydra.instance().is_initialized():
-        cfg = compose("backfill", overrides=list(overrides))
-    else:
+    running = GlobalHydra.instance().is_initialized()
+    backup = get_gh_backup() if running else None
+    if running:
+        GlobalHydra.instance().clear()
+    try:
         with initialize_config_module(config_module=CONF_MODULE, version_base=None):
             cfg = compose("backfill", overrides=list(overrides))
+    finally:
+        if running:
+            restore_gh_from_backup(backup)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BackfillJobConfig)
     return obj

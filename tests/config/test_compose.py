@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 
 from pipelines.config.compose import CONF_DIR, compose_backfill
@@ -119,3 +123,14 @@ def test_server_and_embedded_are_exclusive() -> None:
     with pytest.raises(ConfigError) as info:
         validate_backfill(cfg)
     assert info.value.key == "qdrant.url"
+
+
+def test_composes_inside_another_hydra_app_and_leaves_it_intact(tmp_path: Path) -> None:
+    # The demo composes backfills from inside its own app, whose search path has no job configs.
+    (tmp_path / "other.yaml").write_text("answer: 42\n")
+    with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
+        cfg = _compose(["usecase=text_retrieval", "manifest=m.parquet"])
+        assert cfg.usecase.name == "text_retrieval"
+        assert GlobalHydra.instance().is_initialized()
+        assert compose("other").answer == 42
+    assert not GlobalHydra.instance().is_initialized()
