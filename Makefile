@@ -11,21 +11,21 @@ ARGS ?=
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devkit/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev]' -e ./devkit
 	@touch $(STAMP)
 
-venv: $(STAMP) ## Create .venv and install the project with its test and dev extras
+venv: $(STAMP) ## Create .venv: the library (test and dev extras) and the devkit, both editable
 
-test: $(STAMP) ## Run the whole test suite (what CI runs)
+test: $(STAMP) ## Run the whole test suite (CI runs it after `make lint`)
 	$(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-lint: $(STAMP) ## ruff check + format check + mypy
+lint: $(STAMP) ## ruff check + format check + mypy (CI runs it)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -35,10 +35,10 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 demo: $(STAMP) ## Generate a corpus, start the local Bedrock endpoint + S3, backfill every use case into embedded Qdrant, query it
-	$(PY) -m jobs.demo $(ARGS)
+	$(PY) -m nova_devkit.demo $(ARGS)
 
 emulator: $(STAMP) ## Run the local Bedrock Runtime-compatible endpoint (and S3) in the foreground
-	$(PY) -m jobs.emulator $(ARGS)
+	$(PY) -m nova_devkit.emulator $(ARGS)
 
 bench: $(STAMP) ## Run the benchmarks (prints measured ratios)
 	$(PY) -m benchmarks.run_all $(ARGS)

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.emulator.launch import use_dummy_credentials
+from nova_devkit.emulator.launch import use_dummy_credentials
 
 
 def use_dummy_aws_env() -> None:

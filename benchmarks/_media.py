@@ -1,4 +1,4 @@
-"""Cheap benchmark media: generate a short clip once with :mod:`pipelines.testing`, then repeat it
+"""Cheap benchmark media: generate a short clip once with :mod:`nova_devkit.media`, then repeat it
 by stream copy (no re-encoding) to reach long durations.
 
 Encoding an hour of AAC audio takes about a minute on one core; remuxing 60 copies of a one-minute

@@ -104,8 +104,8 @@ def build_corpora(root: Path, quick: bool, kinds: list[str], scale: int = 1) -> 
     """Corpora sized for a sustained run: each plain loop takes about half a minute on one core
     (a backfill runs for minutes to hours; a few seconds would measure Ray's start-up instead of
     its throughput). ``--quick`` is a smoke run; ``--scale`` multiplies the number of files."""
-    from pipelines.testing.av import make_tone_audio, make_video
-    from pipelines.testing.docs import make_pdf
+    from nova_devkit.media.av import make_tone_audio, make_video
+    from nova_devkit.media.docs import make_pdf
 
     out: list[Corpus] = []
     if "pdf" in kinds:
@@ -458,8 +458,8 @@ def run(
 ) -> BenchResult:
     import ray
 
-    from pipelines.config.schema import EmulatorConfig
-    from pipelines.emulator.launch import local_endpoints
+    from nova_devkit.emulator.config import EmulatorConfig
+    from nova_devkit.emulator.launch import local_endpoints
 
     use_dummy_aws_env()
     kinds = kinds or list(PLAIN)

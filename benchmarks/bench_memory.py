@@ -46,8 +46,8 @@ CHILD_TIMEOUT_S = 600
 
 
 def make_media(root: Path, quick: bool) -> dict[str, dict[str, Path]]:
-    from pipelines.testing.av import make_video
-    from pipelines.testing.docs import make_pdf
+    from nova_devkit.media.av import make_video
+    from nova_devkit.media.docs import make_pdf
 
     clip = make_video(
         root / "clip.mp4", 60, fps=5, size=(160, 120), gop=300, audio_rate=8000, crf=35
@@ -67,9 +67,9 @@ def make_media(root: Path, quick: bool) -> dict[str, dict[str, Path]]:
 
 def child(case: str, root: Path) -> None:
     """Run one backfill (in a fresh process) and print its report as one JSON line."""
+    from nova_devkit.emulator.config import EmulatorConfig, EmulatorLatencyConfig
+    from nova_devkit.emulator.launch import local_endpoints
     from pipelines.backfill import run_backfill
-    from pipelines.config.schema import EmulatorConfig, EmulatorLatencyConfig
-    from pipelines.emulator.launch import local_endpoints
 
     use_dummy_aws_env()
     manifest = root / f"{case}.parquet"

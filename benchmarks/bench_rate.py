@@ -115,7 +115,7 @@ def timeline(records: list[Any]) -> Timeline:
 
 
 def make_corpus(root: Path, rows: int, tag: str) -> Path:
-    from pipelines.testing import make_article
+    from nova_devkit.media import make_article
 
     return write_manifest(
         [
@@ -168,8 +168,8 @@ def _report_line(res: BenchResult, prefix: str, report: dict[str, Any], tl: Time
 
 
 def run(quick: bool = False, quota: float = 600.0, seconds: float = 75.0) -> BenchResult:
-    from pipelines.config.schema import EmulatorConfig, EmulatorQuotaConfig
-    from pipelines.emulator.launch import local_endpoints
+    from nova_devkit.emulator.config import EmulatorConfig, EmulatorQuotaConfig
+    from nova_devkit.emulator.launch import local_endpoints
 
     use_dummy_aws_env()
     if quick:

@@ -14,6 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.store import register_configs
 from pipelines.core.errors import ConfigError, InfrastructureError, ManifestError
@@ -21,7 +22,7 @@ from pipelines.core.errors import ConfigError, InfrastructureError, ManifestErro
 register_configs()
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="backfill")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="backfill")
 def main(dcfg: DictConfig) -> None:
     from pipelines.backfill import run_backfill
 

@@ -11,6 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from pipelines.config.compose import CONF_PATH
 from pipelines.config.manifest_schema import ManifestJobConfig, register
 
 register()
@@ -42,7 +43,7 @@ def run(cfg: ManifestJobConfig) -> str:
     return cfg.out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="manifest")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="manifest")
 def main(dcfg: DictConfig) -> None:
     cfg = OmegaConf.to_object(dcfg)
     assert isinstance(cfg, ManifestJobConfig)

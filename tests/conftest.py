@@ -7,9 +7,9 @@ no test can pick up, or need, real credentials.
 Fixtures (names and shapes are stable; other test modules rely on them):
 
 ``endpoints`` (session)
-    :class:`pipelines.emulator.launch.Endpoints` from ``local_endpoints(EmulatorConfig())``,
+    :class:`nova_devkit.emulator.launch.Endpoints` from ``local_endpoints(EmulatorConfig())``,
     started on first use: ``.bedrock_url``, ``.s3_url``, ``.region``, ``.emulator``
-    (:class:`~pipelines.emulator.server.EmulatorServer`: ``.stats()``, ``.reset()``,
+    (:class:`~nova_devkit.emulator.server.EmulatorServer`: ``.stats()``, ``.reset()``,
     ``.configure(...)``, ``.script([...])``, ``.requests``).
 ``emulator`` (function)
     The same ``Endpoints``, after ``emulator.reset()``: start-up config (no quotas, latency or
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.config.schema import EmulatorConfig
-from pipelines.emulator.launch import Endpoints, local_endpoints, use_dummy_credentials
+from nova_devkit.emulator.config import EmulatorConfig
+from nova_devkit.emulator.launch import Endpoints, local_endpoints, use_dummy_credentials
 
 
 def pytest_configure(config: pytest.Config) -> None:

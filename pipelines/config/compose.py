@@ -7,27 +7,39 @@ from pathlib import Path
 
 from pipelines.config.schema import BackfillJobConfig
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The jobs' YAML ships inside the package (``pipelines/conf/``, package data), so an installed
+# wheel finds it as well as the checkout. ``@hydra.main(config_path=CONF_PATH)`` resolves it
+# through importlib whatever the caller's file or working directory.
+CONF_MODULE = "pipelines.conf"
+CONF_PATH = f"pkg://{CONF_MODULE}"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_backfill(overrides: Sequence[str] = ()) -> BackfillJobConfig:
-    """``conf/backfill.yaml`` with ``overrides``, typed, as ``python -m jobs.backfill`` builds it.
+    """``backfill.yaml`` with ``overrides``, typed, as ``python -m jobs.backfill`` builds it.
 
-    Works inside a running ``@hydra.main`` app (whose search path already holds ``conf/``) and
-    outside one (notebooks, tests, benchmarks).
+    Works outside a Hydra app (notebooks, tests, benchmarks) and inside another one (the demo,
+    whose search path does not hold the job configs): Hydra's global state is set aside while
+    composing and put back after.
     """
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf import OmegaConf
 
     from pipelines.config.store import register_configs
 
     register_configs()
-    if GlobalHydra.instance().is_initialized():
-        cfg = compose("backfill", overrides=list(overrides))
-    else:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    running = GlobalHydra.instance().is_initialized()
+    backup = get_gh_backup() if running else None
+    if running:
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONF_MODULE, version_base=None):
             cfg = compose("backfill", overrides=list(overrides))
+    finally:
+        if running:
+            restore_gh_from_backup(backup)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BackfillJobConfig)
     return obj

@@ -1,7 +1,7 @@
 """Schema of ``python -m jobs.manifest`` (scan a folder or S3 prefix into a manifest).
 
-Registered in Hydra's ConfigStore as ``manifest_schema``; ``conf/manifest.yaml`` extends it, so a
-wrong type or unknown key fails at composition.
+Registered in Hydra's ConfigStore as ``manifest_schema``; ``pipelines/conf/manifest.yaml`` extends
+it, so a wrong type or unknown key fails at composition.
 """
 
 from __future__ import annotations

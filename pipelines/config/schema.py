@@ -1,8 +1,8 @@
 """Typed configuration schemas.
 
-Hydra composes YAML from ``conf/`` against these dataclasses (registered in a ConfigStore by
-:mod:`pipelines.config.store`), so a wrong type or an unknown key fails at composition, before any
-work. Only these plain dataclasses travel to Ray workers.
+Hydra composes YAML from ``pipelines/conf/`` against these dataclasses (registered in a
+ConfigStore by :mod:`pipelines.config.store`), so a wrong type or an unknown key fails at
+composition, before any work. Only these plain dataclasses travel to Ray workers.
 """
 
 from __future__ import annotations
@@ -152,73 +152,6 @@ class PricesConfig:
     image_each: float = 0.00006
     video_per_second: float = 0.0007
     audio_per_second: float = 0.00014
-
-
-@dataclass
-class EmulatorQuotaConfig:
-    """Quotas the local endpoint enforces with ThrottlingException (0 = unlimited)."""
-
-    requests_per_minute: float = 0.0
-    tokens_per_minute: float = 0.0
-    # Bucket depth in seconds of quota: how much burst is tolerated.
-    burst_seconds: float = 2.0
-
-
-@dataclass
-class EmulatorLatencyConfig:
-    """Per-modality latency (milliseconds) added to the fixed ``latency_ms``."""
-
-    text: float = 0.0
-    image: float = 0.0
-    audio: float = 0.0
-    video: float = 0.0
-
-
-@dataclass
-class EmulatorConfig:
-    """The local Bedrock Runtime-compatible endpoint (and its moto S3)."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    s3_port: int = 0
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    latency: EmulatorLatencyConfig = field(default_factory=EmulatorLatencyConfig)
-    quota: EmulatorQuotaConfig = field(default_factory=EmulatorQuotaConfig)
-    # Fault rates per error code (e.g. ThrottlingException: 0.1), plus "DroppedConnection" and
-    # "MalformedBody".
-    faults: dict[str, float] = field(default_factory=dict)
-    seed: int = 0
-    region: str = "us-east-1"
-    account_id: str = "123456789012"
-    # Seconds an async job stays InProgress at least (lets pollers see the state).
-    async_min_duration_s: float = 0.2
-    # Model ids served (plain ids; the foundation-model ARN form of each is accepted too).
-    model_ids: list[str] = field(default_factory=lambda: [NOVA_MME_MODEL_ID])
-    # Inline / S3 text limit for InvokeModel in characters (documented 8,192; the service
-    # reportedly accepts 50,000: uncertain, hence configurable).
-    text_max_chars: int = 50_000
-    # Whole InvokeModel request body, after base64 ("25 MB": MiB assumed).
-    max_body_bytes: int = 25 * 1024 * 1024
-    # Sync audio/video limit on *decoded* duration, plus slack for codec padding (an MP3 cut at
-    # exactly 30 s decodes a few ms longer); the service's own tolerance is unknown.
-    max_media_seconds: float = 30.0
-    media_duration_tolerance_s: float = 0.1
-    image_max_pixels: int = 89_478_485
-    # Reject media whose bytes are not the declared format (png declared, jpeg sent).
-    check_media_format: bool = True
-    # Video frames sampled per second for the content features.
-    video_sample_fps: float = 2.0
-    # Operations that draw injected faults and consume scripted outcomes.
-    fault_operations: list[str] = field(default_factory=lambda: ["InvokeModel", "StartAsyncInvoke"])
-    # Async worker threads, in-progress job limit (0 = none; over it ServiceQuotaExceeded), and
-    # the error code GetAsyncInvoke answers for an unknown ARN (the service's is undocumented).
-    async_workers: int = 2
-    async_max_in_progress: int = 0
-    async_not_found_code: str = "ValidationException"
-    # Request records kept for inspection, and how much of a text value they keep.
-    max_recorded_requests: int = 10_000
-    record_text_preview_chars: int = 200
 
 
 @dataclass

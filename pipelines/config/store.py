@@ -1,8 +1,9 @@
 """Registers the typed schemas with Hydra's ConfigStore.
 
-``conf/backfill.yaml`` lists ``backfill_schema`` first in its defaults, so every YAML value and
-command-line override is checked against :class:`~pipelines.config.schema.BackfillJobConfig`: an
-unknown key or a wrong type fails at composition, naming the key.
+``pipelines/conf/backfill.yaml`` lists ``backfill_schema`` first in its defaults, so every YAML
+value and command-line override is checked against
+:class:`~pipelines.config.schema.BackfillJobConfig`: an unknown key or a wrong type fails at
+composition, naming the key.
 """
 
 from __future__ import annotations

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 
-from pipelines.config.compose import compose_backfill
+from pipelines.config.compose import CONF_DIR, compose_backfill
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.errors import ConfigError
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = CONF_DIR
 USECASES = sorted(p.stem for p in (CONF / "usecase").glob("*.yaml"))
 GROUPS = {
     g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("bedrock", "qdrant", "ray")
@@ -123,3 +125,14 @@ def test_server_and_embedded_are_exclusive() -> None:
     with pytest.raises(ConfigError) as info:
         validate_backfill(cfg)
     assert info.value.key == "qdrant.url"
+
+
+def test_composes_inside_another_hydra_app_and_leaves_it_intact(tmp_path: Path) -> None:
+    # The demo composes backfills from inside its own app, whose search path has no job configs.
+    (tmp_path / "other.yaml").write_text("answer: 42\n")
+    with initialize_config_dir(config_dir=str(tmp_path), version_base=None):
+        cfg = _compose(["usecase=text_retrieval", "manifest=m.parquet"])
+        assert cfg.usecase.name == "text_retrieval"
+        assert GlobalHydra.instance().is_initialized()
+        assert compose("other").answer == 42
+    assert not GlobalHydra.instance().is_initialized()

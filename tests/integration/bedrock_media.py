@@ -31,13 +31,13 @@ def jpeg_bytes() -> bytes:
 
 
 def audio_file(tmp: Path, seconds: float = 2.0, ext: str = "wav") -> Path:
-    from pipelines.testing.av import make_tone_audio
+    from nova_devkit.media.av import make_tone_audio
 
     return Path(make_tone_audio(tmp / f"clip.{ext}", seconds))
 
 
 def video_file(tmp: Path, seconds: float = 3.0, name: str = "clip.mp4") -> Path:
-    from pipelines.testing.av import make_video
+    from nova_devkit.media.av import make_video
 
     return Path(make_video(tmp / name, seconds, fps=5, size=(64, 48), gop=5))
 

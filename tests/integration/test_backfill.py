@@ -15,11 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.backfill import run_backfill
-from pipelines.config.compose import compose_backfill
-from pipelines.config.schema import BackfillJobConfig
-from pipelines.emulator.launch import Endpoints
-from pipelines.testing import (
+from nova_devkit.emulator.launch import Endpoints
+from nova_devkit.media import (
     make_article,
     make_bomb_png,
     make_encrypted_pdf,
@@ -28,7 +25,10 @@ from pipelines.testing import (
     make_product_photo,
     make_truncated_file,
 )
-from pipelines.testing.av import make_tone_audio, make_video
+from nova_devkit.media.av import make_tone_audio, make_video
+from pipelines.backfill import run_backfill
+from pipelines.config.compose import compose_backfill
+from pipelines.config.schema import BackfillJobConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 

@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from ray import cloudpickle
 
+from nova_devkit.emulator.launch import Endpoints
 from pipelines.backfill import run_backfill
 from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.compose import compose_backfill
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.rows import dead_letter_row, segment_row
-from pipelines.emulator.launch import Endpoints
 from pipelines.modalities import Modality, register
 from pipelines.modalities.base import FingerprintFields, text_request
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import DemoConfig, run_demo
+from nova_devkit.demo import DemoConfig, run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("ray_session")]
 

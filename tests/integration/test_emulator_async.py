@@ -288,7 +288,7 @@ def test_list_async_invokes(
 
 
 def test_text_and_media_cutting_rules() -> None:
-    from pipelines.emulator.engine import cut_text, media_windows
+    from nova_devkit.emulator.engine import cut_text, media_windows
 
     text = "aaaa bbbb cccc  dddd " + "x" * 12
     spans = cut_text(text, 10)

@@ -1,24 +1,25 @@
-"""conf/emulator.yaml composes against EmulatorConfig; command-line overrides are typed."""
+"""The emulator's YAML composes against EmulatorConfig; command-line overrides are typed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from jobs.emulator import to_emulator_config
-from pipelines.config.schema import EmulatorConfig
-from pipelines.emulator.config_store import register_emulator_configs
-from pipelines.emulator.launch import local_endpoints
-
-CONF = str(Path(__file__).resolve().parents[2] / "conf")
+from nova_devkit.conf import CONF_MODULE
+from nova_devkit.emulator.config import (
+    EmulatorConfig,
+    register_emulator_configs,
+    to_emulator_config,
+)
+from nova_devkit.emulator.launch import local_endpoints
 
 
 def load(overrides: list[str]) -> DictConfig:
     register_emulator_configs()
-    with initialize_config_dir(version_base="1.3", config_dir=CONF):
+    with initialize_config_module(version_base="1.3", config_module=CONF_MODULE):
         return compose(config_name="emulator", overrides=overrides)
 
 
@@ -45,7 +46,7 @@ def test_faults_is_a_typed_dict() -> None:
     added = to_emulator_config(load(["+emulator.faults.NewCode=0.5"]).emulator)
     assert added.faults["NewCode"] == 0.5
     # ... and the emulator itself refuses codes it does not know.
-    from pipelines.emulator.server import EmulatorServer
+    from nova_devkit.emulator.server import EmulatorServer
 
     with pytest.raises(ValueError, match="unknown fault code"):
         EmulatorServer(added)

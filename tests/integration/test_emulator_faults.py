@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
 
+from nova_devkit.emulator.errors import ERROR_STATUS, TOO_MANY_REQUESTS, TOO_MANY_TOKENS
 from pipelines.config.schema import NOVA_MME_MODEL_ID
-from pipelines.emulator.errors import ERROR_STATUS, TOO_MANY_REQUESTS, TOO_MANY_TOKENS
 
 BODY = json.dumps(
     {
@@ -160,9 +160,9 @@ def test_in_flight_is_counted(bedrock_runtime: Any, emulator: Any) -> None:
 
 
 def test_token_bucket_refills_with_a_fake_clock() -> None:
-    from pipelines.config.schema import EmulatorQuotaConfig
-    from pipelines.emulator.errors import ApiError
-    from pipelines.emulator.quotas import QuotaEnforcer
+    from nova_devkit.emulator.config import EmulatorQuotaConfig
+    from nova_devkit.emulator.errors import ApiError
+    from nova_devkit.emulator.quotas import QuotaEnforcer
 
     now = [0.0]
     quotas = QuotaEnforcer(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from nova_devkit.media import TOPICS, article_topic, make_article
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS
 from pipelines.stages.chunk_text import chunk_text, decode_text
-from pipelines.testing import TOPICS, article_topic, make_article
 
 EMB = EmbeddingConfig()
 

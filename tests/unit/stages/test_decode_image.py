@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.rows import SEGMENT_COLUMNS
-from pipelines.stages.decode_image import decode_image
-from pipelines.testing import (
+from nova_devkit.media import (
     EXIF_QUADRANTS,
     make_bomb_png,
     make_exif_rotated_jpeg,
@@ -21,6 +18,9 @@ from pipelines.testing import (
     make_product_photo,
     make_truncated_file,
 )
+from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core.rows import SEGMENT_COLUMNS
+from pipelines.stages.decode_image import decode_image
 
 EMB = EmbeddingConfig()
 API_FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}

@@ -12,12 +12,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError
-from pipelines.core.rows import SEGMENT_COLUMNS
-from pipelines.stages import decode_pdf as decode_pdf_module
-from pipelines.stages.decode_pdf import PAGE_SEPARATOR, decode_pdf, page_zoom
-from pipelines.testing import (
+from nova_devkit.media import (
     TOPICS,
     article_topic,
     make_encrypted_pdf,
@@ -25,6 +20,11 @@ from pipelines.testing import (
     make_truncated_file,
     make_zero_page_pdf,
 )
+from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core.errors import ConfigError
+from pipelines.core.rows import SEGMENT_COLUMNS
+from pipelines.stages import decode_pdf as decode_pdf_module
+from pipelines.stages.decode_pdf import PAGE_SEPARATOR, decode_pdf, page_zoom
 
 EMB = EmbeddingConfig()
 API_IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG"}

@@ -10,6 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from nova_devkit.media.av import (
+    make_not_media,
+    make_tone_audio,
+    make_truncated_copy,
+    make_video,
+    music_like,
+    speech_like,
+)
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
@@ -18,14 +26,6 @@ from pipelines.stages.segment_audio import (
     MIN_TAIL_S,
     plan_windows,
     segment_audio,
-)
-from pipelines.testing.av import (
-    make_not_media,
-    make_tone_audio,
-    make_truncated_copy,
-    make_video,
-    music_like,
-    speech_like,
 )
 
 EMB = EmbeddingConfig()

@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from pipelines.config.schema import SegmentationConfig
-from pipelines.core.errors import ConfigError
-from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
-from pipelines.stages.segment_video import segment_video
-from pipelines.stages.video.plan import plan_video
-from pipelines.testing.av import (
+from nova_devkit.media.av import (
     make_not_media,
     make_tone_audio,
     make_truncated_copy,
     make_video,
 )
+from pipelines.config.schema import SegmentationConfig
+from pipelines.core.errors import ConfigError
+from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
+from pipelines.stages.segment_video import segment_video
+from pipelines.stages.video.plan import plan_video
 from tests.unit.stages.video.helpers import EMB, inspect, run
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from nova_devkit.media.av import make_video
 from pipelines.core.rows import is_dead_letter
 from pipelines.stages.video.probe_result import VideoProbe
-from pipelines.testing.av import make_video
 from tests.unit.stages.video.helpers import inspect, run
 
 

@@ -12,8 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from pipelines.config.schema import EmulatorQuotaConfig
-from pipelines.emulator.errors import TOO_MANY_REQUESTS, TOO_MANY_TOKENS, ApiError
+from nova_devkit.emulator.config import EmulatorQuotaConfig
+from nova_devkit.emulator.errors import TOO_MANY_REQUESTS, TOO_MANY_TOKENS, ApiError
 
 
 class TokenBucket:

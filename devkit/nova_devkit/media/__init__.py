@@ -1,9 +1,9 @@
 """Test and demo helpers: media generated at run time, deterministic by seed.
 
-Documents, images and text articles are in :mod:`pipelines.testing.docs` (re-exported here).
+Documents, images and text articles are in :mod:`nova_devkit.media.docs` (re-exported here).
 """
 
-from pipelines.testing.docs import (
+from nova_devkit.media.docs import (
     EXIF_QUADRANTS,
     TOPIC_NAMES,
     TOPICS,

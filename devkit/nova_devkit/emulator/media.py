@@ -2,7 +2,7 @@
 
 The endpoint decodes everything it is sent, as the service must: to check the declared format, to
 measure a clip's duration (the 30 s limit is on decoded time, not on a header), and to compute the
-content features. Heavy imports stay inside the functions so ``import pipelines`` stays cheap.
+content features. Heavy imports stay inside the functions so importing the emulator stays cheap.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.emulator.features import SAMPLE_RATE, image_to_thumbnail
+from nova_devkit.emulator.features import SAMPLE_RATE, image_to_thumbnail
 
 # Declared format -> names PyAV's demuxer reports for it (container.format.name is a comma list).
 AUDIO_DEMUXERS: dict[str, set[str]] = {"mp3": {"mp3"}, "wav": {"wav"}, "ogg": {"ogg"}}

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.emulator.errors import ERROR_STATUS, FAULT_CODES
+from nova_devkit.emulator.errors import ERROR_STATUS, FAULT_CODES
 
 OK = "ok"
 

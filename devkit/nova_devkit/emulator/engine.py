@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from nova_devkit.emulator import features as F
+from nova_devkit.emulator.config import EmulatorConfig
+from nova_devkit.emulator.errors import ApiError, validation
+from nova_devkit.emulator.media import DecodedMedia, MediaError, decode_image, decode_media
+from nova_devkit.emulator.validate import SEGMENTED, EmbeddingRequest, Source
 from pipelines.bedrock.tokens import CHARS_PER_TOKEN, IMAGE_TOKENS, TEXT_MAX_TOKENS
 from pipelines.bedrock.tokens import media_tokens as estimate_media_tokens
 from pipelines.bedrock.tokens import text_tokens as estimate_text_tokens
-from pipelines.config.schema import EmulatorConfig
-from pipelines.emulator import features as F
-from pipelines.emulator.errors import ApiError, validation
-from pipelines.emulator.media import DecodedMedia, MediaError, decode_image, decode_media
-from pipelines.emulator.validate import SEGMENTED, EmbeddingRequest, Source
 
 MB = 1024 * 1024
 # Source-size limits of the API doc's table (sync from S3 / async).

@@ -12,8 +12,8 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.config.schema import EmulatorConfig
-from pipelines.emulator.server import EmulatorServer
+from nova_devkit.emulator.config import EmulatorConfig
+from nova_devkit.emulator.server import EmulatorServer
 
 # Dummy credentials for clients of the local endpoints (they are never checked).
 DUMMY_ACCESS_KEY = "testing"

@@ -229,7 +229,7 @@ def _build_pdf(
         else:
             page = doc.new_page(width=_A4[0], height=_A4[1])
             _fill_page(page, seed, page_no, table, chart)
-    doc.set_metadata({"title": f"Generated report {seed}", "author": "pipelines.testing"})
+    doc.set_metadata({"title": f"Generated report {seed}", "author": "nova_devkit.media"})
     return doc
 
 

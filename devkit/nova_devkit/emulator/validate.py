@@ -6,7 +6,7 @@ Unknown keys are rejected too (the service validates its body against a JSON sch
 ``embeddingDimensions`` must not silently fall back to a default).
 
 Only the *shape* is checked here; limits that need the content (text length after loading from S3,
-decoded media duration, image decoding) are checked by :mod:`pipelines.emulator.engine`.
+decoded media duration, image decoding) are checked by :mod:`nova_devkit.emulator.engine`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.emulator.errors import ApiError, validation
+from nova_devkit.emulator.errors import ApiError, validation
 
 SCHEMA_VERSION = "nova-multimodal-embed-v1"
 SINGLE = "SINGLE_EMBEDDING"
@@ -46,7 +46,7 @@ KINDS = ("text", "image", "audio", "video")
 TEXT_SEGMENT_CHARS = (800, 50_000, 32_000)  # min, max, default
 MEDIA_SEGMENT_SECONDS = (1, 30, 5)
 
-_S3_URI = re.compile(r"^s3://([a-z0-9][.\-a-z0-9]{1,61}[a-z0-9])/(.+)$")
+S3_URI = re.compile(r"^s3://([a-z0-9][.\-a-z0-9]{1,61}[a-z0-9])/(.+)$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 
 
@@ -143,7 +143,7 @@ def parse_source(value: Any, path: str, *, allow_bytes: bool) -> Source:
     loc = _object(src["s3Location"], f"{path}.s3Location")
     _no_extra(loc, ("uri", "bucketOwner"), f"{path}.s3Location")
     uri = loc.get("uri")
-    if not isinstance(uri, str) or not _S3_URI.match(uri):
+    if not isinstance(uri, str) or not S3_URI.match(uri):
         raise _bad(f"{path}.s3Location.uri", f"{uri!r} is not an s3://bucket/key URI")
     owner = loc.get("bucketOwner")
     if owner is not None and (not isinstance(owner, str) or not _ACCOUNT.match(owner)):

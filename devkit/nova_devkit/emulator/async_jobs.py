@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.config.schema import EmulatorConfig
-from pipelines.emulator.engine import EmbeddingEngine
-from pipelines.emulator.errors import ApiError, validation
-from pipelines.emulator.validate import SEGMENTED, EmbeddingRequest, parse_model_input
+from nova_devkit.emulator.config import EmulatorConfig
+from nova_devkit.emulator.engine import EmbeddingEngine
+from nova_devkit.emulator.errors import ApiError, validation
+from nova_devkit.emulator.validate import SEGMENTED, EmbeddingRequest, parse_model_input
 
 STATUSES = ("InProgress", "Completed", "Failed")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -343,6 +343,6 @@ class AsyncJobStore:
             "embeddingDimension": req.dimension,
             "outputFiles": job.files,
             "segmentCounts": counts,
-            "producer": "pipelines.emulator (local emulator, not the model)",
+            "producer": "nova_devkit.emulator (local emulator, not the model)",
         }
         self._write_s3(f"{folder}/manifest.json", json.dumps(manifest).encode(), "application/json")

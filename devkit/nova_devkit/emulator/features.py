@@ -221,11 +221,6 @@ def audio_features(samples: np.ndarray) -> np.ndarray:
     return np.concatenate([_unit(mean), 0.2 * _unit(std)])
 
 
-def embed_audio_samples(samples: np.ndarray, dimension: int, seed: int) -> list[float]:
-    """The emulator's audio vector from mono 16 kHz samples."""
-    return truncate(embed_features(audio_features(samples), "audio", seed), dimension)
-
-
 def video_features(thumbs: Sequence[np.ndarray]) -> np.ndarray:
     """The mean of the sampled frames' thumbnail features (``THUMB_FEATURES`` values)."""
     if not thumbs:

@@ -1,30 +1,38 @@
 """The demo: a small realistic corpus, the local endpoints, every use case backfilled and queried.
 
-Everything is generated at run time (nothing binary is committed). The Bedrock endpoint is the
-project's local emulator: its vectors are content features, not the model's, so the hits below
-show the pipeline's plumbing (near-duplicates and excerpts find their sources), not Nova's
-semantics.
+    python -m nova_devkit.demo [out_dir=demo_data] [usecases=[product_search,mixed_media]]
+
+(``make demo``). Everything is generated at run time (nothing binary is committed). The Bedrock
+endpoint is the project's local emulator: its vectors are content features, not the model's, so
+the hits below show the pipeline's plumbing (near-duplicates and excerpts find their sources), not
+Nova's semantics.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hydra
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
-from pipelines.config.schema import EmulatorConfig
+from nova_devkit.conf import CONF_PATH
+from nova_devkit.emulator.config import EmulatorConfig
 
 
 @dataclass
 class DemoConfig:
-    """``python -m jobs.demo``: where to put the corpus and which use cases to run."""
+    """``python -m nova_devkit.demo``: where to put the corpus and which use cases to run."""
 
     out_dir: str = "demo_data"
     usecases: list[str] = field(
@@ -62,7 +70,7 @@ def _sha(path: Path) -> str:
 
 def build_corpus(root: Path) -> tuple[Path, list[DemoQuery]]:
     """Write the corpus under ``root/corpus``, its manifest, and the demo's query files."""
-    from pipelines.testing import (
+    from nova_devkit.media import (
         TOPICS,
         article_topic,
         make_article,
@@ -71,7 +79,7 @@ def build_corpus(root: Path) -> tuple[Path, list[DemoQuery]]:
         make_product_photo,
         make_truncated_file,
     )
-    from pipelines.testing.av import make_tone_audio, make_video
+    from nova_devkit.media.av import make_tone_audio, make_video
 
     corpus = root / "corpus"
     queries_dir = root / "queries"
@@ -237,9 +245,9 @@ def _render_page(pdf: Path, page: int, out: Path, dpi: int) -> None:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Build the corpus, start the endpoints, backfill and query every use case."""
+    from nova_devkit.emulator.launch import local_endpoints, use_dummy_credentials
     from pipelines.backfill import run_backfill
     from pipelines.config.compose import compose_backfill
-    from pipelines.emulator.launch import local_endpoints, use_dummy_credentials
     from pipelines.search import embed_query, open_qdrant, query_request, search_vector
 
     t0 = time.monotonic()
@@ -303,3 +311,28 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     )
     results["duration_s"] = total
     return results
+
+
+ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
+
+
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="demo")
+def main(dcfg: DictConfig) -> None:
+    """``python -m nova_devkit.demo``: run the demo; exit 1 if a query missed its expected hit."""
+    # botocore logs every credential lookup at INFO under Hydra's default logging.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    cfg = OmegaConf.to_object(dcfg)
+    assert isinstance(cfg, DemoConfig)
+    results = run_demo(cfg)
+    misses = [
+        u
+        for u, r in results.items()
+        if isinstance(r, dict) and not all(q["top_hit_ok"] for q in r["queries"])
+    ]
+    if misses:
+        print(f"[demo] queries that missed their expected hit: {misses}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -313,36 +312,6 @@ def make_video(
     return path
 
 
-def make_long_video(
-    path: str | os.PathLike[str],
-    seconds: float = 3600.0,
-    fps: float = 1.0,
-    size: tuple[int, int] = (64, 64),
-    gop: int = 2,
-    with_audio: bool = True,
-    seed: int = 0,
-) -> str:
-    """A long video made cheaply: tiny frames, low frame rate, 8 kHz music-like audio.
-
-    One hour at 64x64, 1 fps takes about 25 s of wall time on a shared 2-core machine (most of
-    it the AAC audio; ``with_audio=False`` is faster). The default keyframe every 2 frames (2 s)
-    lets ``segment_video`` stream-copy it; ``gop=60`` or more forces the re-encode path.
-    """
-    return make_video(
-        path,
-        seconds,
-        fps=fps,
-        size=size,
-        with_audio=with_audio,
-        gop=gop,
-        seed=seed,
-        audio_kind="music",
-        audio_rate=8000,
-        preset="ultrafast",
-        crf=35,
-    )
-
-
 def make_truncated_copy(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], fraction: float = 0.5
 ) -> str:
@@ -361,9 +330,3 @@ def make_not_media(path: str | os.PathLike[str], size: int = 4096, seed: int = 0
     with open(path, "wb") as fh:
         fh.write(b"NOT MEDIA\n" + rng.integers(0, 256, size, dtype=np.uint8).tobytes())
     return os.fspath(path)
-
-
-def copy_as(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str:
-    """Copy a file (e.g. to give it a misleading extension)."""
-    shutil.copyfile(src, dst)
-    return os.fspath(dst)

@@ -1,6 +1,6 @@
 """Run the local Bedrock Runtime-compatible endpoint and its S3 until Ctrl-C / SIGTERM.
 
-    python -m jobs.emulator emulator.port=8765 emulator.quota.requests_per_minute=600 \\
+    python -m nova_devkit.emulator emulator.port=8765 emulator.quota.requests_per_minute=600 \\
         emulator.latency_ms=150 emulator.faults.ThrottlingException=0.1
 
 Prints ``bedrock endpoint: <url>`` and ``s3 endpoint: <url>``; control it at runtime under
@@ -14,25 +14,18 @@ import threading
 from types import FrameType
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from pipelines.config.schema import EmulatorConfig
-from pipelines.emulator.config_store import register_emulator_configs
+from nova_devkit.conf import CONF_PATH
+from nova_devkit.emulator.config import register_emulator_configs, to_emulator_config
 
 register_emulator_configs()
 
 
-def to_emulator_config(node: DictConfig) -> EmulatorConfig:
-    """The typed ``emulator`` node as a plain dataclass (no OmegaConf objects inside)."""
-    obj = OmegaConf.to_object(node)
-    assert isinstance(obj, EmulatorConfig)
-    return obj
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="emulator")
+@hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="emulator")
 def main(cfg: DictConfig) -> None:
     """Start both endpoints, print their URLs, serve until a stop signal."""
-    from pipelines.emulator.launch import local_endpoints
+    from nova_devkit.emulator.launch import local_endpoints
 
     emu_cfg = to_emulator_config(cfg.emulator)
     stop = threading.Event()
@@ -47,8 +40,7 @@ def main(cfg: DictConfig) -> None:
         print(f"s3 endpoint: {eps.s3_url}", flush=True)
         print(f"control: {eps.bedrock_url}/_emulator/stats", flush=True)
         print(
-            "emulator: deterministic content features, NOT the Nova model (see "
-            "pipelines/emulator/README.md)",
+            "emulator: deterministic content features, NOT the Nova model (see docs/emulator.md)",
             flush=True,
         )
         stop.wait()
