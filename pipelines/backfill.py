@@ -13,6 +13,7 @@ See ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,8 @@ import pyarrow as pa
 
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
-from pipelines.core.ledger import AssetLedger
+from pipelines.core.console import Console
+from pipelines.core.ledger import AssetLedger, Progress
 from pipelines.core.report import build_report, write_report
 from pipelines.core.runner import BlocksSource, Pipeline, run_pipeline
 from pipelines.core.stage import Resources
@@ -55,10 +57,6 @@ class BackfillPlan:
 Arrangement = Callable[[BackfillJobConfig, BackfillPlan, VectorStore], Pipeline]
 
 
-def _say(msg: str) -> None:
-    print(f"[backfill] {msg}", flush=True)
-
-
 def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> BackfillResult:
     """Run one backfill end to end; raises ConfigError / ManifestError before any work.
 
@@ -67,7 +65,8 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
     """
     started = time.monotonic()
     validate_backfill(cfg)
-    plan = plan_backfill(cfg)
+    console = Console("backfill", quota_rpm=cfg.bedrock.quota.requests_per_minute)
+    plan = plan_backfill(cfg, console)
     store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
     store.open()
     try:
@@ -75,20 +74,22 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
         store.ensure_collection()
         figures: dict[str, Any] = {}
         if plan.todo.num_rows:
-            by_stage = run_pipeline(
-                (arrange or backfill_pipeline)(cfg, plan, store),
-                cfg.ray,
-                plan.ledger.account,
-                batch_size=cfg.qdrant.batch_size,
-                on_tick=lambda: _progress(plan.ledger, started),
-            )
+            pipeline = (arrange or backfill_pipeline)(cfg, plan, store)
+            console.say(f"pipeline: {pipeline.describe()}")
+            console.watch(lambda: _status(plan.ledger, pipeline))
+            try:
+                # Blocks as they come (the store batches its own upserts): the accounting, and so
+                # the console, follow the run instead of waiting for full batches.
+                by_stage = run_pipeline(pipeline, cfg.ray, plan.ledger.account, batch_size=None)
+            finally:
+                console.stop()
             figures = {k: v for stage in by_stage.values() for k, v in stage.items()}
-        return finish_backfill(cfg, plan, store, figures, started)
+        return finish_backfill(cfg, plan, store, figures, started, console)
     finally:
         store.close()
 
 
-def plan_backfill(cfg: BackfillJobConfig) -> BackfillPlan:
+def plan_backfill(cfg: BackfillJobConfig, console: Console | None = None) -> BackfillPlan:
     """Read the manifest; every row gets a ledger entry now, so nothing can vanish later."""
     from pipelines.core.manifest import load_manifest
 
@@ -110,7 +111,7 @@ def plan_backfill(cfg: BackfillJobConfig) -> BackfillPlan:
         else:
             ledger.skip(row["asset_id"], "skipped_modality")
     todo = manifest.take(pa.array(keep, type=pa.int64())) if keep else manifest.slice(0, 0)
-    _say(
+    (console or Console("backfill")).say(
         f"manifest {cfg.manifest}: {manifest.num_rows} rows, {todo.num_rows} to embed "
         f"for use case {cfg.usecase.name!r} into collection {cfg.qdrant.collection!r}"
     )
@@ -151,7 +152,11 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.segmentation,
         cfg.embedding,
         cfg.bedrock.s3_endpoint_url,
-        resources=Resources.of(res.decode, batch_size=1),
+        # Blocks of a few embed batches: every embed task is short, so both actors stay busy on
+        # small assets and acknowledgements reach the driver (and the console) as the run goes.
+        resources=Resources.of(
+            res.decode, batch_size=1, rows_per_block=2 * res.embed.max_in_flight
+        ),
     )
     embed = EmbedStage(
         cfg.bedrock,
@@ -172,6 +177,7 @@ def finish_backfill(
     store: VectorStore,
     figures: dict[str, Any],
     started: float,
+    console: Console | None = None,
 ) -> BackfillResult:
     """Decide outcomes, remove partial assets, check counts, write the report and dead letters."""
     from pipelines.sinks.dead_letter import DeadLetterWriter
@@ -201,18 +207,19 @@ def finish_backfill(
         dlq.add(r)
     dead_path = Path(dlq.close())
     report_path = write_report(report, plan.run_dir)
-    _summary(report, report_path, dead_path)
+    _summary(console or Console("backfill"), report, report_path, dead_path)
     return BackfillResult(plan.run_dir, report_path, dead_path, report)
 
 
-def _progress(ledger: AssetLedger, started: float) -> None:
-    p = ledger.progress
-    elapsed = max(1e-6, time.monotonic() - started)
-    _say(
-        f"progress: {p.settled}/{p.total} assets settled ({p.failed} failed), {p.points} points, "
-        f"{p.bedrock_calls} Bedrock calls ({p.bedrock_calls / elapsed * 60:.0f}/min, "
-        f"{p.throttles} throttled), {elapsed:.0f}s"
-    )
+def _status(ledger: AssetLedger, pipeline: Pipeline) -> Progress:
+    """The ledger's totals, with live call counts from the stages (the rate budget counts calls
+    as they are made, the ledger when their results arrive)."""
+    progress = dataclasses.replace(ledger.progress)
+    for stage in pipeline.stages:
+        live = stage.live()
+        progress.bedrock_calls = max(progress.bedrock_calls, int(live.get("bedrock_calls", 0)))
+        progress.throttles = max(progress.throttles, int(live.get("throttles", 0)))
+    return progress
 
 
 def _count_check(store: VectorStore, ledger: AssetLedger) -> dict[str, Any]:
@@ -231,8 +238,8 @@ def _count_check(store: VectorStore, ledger: AssetLedger) -> dict[str, Any]:
     }
 
 
-def _summary(report: dict[str, Any], report_path: Path, dead_path: Path) -> None:
-    _say(
+def _summary(console: Console, report: dict[str, Any], report_path: Path, dead_path: Path) -> None:
+    console.say(
         f"done in {report['duration_s']:.1f}s: {report['rows']} rows -> "
         f"{report['embedded']} embedded, {report['skipped_unchanged']} unchanged, "
         f"{report['skipped_modality']} other modality, {report['dead_lettered']} dead-lettered; "
@@ -241,9 +248,9 @@ def _summary(report: dict[str, Any], report_path: Path, dead_path: Path) -> None
         f"est. ${report['cost_usd']:.4f}"
     )
     for modality, agg in report["by_modality"].items():
-        _say(
+        console.say(
             f"  {modality:<9} rows {agg['rows']:>4}  embedded {agg['embedded']:>4}  "
             f"dead {agg['dead_lettered']:>3}  points {agg['points_written']:>5}"
         )
-    _say(f"report:      {report_path}")
-    _say(f"dead letter: {dead_path}")
+    console.say(f"report:      {report_path}")
+    console.say(f"dead letter: {dead_path}")

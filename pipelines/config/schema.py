@@ -113,6 +113,9 @@ class RayConfig:
     address: str | None = None
     num_cpus: int | None = None
     log_to_driver: bool = False
+    # Show Ray's own INFO lines, core worker messages and Ray Data's progress bars (hidden by
+    # default: the job's console shows the run's progress).
+    verbose: bool = False
 
 
 @dataclass

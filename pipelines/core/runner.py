@@ -189,7 +189,7 @@ def apply_stage(ds: Any, stage: Stage) -> Any:
     if r.batch_size is not None:
         common["batch_size"] = r.batch_size
     if r.actor:
-        return ds.map_batches(
+        out = ds.map_batches(
             _ActorCall,
             fn_constructor_kwargs={"stage": stage},
             compute=rd.ActorPoolStrategy(
@@ -199,11 +199,16 @@ def apply_stage(ds: Any, stage: Stage) -> Any:
             ),
             **common,
         )
-    return ds.map_batches(
-        _TaskCall(stage),
-        compute=rd.TaskPoolStrategy(size=r.concurrency) if r.concurrency else None,
-        **common,
-    )
+    else:
+        out = ds.map_batches(
+            _TaskCall(stage),
+            compute=rd.TaskPoolStrategy(size=r.concurrency) if r.concurrency else None,
+            **common,
+        )
+    if r.rows_per_block:
+        # Fused into the map by Ray Data (no extra task): its output blocks are cut by rows.
+        out = out.repartition(target_num_rows_per_block=r.rows_per_block)
+    return out
 
 
 # ---- Ray ----------------------------------------------------------------------------------------
@@ -215,9 +220,12 @@ def init_ray(cfg: RayConfig) -> None:
 
     if ray.is_initialized():
         return
+    if not cfg.verbose:
+        quiet_ray()
     kwargs: dict[str, Any] = {
         "ignore_reinit_error": True,
         "log_to_driver": cfg.log_to_driver,
+        "logging_level": logging.INFO if cfg.verbose else logging.WARNING,
     }
     if cfg.address:
         kwargs["address"] = cfg.address
@@ -226,6 +234,36 @@ def init_ray(cfg: RayConfig) -> None:
         if cfg.num_cpus:
             kwargs["num_cpus"] = cfg.num_cpus
     ray.init(**kwargs)
+
+
+def quiet_ray() -> None:
+    """Keep Ray's start-up and executor chatter out of the job's console (``ray.verbose=false``).
+
+    - Ray's Python loggers: WARNING and above only (``logging_level`` in :func:`init_ray`).
+    - Ray Data's console handler: WARNING and above; its full log still goes to the session's
+      ``ray-data.log``. The one warning that progress bars are off is dropped (the job's console
+      replaces them).
+    - The core worker's C++ log lines on the driver's stderr (e.g. the line about actor
+      constructor arguments in the object store, which every Ray Data actor pool triggers) are
+      filtered out (:func:`pipelines.core.console.hide_native_log_lines`); they stay in the
+      session's ``python-core-driver-*.log``, and errors that stop the job surface as Python
+      exceptions.
+    """
+    from pipelines.core.console import hide_native_log_lines
+
+    hide_native_log_lines()
+    import ray.data  # noqa: F401 - configures its logger on import
+
+    data_logger = logging.getLogger("ray.data")
+    for handler in data_logger.handlers:
+        if type(handler).__name__ == "PlainRayHandler":
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(_NoProgressBarNotice())
+
+
+class _NoProgressBarNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Progress bars disabled")
 
 
 def configure_data_context(ctx: Any) -> None:
@@ -281,11 +319,13 @@ def run_pipeline(
     ray_cfg: RayConfig,
     on_batch: Callable[[pa.Table], None],
     *,
-    batch_size: int = 256,
+    batch_size: int | None = 256,
     on_tick: Callable[[], None] | None = None,
     tick_s: float = 2.0,
 ) -> dict[str, dict[str, Any]]:
     """Run ``pipeline`` to the end; ``on_batch`` gets every batch the last stage gives.
+
+    ``batch_size`` rows per driver batch (None: each block as it arrives).
 
     Returns each stage's ``on_finish`` figures by stage name. Exceptions from a stage (an
     infrastructure failure) propagate after the driver stages are torn down.
@@ -295,7 +335,8 @@ def run_pipeline(
     init_ray(ray_cfg)
     ctx = rd.DataContext.get_current()
     configure_data_context(ctx)
-    ctx.enable_progress_bars = sys.stderr.isatty()
+    # Ray Data's own bars only when asked for: the job's console shows the run's progress.
+    ctx.enable_progress_bars = ray_cfg.verbose and sys.stderr.isatty()
     for stage in pipeline.stages:
         stage.on_start()
     driver_stages = [s for s in pipeline.stages if s.resources.on_driver]
@@ -305,7 +346,7 @@ def run_pipeline(
     try:
         for window in _windows(pipeline, cluster_cpus()):
             ds, driver = build(pipeline, window)
-            log.info("pipeline %s: %s", pipeline.name, pipeline.describe())
+            log.debug("pipeline %s: %s", pipeline.name, pipeline.describe())
             for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
                 for stage in driver:
                     out = list(_outputs(stage, batch))

@@ -11,7 +11,8 @@ A stage declares
   own arguments so that the same stage runs small on a laptop and wide on a cluster;
 - its set-up: :meth:`Stage.on_start` / :meth:`Stage.on_finish` run once in the driver around the
   run (shared actors, collections, the figures a report wants), :meth:`Stage.setup` /
-  :meth:`Stage.teardown` once in each worker (clients);
+  :meth:`Stage.teardown` once in each worker (clients); :meth:`Stage.live` gives the console
+  figures while the run goes;
 
 and maps one Arrow batch to one batch, or to a stream of batches (:meth:`Stage.process`). A record
 that cannot be processed is not raised: it leaves the stage as a dead-letter row (see
@@ -45,7 +46,9 @@ class Resources:
     once. ``on_driver=True``: the stage runs in the driver process on the batches the driver
     iterates (for a store that allows one writer process, like Qdrant's embedded mode); driver
     stages must come last. ``batch_size``: rows per call (None: Ray Data's default; for task
-    stages that decode whole blocks, 1 row per call, one block per task).
+    stages that decode whole blocks, 1 row per call, one block per task). ``rows_per_block``: the
+    stage's output blocks hold at most this many rows (None: only Ray Data's byte target), so
+    that the next stage's tasks stay small and their results reach the driver as the run goes.
     """
 
     num_cpus: float = 1.0
@@ -53,6 +56,7 @@ class Resources:
     actor: bool = False
     calls_per_actor: int = 1
     batch_size: int | None = None
+    rows_per_block: int | None = None
     on_driver: bool = False
 
     def __post_init__(self) -> None:
@@ -90,6 +94,10 @@ class Stage(abc.ABC):
 
     def teardown(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`setup` made (driver stages and actors that exit cleanly)."""
+
+    def live(self) -> dict[str, Any]:
+        """In the driver, at any time during the run: figures for the console (cheap)."""
+        return {}
 
     def on_finish(self) -> dict[str, Any]:
         """Once, in the driver, after the last batch: figures for the run's report."""

@@ -107,6 +107,22 @@ class EmbedStage(Stage):
         if self.pool is not None:
             self.pool.shutdown(wait=False)
 
+    def live(self) -> dict[str, Any]:
+        """Calls and throttles so far, as the shared budget counted them (before any result has
+        reached the driver)."""
+        if self.budget_name is None or self.budget is None:
+            return {}
+        import ray
+
+        try:
+            snap = ray.get(self.budget.snapshot.remote(), timeout=2)
+        except Exception:  # the console must never fail the run
+            return {}
+        return {
+            "bedrock_calls": int(snap["successes"]) + int(snap["throttles"]),
+            "throttles": int(snap["throttles"]),
+        }
+
     def on_finish(self) -> dict[str, Any]:
         if self.budget_name is None:
             return {}
