@@ -49,7 +49,7 @@ import botocore.exceptions as bce
 
 from pipelines.config.schema import BedrockConfig
 from pipelines.core import codes
-from pipelines.core.errors import RecordError
+from pipelines.core.errors import InfrastructureError, RecordError
 from pipelines.core.retry import RetryPolicy
 
 
@@ -205,6 +205,16 @@ class RequestValidationError(RecordError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.field, self.detail))
+
+
+def raise_if_fatal(exc: BedrockCallError) -> None:
+    """Raise :class:`InfrastructureError` for a FATAL error: every other call would fail the same
+    way, so the job stops instead of dead-lettering the corpus one record at a time."""
+    if exc.error_class is ErrorClass.FATAL:
+        raise InfrastructureError(
+            f"Bedrock refused the pipeline's calls ({exc.code}): {exc.message}. "
+            "Check credentials, region and model access."
+        ) from exc
 
 
 def is_throttle(exc: BaseException) -> bool:

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from pipelines.bedrock.tokens import media_tokens, text_tokens
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig
-from pipelines.core.errors import InfrastructureError, RecordError
+from pipelines.core.errors import RecordError
 from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import EMBEDDED, SEGMENT, SEGMENT_COLUMNS, dead_letter_row, is_dead_letter
 from pipelines.core.stage import Resources, Stage
@@ -143,9 +143,9 @@ class EmbedStage(Stage):
         from pipelines.bedrock.errors import (
             BedrockCallError,
             BedrockRetryRule,
-            ErrorClass,
             RequestValidationError,
             is_throttle,
+            raise_if_fatal,
             retry_policy,
         )
         from pipelines.bedrock.from_rows import request_from_segment
@@ -182,11 +182,7 @@ class EmbedStage(Stage):
         except RequestValidationError as exc:
             return [self._dead(base, exc, calls, throttles)]
         except BedrockCallError as exc:
-            if exc.error_class is ErrorClass.FATAL:
-                raise InfrastructureError(
-                    f"Bedrock refused the pipeline's calls ({exc.code}): {exc.message}. "
-                    "Check credentials, region and model access."
-                ) from exc
+            raise_if_fatal(exc)
             message = f"gave up after {calls} attempts: {exc.message}" if exhausted else None
             return [self._dead(base, exc.record_error("embed", message), calls, throttles)]
         self._report(1, 0, tokens if result.input_tokens else 0, result.input_tokens or 0)

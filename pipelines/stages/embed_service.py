@@ -49,8 +49,8 @@ from pipelines.bedrock.enums import (
 from pipelines.bedrock.errors import (
     BedrockCallError,
     BedrockRetryRule,
-    ErrorClass,
     is_throttle,
+    raise_if_fatal,
     retry_policy,
 )
 from pipelines.bedrock.inputs import AudioInput, ImageInput, Source, TextInput, VideoInput
@@ -255,12 +255,12 @@ class ServiceSegmentEmbedder:
         except AsyncJobTimeout as exc:
             raise RecordError(STAGE, codes.ASYNC_JOB_TIMEOUT, str(exc), **where) from exc
         except BedrockCallError as exc:
-            self._raise_if_fatal(exc)
+            raise_if_fatal(exc)
             raise exc.record_error(STAGE).at(**where) from exc
         try:
             results = read_segmented_results(status.output_s3_uri or output_uri, self.s3)
         except BedrockCallError as exc:
-            self._raise_if_fatal(exc)
+            raise_if_fatal(exc)
             raise RecordError(STAGE, codes.ASYNC_OUTPUT_UNREADABLE, str(exc), **where) from exc
         return self._rows(asset, kind, fmt, source_uri, results)
 
@@ -395,14 +395,6 @@ class ServiceSegmentEmbedder:
             sleep=self._sleep,
             rng=self._rng,
         )
-
-    @staticmethod
-    def _raise_if_fatal(exc: BedrockCallError) -> None:
-        if exc.error_class == ErrorClass.FATAL:
-            raise InfrastructureError(
-                f"Bedrock refused the pipeline's calls ({exc.code}): {exc.message}. "
-                "Check credentials, region and model access."
-            ) from exc
 
     # -- rows ------------------------------------------------------------------------------------
 
