@@ -96,7 +96,12 @@ def embed_query(bedrock: BedrockConfig, emb: EmbeddingConfig, request: Any) -> l
     from pipelines.bedrock.client import NovaEmbeddingsClient
 
     client = NovaEmbeddingsClient.from_config(bedrock, emb.model_id)
-    result = client.embed_with_retry(request, max_attempts=bedrock.max_attempts)
+    result = client.embed_with_retry(
+        request,
+        max_attempts=bedrock.max_attempts,
+        base_backoff_s=bedrock.base_backoff_s,
+        max_backoff_s=bedrock.max_backoff_s,
+    )
     return list(result.embeddings[0].vector)
 
 

@@ -22,10 +22,12 @@ from pipelines.bedrock.errors import (
     BedrockCallError,
     ErrorClass,
     from_exception,
+    is_throttle,
 )
 from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import NOVA_MME_MODEL_ID
 from pipelines.core.io import split_s3_uri
+from pipelines.core.retry import Failure, RetryPolicy, retry_call
 
 RESULT_FILE = "segmented-embedding-result.json"
 # Output files by embedding type, used when the result file does not name them.
@@ -195,29 +197,47 @@ class NovaAsyncJobs:
 
         Returns the Completed status; raises :class:`AsyncJobFailed` (with the service's
         ``failureMessage``), :class:`AsyncJobTimeout`, or :class:`BedrockCallError` for a
-        PERMANENT/FATAL polling error. Throttled or transient polls are retried until timeout.
+        PERMANENT/FATAL polling error. A throttled or transient poll is retried (the retry
+        helper, :func:`~pipelines.core.retry.retry_call`, with backoff from ``poll_min_s`` up
+        to ``poll_max_s``) until the timeout.
         """
         stats = stats if stats is not None else PollStats()
         deadline = self._clock() + timeout_s
         interval = poll_min_s
         last: str | None = None
-        while True:
+
+        def before_poll(_attempt: int) -> None:
             stats.polls += 1
+
+        def on_failure(failure: Failure) -> None:
+            if is_throttle(failure.error):
+                stats.throttles += 1
+            elif failure.retryable:
+                stats.errors += 1
+
+        while True:
+            remaining = deadline - self._clock()
             try:
-                status = self.get(arn)
+                status = retry_call(
+                    lambda: self.get(arn),
+                    lambda exc: isinstance(exc, BedrockCallError) and exc.retryable,
+                    RetryPolicy(
+                        None, deadline_s=max(remaining, 0.0), base_s=poll_min_s, cap_s=poll_max_s
+                    ),
+                    before_attempt=before_poll,
+                    on_failure=on_failure,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                )
             except BedrockCallError as err:
-                if not err.retryable:
-                    raise
-                if err.error_class == ErrorClass.THROTTLED:
-                    stats.throttles += 1
-                else:
-                    stats.errors += 1
-            else:
-                last = status.status
-                if status.status == STATUS_COMPLETED:
-                    return status
-                if status.status == STATUS_FAILED:
-                    raise AsyncJobFailed(arn, status.failure_message)
+                if err.retryable:
+                    raise AsyncJobTimeout(arn, timeout_s, last) from err
+                raise
+            last = status.status
+            if status.status == STATUS_COMPLETED:
+                return status
+            if status.status == STATUS_FAILED:
+                raise AsyncJobFailed(arn, status.failure_message)
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise AsyncJobTimeout(arn, timeout_s, last)

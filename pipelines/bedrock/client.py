@@ -3,8 +3,8 @@
 :class:`NovaEmbeddingsClient.embed` makes exactly one ``InvokeModel`` call: botocore's own retries
 are switched off (``total_max_attempts=1``) because the pipeline's embed stage owns retries and
 pacing against one cluster-wide rate budget, and counts them. Callers outside the pipeline (query
-jobs, notebooks) use :meth:`NovaEmbeddingsClient.embed_with_retry`, a small full-jitter loop that
-retries only THROTTLED and TRANSIENT errors.
+jobs, notebooks) use :meth:`NovaEmbeddingsClient.embed_with_retry`, which retries only THROTTLED
+and TRANSIENT errors through the project's retry helper (:mod:`pipelines.core.retry`).
 """
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipelines.bedrock.errors import (
-    BedrockCallError,
-    ErrorClass,
+    BedrockRetryRule,
     RequestValidationError,
     from_exception,
-    max_retries_for,
+    is_throttle,
 )
 from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.bedrock.response import EmbeddingResult, parse_embedding_response
 from pipelines.config.schema import NOVA_MME_MODEL_ID, BedrockConfig
+from pipelines.core.retry import Failure, RetryPolicy, retry_call
 
 
 def make_bedrock_client(cfg: BedrockConfig, *, max_pool_connections: int | None = None) -> Any:
@@ -50,18 +50,6 @@ def make_bedrock_client(cfg: BedrockConfig, *, max_pool_connections: int | None 
     return boto3.client(
         "bedrock-runtime", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=config
     )
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Full-jitter exponential backoff: attempt ``n`` (0-based) sleeps U(0, min(max, base*2^n))."""
-
-    base_s: float = 0.5
-    max_s: float = 20.0
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        cap = min(self.max_s, self.base_s * (2.0**attempt))
-        return (rng or random).uniform(0.0, cap)
 
 
 class NovaEmbeddingsClient:
@@ -149,44 +137,32 @@ class NovaEmbeddingsClient:
         self,
         request: EmbeddingRequest,
         max_attempts: int = 5,
-        backoff: Backoff | None = None,
         *,
+        base_backoff_s: float = 0.5,
+        max_backoff_s: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> EmbeddingResult:
         """:meth:`embed` with up to ``max_attempts`` attempts for THROTTLED / TRANSIENT errors
-        (full-jitter backoff). Not for the pipeline, whose embed stage paces retries itself."""
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
-        backoff = backoff or Backoff()
-        throttles = 0
-        retries_by_code: dict[str, int] = {}
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                result = self.embed(request)
-            except BedrockCallError as err:
-                if err.error_class == ErrorClass.THROTTLED:
-                    throttles += 1
-                spent = retries_by_code.get(err.code, 0)
-                if (
-                    not err.retryable
-                    or attempt >= max_attempts
-                    or spent >= max_retries_for(err.code, max_attempts)
-                ):
-                    raise
-                retries_by_code[err.code] = spent + 1
-                sleep(backoff.delay(attempt - 1, rng))
-                continue
-            return replace(result, calls=attempt, throttles=throttles)
+        (:func:`~pipelines.core.retry.retry_call`: full-jitter backoff, per-code bounds). Not for
+        the pipeline, whose embed stage paces retries itself. Raises the last
+        :class:`BedrockCallError` when it gives up."""
+        policy = RetryPolicy(max_attempts, base_s=base_backoff_s, cap_s=max_backoff_s)
+        failures: list[Failure] = []
+        result = retry_call(
+            lambda: self.embed(request),
+            BedrockRetryRule(max_attempts - 1),
+            policy,
+            on_failure=failures.append,
+            sleep=sleep,
+            rng=rng,
+        )
+        throttles = sum(1 for f in failures if is_throttle(f.error))
+        return replace(result, calls=len(failures) + 1, throttles=throttles)
 
 
 def embed_with_retry(
-    client: NovaEmbeddingsClient,
-    request: EmbeddingRequest,
-    max_attempts: int = 5,
-    backoff: Backoff | None = None,
+    client: NovaEmbeddingsClient, request: EmbeddingRequest, max_attempts: int = 5
 ) -> EmbeddingResult:
     """Module-level shorthand for :meth:`NovaEmbeddingsClient.embed_with_retry`."""
-    return client.embed_with_retry(request, max_attempts, backoff)
+    return client.embed_with_retry(request, max_attempts)

@@ -47,7 +47,10 @@ from typing import Any
 
 import botocore.exceptions as bce
 
-from pipelines.core.errors import DataError
+from pipelines.config.schema import BedrockConfig
+from pipelines.core import codes
+from pipelines.core.errors import InfrastructureError, RecordError
+from pipelines.core.retry import RetryPolicy
 
 
 class ErrorClass(StrEnum):
@@ -101,14 +104,14 @@ FATAL_CODES = frozenset(
     }
 )
 
-# Codes of errors raised by this package itself (no service involved).
-CODE_MALFORMED_RESPONSE = "MalformedResponse"
-CODE_DIMENSION_MISMATCH = "DimensionMismatch"
-CODE_CONNECTION = "ConnectionError"
-CODE_READ_TIMEOUT = "ReadTimeout"
-CODE_NO_CREDENTIALS = "NoCredentials"
-CODE_PARAM_VALIDATION = "ParamValidationError"
-CODE_INVALID_REQUEST = "InvalidRequest"
+# Codes of errors raised by this package itself (no service involved): dead-letter codes already.
+CODE_MALFORMED_RESPONSE = codes.MALFORMED_RESPONSE
+CODE_DIMENSION_MISMATCH = codes.DIMENSION_MISMATCH
+CODE_CONNECTION = codes.CONNECTION_ERROR
+CODE_READ_TIMEOUT = codes.READ_TIMEOUT
+CODE_NO_CREDENTIALS = codes.NO_CREDENTIALS
+CODE_PARAM_VALIDATION = codes.PARAM_VALIDATION_ERROR
+CODE_INVALID_REQUEST = codes.INVALID_REQUEST
 
 # Per-request retry bounds for TRANSIENT codes that should not use the caller's full budget.
 RETRY_BOUNDS: Mapping[str, int] = {"ModelErrorException": 2}
@@ -147,6 +150,7 @@ class BedrockCallError(Exception):
 
     ``code`` is the botocore ``Error.Code`` (or one of this module's ``CODE_*`` values for errors
     with no service code), ``status`` the HTTP status when a response arrived.
+    :attr:`dead_letter_code` is the code a record failed by it is dead-lettered under.
     """
 
     def __init__(
@@ -168,6 +172,19 @@ class BedrockCallError(Exception):
     def retryable(self) -> bool:
         return self.error_class.retryable
 
+    @property
+    def dead_letter_code(self) -> str:
+        """The snake_case dead-letter code (:func:`pipelines.core.codes.from_service_code`)."""
+        return codes.from_service_code(self.code)
+
+    def record_error(self, stage: str, message: str | None = None) -> RecordError:
+        """The :class:`RecordError` of a record this error fails (under the catch-all
+        ``service_error``, the service's own code leads the message)."""
+        text = self.message if message is None else message
+        if self.dead_letter_code == codes.SERVICE_ERROR:
+            text = f"{self.code}: {text}"
+        return RecordError(stage, self.dead_letter_code, text)
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Exceptions cross Ray process boundaries by pickle; keep every field.
         return (
@@ -176,17 +193,60 @@ class BedrockCallError(Exception):
         )
 
 
-class RequestValidationError(DataError, ValueError):
-    """A request the service would reject, caught before the call. ``field`` is the JSON path
-    (e.g. ``singleEmbeddingParams.image.format``) and leads the message."""
+class RequestValidationError(RecordError, ValueError):
+    """A request the service would reject, caught before the call (stage ``embed``, code
+    ``invalid_request``). ``field`` is the JSON path (e.g. ``singleEmbeddingParams.image.format``)
+    and leads the message."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(CODE_INVALID_REQUEST, f"{field}: {message}")
+        super().__init__("embed", CODE_INVALID_REQUEST, f"{field}: {message}")
         self.field = field
         self.detail = message
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.field, self.detail))
+
+
+def raise_if_fatal(exc: BedrockCallError) -> None:
+    """Raise :class:`InfrastructureError` for a FATAL error: every other call would fail the same
+    way, so the job stops instead of dead-lettering the corpus one record at a time."""
+    if exc.error_class is ErrorClass.FATAL:
+        raise InfrastructureError(
+            f"Bedrock refused the pipeline's calls ({exc.code}): {exc.message}. "
+            "Check credentials, region and model access."
+        ) from exc
+
+
+def is_throttle(exc: BaseException) -> bool:
+    """True when ``exc`` is a throttled Bedrock call (what the callers count as a throttle)."""
+    return isinstance(exc, BedrockCallError) and exc.error_class is ErrorClass.THROTTLED
+
+
+def retry_policy(cfg: BedrockConfig) -> RetryPolicy:
+    """The retry policy of a pipeline's Bedrock calls: ``bedrock.max_attempts`` attempts with
+    backoff from ``bedrock.base_backoff_s`` up to ``bedrock.max_backoff_s``."""
+    return RetryPolicy(cfg.max_attempts, base_s=cfg.base_backoff_s, cap_s=cfg.max_backoff_s)
+
+
+class BedrockRetryRule:
+    """The classifier of :func:`pipelines.core.retry.retry_call` for Bedrock calls, one per call.
+
+    Retries THROTTLED and TRANSIENT errors, at most ``max_retries`` times in all and at most
+    :data:`RETRY_BOUNDS` times for the bounded codes; anything else is not retried.
+    """
+
+    def __init__(self, max_retries: int) -> None:
+        self.max_retries = max_retries
+        self.spent: dict[str, int] = {}
+
+    def __call__(self, exc: BaseException) -> bool:
+        if not isinstance(exc, BedrockCallError) or not exc.retryable:
+            return False
+        spent = self.spent.get(exc.code, 0)
+        if spent >= max_retries_for(exc.code, self.max_retries):
+            return False
+        self.spent[exc.code] = spent + 1
+        return True
 
 
 def from_exception(exc: BaseException) -> BedrockCallError:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.core import codes
 from pipelines.modalities import Registry, Usage, current
 
 OUTCOMES = ("embedded", "skipped_unchanged", "skipped_modality", "dead_lettered")
@@ -155,7 +156,7 @@ class AssetLedger:
                 st.failures.append(
                     Failure(
                         "write",
-                        "incomplete",
+                        codes.INCOMPLETE,
                         f"{got} of {st.expected_segments} segments reached the index",
                     )
                 )

@@ -35,6 +35,8 @@ from typing import Annotated, Any, TypedDict
 
 import pyarrow as pa
 
+from pipelines.core.errors import RecordError
+
 
 class RecordRow(TypedDict):
     """What every row of an asset carries: its identity and the manifest's metadata."""
@@ -179,14 +181,22 @@ def segment_row(asset: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     return row
 
 
-def dead_letter_row(
-    asset: Mapping[str, Any], stage: str, code: str, message: str, **fields: Any
-) -> dict[str, Any]:
-    """A segment row that records why ``asset`` (or one of its segments) failed at ``stage``."""
+def dead_letter_row(asset: Mapping[str, Any], error: RecordError) -> dict[str, Any]:
+    """The segment row that records why ``asset`` (or the segment ``error.where`` names) failed.
+
+    The one way a :class:`~pipelines.core.errors.RecordError` becomes a row: each stage calls it
+    where it catches the error (the decode stage in ``decode_asset``, the embed stages per
+    segment or asset, the write stage per refused point).
+    """
+    fields = dict(error.where)
     fields.setdefault("segment_index", -1)
     fields.setdefault("segment_count", 0)
     return segment_row(
-        asset, error_stage=stage, error_code=code, error_message=message[:2000], **fields
+        asset,
+        error_stage=error.stage,
+        error_code=error.code,
+        error_message=error.message[:2000],
+        **fields,
     )
 
 

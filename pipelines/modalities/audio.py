@@ -17,6 +17,7 @@ from pipelines.modalities.base import (
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, PricesConfig, SegmentationConfig
+    from pipelines.core.errors import RecordError
 
 # ftyp major brands of audio-only MPEG-4 files.
 AUDIO_BRANDS = frozenset((b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "))
@@ -57,7 +58,7 @@ class Audio(Modality):
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | RecordError]:
         from pipelines.stages.segment_audio import segment_audio
 
         return segment_audio(asset, seg, emb, s3_endpoint_url)

@@ -30,6 +30,7 @@ from pipelines.bedrock import tokens
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, PricesConfig, SegmentationConfig
+    from pipelines.core.errors import RecordError
 
 
 # (embedding config fields, segmentation config fields) that change a modality's vectors.
@@ -83,7 +84,7 @@ class Modality:
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | RecordError]:
         """Segment rows of one asset (dead-letter rows for what cannot be decoded)."""
         raise NotImplementedError(f"modality {self.name!r} has no decoder")
 

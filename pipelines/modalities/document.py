@@ -17,6 +17,7 @@ from pipelines.modalities.base import (
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+    from pipelines.core.errors import RecordError
 
 _TEXT_CHUNKING = ("text_max_chars", "text_overlap_chars")
 
@@ -46,7 +47,7 @@ class Document(Modality):
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | RecordError]:
         from pipelines.stages.decode_pdf import decode_pdf
 
         return decode_pdf(asset, seg, emb, s3_endpoint_url)

@@ -11,6 +11,7 @@ from pipelines.modalities.base import FingerprintFields, Modality, Usage, image_
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+    from pipelines.core.errors import RecordError
 
 # ftyp major brands of still images (HEIF/AVIF).
 IMAGE_BRANDS = frozenset((b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"))
@@ -44,7 +45,7 @@ class Image(Modality):
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | RecordError]:
         from pipelines.stages.decode_image import decode_image
 
         return decode_image(asset, seg, emb, s3_endpoint_url)

@@ -10,6 +10,7 @@ from pipelines.modalities.base import FingerprintFields, Modality, is_text, text
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+    from pipelines.core.errors import RecordError
 
 
 class Text(Modality):
@@ -48,7 +49,7 @@ class Text(Modality):
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | RecordError]:
         from pipelines.stages.chunk_text import decode_text
 
         return decode_text(asset, seg, emb, s3_endpoint_url)

@@ -17,6 +17,7 @@ from pipelines.modalities.base import (
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, PricesConfig, SegmentationConfig
+    from pipelines.core.errors import RecordError
 
 _CUTTING = ("video_window_s", "video_overlap_s", "video_reencode", "video_max_height")
 
@@ -52,7 +53,7 @@ class Video(Modality):
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | RecordError]:
         from pipelines.stages.segment_video import segment_video
 
         return segment_video(asset, seg, emb, s3_endpoint_url)

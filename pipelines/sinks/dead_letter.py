@@ -1,7 +1,9 @@
 """The dead-letter file: every record that could not be embedded or written, with its reason.
 
 A run always writes ``dead_letter.parquet`` (empty when nothing failed), with a fixed schema, so
-that scripts reading it never have to special-case a missing file or a missing column.
+that scripts reading it never have to special-case a missing file or a missing column. Its rows
+are the ledger's (:meth:`pipelines.core.ledger.AssetLedger.dead_letters`); ``error_code`` is one
+of :mod:`pipelines.core.codes` (listed in ``docs/dead-letter-codes.md``).
 """
 
 from __future__ import annotations
@@ -31,22 +33,20 @@ DEAD_LETTER_SCHEMA = pa.schema(
 )
 
 
-def _first(row: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = row.get(key)
-        if value is not None:
-            return value
-    return None
+DEAD_LETTER_COLUMNS = tuple(DEAD_LETTER_SCHEMA.names)
+_REQUIRED = ("asset_id", "stage", "error_code")
 
 
 class DeadLetterWriter:
     """Accumulates dead-letter rows and writes them to ``dead_letter.parquet``.
 
     ``path`` is either the run folder (the file is ``<path>/dead_letter.parquet``) or a path ending
-    in ``.parquet``. Rows are segment rows from :func:`pipelines.core.rows.dead_letter_row`
-    (``error_stage``, ``error_code``, ``error_message``) or dicts that already use this file's
-    column names (``stage``, ``error_code``, ``message``). Each :meth:`write` rewrites the whole
-    file (the driver holds the rows; dead letters are few compared with the corpus).
+    in ``.parquet``. Rows have this file's columns (:data:`DEAD_LETTER_COLUMNS`: ``asset_id``,
+    ``uri``, ``modality``, ``stage``, ``error_code``, ``message``, ``segment_index``), as the
+    ledger gives them; ``asset_id``, ``stage`` and ``error_code`` are required, ``uri``,
+    ``modality``, ``message`` and ``segment_index`` may be missing or None, and any other key is
+    refused. Each :meth:`write` rewrites the whole file (the driver holds the rows; dead letters
+    are few compared with the corpus).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -59,18 +59,25 @@ class DeadLetterWriter:
         return len(self._rows)
 
     def add(self, row: Mapping[str, Any]) -> None:
-        """Record one failed row."""
+        """Record one failed row (see the class docstring for its columns)."""
         if self._closed:
             raise RuntimeError("DeadLetterWriter is closed")
-        message = _first(row, "message", "error_message")
+        unknown = sorted(set(row) - set(DEAD_LETTER_COLUMNS))
+        missing = [c for c in _REQUIRED if row.get(c) is None]
+        if unknown or missing:
+            raise ValueError(
+                f"a dead-letter row has the columns {list(DEAD_LETTER_COLUMNS)}; "
+                f"unknown: {unknown}, missing: {missing}"
+            )
+        message = row.get("message")
         segment_index = row.get("segment_index")
         self._rows.append(
             {
-                "asset_id": row.get("asset_id"),
+                "asset_id": row["asset_id"],
                 "uri": row.get("uri"),
                 "modality": row.get("modality"),
-                "stage": _first(row, "stage", "error_stage"),
-                "error_code": row.get("error_code"),
+                "stage": row["stage"],
+                "error_code": row["error_code"],
                 "message": None if message is None else str(message)[:MAX_MESSAGE_CHARS],
                 "segment_index": -1 if segment_index is None else int(segment_index),
             }

@@ -25,8 +25,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError
-from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.core import codes
+from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.rows import segment_row
 from pipelines.stages._decode_common import (
     describe,
     local_source,
@@ -159,21 +160,14 @@ def decode_text(
 
     The inline ``text`` column wins when it is not null. Files are decoded as UTF-8 (a BOM for
     UTF-8 or UTF-16 is honoured); mostly-UTF-8 text with a few bad bytes keeps them as U+FFFD;
-    otherwise cp1252 is tried; anything else is a dead letter. Never raises for data errors.
+    otherwise cp1252 is tried; anything else raises :class:`RecordError`.
     """
     del emb  # text segments carry no embedding parameters; the embed stage applies them
     check_chunk_sizes(seg.text_max_chars, seg.text_overlap_chars)
     text = asset.get("text")
-    if text is None:
-        loaded = _load_text(asset, s3_endpoint_url)
-        if isinstance(loaded, dict):
-            yield loaded
-            return
-        text = loaded
-    text = str(text)
+    text = str(_load_text(asset, s3_endpoint_url) if text is None else text)
     if not text.strip():
-        yield dead_letter_row(asset, STAGE, "empty_text", "the text is empty or only whitespace")
-        return
+        raise RecordError(STAGE, codes.EMPTY_TEXT, "the text is empty or only whitespace")
     spans = chunk_text(text, seg.text_max_chars, seg.text_overlap_chars)
     for i, (start, end) in enumerate(spans):
         yield segment_row(
@@ -187,46 +181,45 @@ def decode_text(
         )
 
 
-def _load_text(asset: Mapping[str, Any], s3_endpoint_url: str | None) -> str | dict[str, Any]:
-    """The decoded text of the asset's file, or a dead-letter row."""
-    with local_source(asset, s3_endpoint_url, STAGE, "a text asset without inline text") as src:
-        if isinstance(src, dict):
-            return src
-        path = src
+def _load_text(asset: Mapping[str, Any], s3_endpoint_url: str | None) -> str:
+    """The decoded text of the asset's file; raises :class:`RecordError` when it has none."""
+    with local_source(asset, s3_endpoint_url, "a text asset without inline text") as path:
         size = os.path.getsize(path)
         if size > MAX_TEXT_BYTES:
-            return dead_letter_row(
-                asset,
+            raise RecordError(
                 STAGE,
-                "text_too_large",
+                codes.TEXT_TOO_LARGE,
                 f"{size} bytes is over the {MAX_TEXT_BYTES}-byte limit for text files",
             )
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
         except OSError as exc:
-            return dead_letter_row(asset, STAGE, "file_unreadable", describe(exc))
-    decoded = decode_text_bytes(data)
-    if isinstance(decoded, tuple):
-        return dead_letter_row(asset, STAGE, decoded[0], decoded[1])
-    return decoded
+            raise RecordError(STAGE, codes.FILE_UNREADABLE, describe(exc)) from exc
+    return decode_text_bytes(data)
 
 
-def decode_text_bytes(data: bytes) -> str | tuple[str, str]:
-    """Decode a text file's bytes, or ``(code, message)`` saying why they are not text."""
+def decode_text_bytes(data: bytes) -> str:
+    """Decode a text file's bytes; raises :class:`RecordError` saying why they are not text."""
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            return "text_not_utf8", f"invalid UTF-16 after a UTF-16 BOM: {exc}"
+            raise _not_text(
+                codes.TEXT_NOT_UTF8, f"invalid UTF-16 after a UTF-16 BOM: {exc}"
+            ) from exc
     head = data[:_SNIFF_BYTES]
     if b"\x00" in head:
-        return "text_binary", "NUL bytes found: this looks like a binary file, not text"
+        raise _not_text(
+            codes.TEXT_BINARY, "NUL bytes found: this looks like a binary file, not text"
+        )
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13, 27))
     if head and controls / len(head) > 0.1:
-        return "text_binary", f"{controls} control bytes in the first {len(head)}: not text"
+        raise _not_text(
+            codes.TEXT_BINARY, f"{controls} control bytes in the first {len(head)}: not text"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -237,4 +230,8 @@ def decode_text_bytes(data: bytes) -> str | tuple[str, str]:
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError as exc:
-        return "text_not_utf8", f"neither UTF-8 nor cp1252: {exc}"
+        raise _not_text(codes.TEXT_NOT_UTF8, f"neither UTF-8 nor cp1252: {exc}") from exc
+
+
+def _not_text(code: str, message: str) -> RecordError:
+    return RecordError(STAGE, code, message)

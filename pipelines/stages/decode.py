@@ -1,9 +1,13 @@
 """The decode stage: asset rows in, their segment rows out, lazily.
 
-Routes each asset to the decoder of its modality (:mod:`pipelines.modalities`). Decoders never
-raise for bad data (they yield dead-letter rows); anything they do raise is a bug or an unexpected
-library failure, and becomes a dead-letter row with code ``decode_internal`` so that one odd file
-cannot stop a corpus.
+Routes each asset to the decoder of its modality (:mod:`pipelines.modalities`). A decoder yields
+segment rows and raises :class:`~pipelines.core.errors.RecordError` when the asset (or the rest of
+it) cannot be decoded; a segment that fails while the others go on (one PDF page, one oversized
+video segment) is *yielded* as a ``RecordError``, since raising would end the asset.
+:func:`decode_asset` is where either becomes a dead-letter row (through
+:func:`~pipelines.stages._decode_common.decoded_rows`). Anything else a decoder raises is a bug or
+an unexpected library failure, and becomes a dead-letter row with code ``decode_internal`` so that
+one odd file cannot stop a corpus.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core import codes
+from pipelines.core.errors import RecordError
 from pipelines.core.rows import ASSET, ASSET_COLUMNS, SEGMENT, dead_letter_row, require_columns
 from pipelines.core.stage import Resources, Stage
 from pipelines.modalities import Registry, current
+from pipelines.stages._decode_common import decoded_rows
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +40,30 @@ def decode_asset(
     require_columns(asset, ASSET_COLUMNS, "decode")
     modality = (modalities or current()).get(str(asset["modality"]))
     if modality is None:
-        yield dead_letter_row(
-            asset, "decode", "modality_unknown", f"no decoder for modality {asset['modality']!r}"
+        error = RecordError(
+            "decode", codes.MODALITY_UNKNOWN, f"no decoder for modality {asset['modality']!r}"
         )
+        yield dead_letter_row(asset, error)
         return
     produced = 0
     try:
-        for row in modality.decode(asset, seg, emb, s3_endpoint_url):
+        for row in decoded_rows(asset, modality.decode(asset, seg, emb, s3_endpoint_url)):
             produced += 1
             yield row
     except Exception as exc:  # a decoder bug must not stop the corpus
         log.exception("decoder failed on asset %s", asset.get("asset_id"))
-        yield dead_letter_row(
-            asset,
+        error = RecordError(
             "decode",
-            "decode_internal",
+            codes.DECODE_INTERNAL,
             f"{type(exc).__name__}: {exc}",
             segment_index=-1 if produced == 0 else produced,
         )
+        yield dead_letter_row(asset, error)
         return
     if produced == 0:
-        yield dead_letter_row(asset, "decode", "no_segments", "the decoder produced no segments")
+        yield dead_letter_row(
+            asset, RecordError("decode", codes.NO_SEGMENTS, "the decoder produced no segments")
+        )
 
 
 class DecodeStage(Stage):

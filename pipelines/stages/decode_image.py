@@ -38,7 +38,9 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.core import codes
+from pipelines.core.errors import RecordError
+from pipelines.core.rows import segment_row
 from pipelines.stages._decode_common import (
     MAX_INLINE_IMAGE_BYTES,
     describe,
@@ -71,35 +73,19 @@ _IMAGE_MAGIC = (
 JPEG_QUALITY = 90
 
 
-class _ImageRefused(Exception):
-    """An image that must become a dead letter (internal control flow)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def decode_image(
     asset: Mapping[str, Any],
     seg: SegmentationConfig,
     emb: EmbeddingConfig,
     s3_endpoint_url: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the single segment row for an image asset (or one dead-letter row).
+    """Yield the single segment row for an image asset.
 
     The row has ``input_kind="image"``, ``input_format`` in png/jpeg/gif/webp, ``input_bytes``
-    and ``detail_level=emb.image_detail_level``. Never raises for data errors.
+    and ``detail_level=emb.image_detail_level``. Raises :class:`RecordError` for a bad image.
     """
-    with local_source(asset, s3_endpoint_url, STAGE, "an image asset") as source:
-        if isinstance(source, dict):
-            yield source
-            return
-        try:
-            data, fmt = encode_image_file(source, seg.image_max_side, seg.image_max_pixels)
-        except _ImageRefused as refused:
-            yield dead_letter_row(asset, STAGE, refused.code, refused.message)
-            return
+    with local_source(asset, s3_endpoint_url, "an image asset") as source:
+        data, fmt = encode_image_file(source, seg.image_max_side, seg.image_max_pixels)
     yield segment_row(
         asset,
         segment_index=0,
@@ -114,7 +100,7 @@ def decode_image(
 def encode_image_file(path: str, max_side: int, max_pixels: int) -> tuple[bytes, str]:
     """The bytes and API format (png/jpeg/gif/webp) to send for the image file at ``path``.
 
-    Raises ``_ImageRefused`` (module-internal) with a dead-letter code for bad images.
+    Raises :class:`RecordError` with a dead-letter code for bad images.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -124,36 +110,36 @@ def encode_image_file(path: str, max_side: int, max_pixels: int) -> tuple[bytes,
         try:
             im = Image.open(path)
         except Image.DecompressionBombError as exc:
-            raise _ImageRefused("image_too_large", str(exc)) from exc
+            raise _refused(codes.IMAGE_TOO_LARGE, str(exc)) from exc
         except UnidentifiedImageError as exc:
             raise _not_identified(path) from exc
         except Exception as exc:  # damaged headers raise many types (SyntaxError, ValueError...)
-            raise _ImageRefused("image_corrupt", describe(exc)) from exc
+            raise _refused(codes.IMAGE_CORRUPT, describe(exc)) from exc
         with im:
             width, height = im.size
             if width < 1 or height < 1:
-                raise _ImageRefused("image_corrupt", f"invalid image size {width}x{height}")
+                raise _refused(codes.IMAGE_CORRUPT, f"invalid image size {width}x{height}")
             if width * height > max_pixels:
-                raise _ImageRefused(
-                    "image_too_large",
+                raise _refused(
+                    codes.IMAGE_TOO_LARGE,
                     f"{width}x{height} = {width * height} pixels is over the limit of "
                     f"{max_pixels} (segmentation.image_max_pixels)",
                 )
             try:
                 return _encode_open_image(im, path, max_side)
-            except _ImageRefused:
+            except RecordError:
                 raise
             except Exception as exc:  # truncated data, bad chunks, decoder errors
-                raise _ImageRefused("image_corrupt", describe(exc)) from exc
+                raise _refused(codes.IMAGE_CORRUPT, describe(exc)) from exc
 
 
-def _not_identified(path: str) -> _ImageRefused:
+def _not_identified(path: str) -> RecordError:
     with open(path, "rb") as fh:
         head = fh.read(16)
     known = head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
     if known:
-        return _ImageRefused("image_corrupt", "the file has an image signature but cannot be read")
-    return _ImageRefused("image_unsupported", "not an image format that can be read")
+        return _refused(codes.IMAGE_CORRUPT, "the file has an image signature but cannot be read")
+    return _refused(codes.IMAGE_UNSUPPORTED, "not an image format that can be read")
 
 
 def _encode_open_image(im: Image.Image, path: str, max_side: int) -> tuple[bytes, str]:
@@ -252,8 +238,12 @@ def _encode(im: Image.Image, prefer_png: bool) -> tuple[bytes, str]:
         im.save(buf, format="JPEG", quality=quality, optimize=False)
         if buf.tell() <= MAX_INLINE_IMAGE_BYTES:
             return buf.getvalue(), "jpeg"
-    raise _ImageRefused(
-        "image_too_large",
+    raise _refused(
+        codes.IMAGE_TOO_LARGE,
         f"still over {MAX_INLINE_IMAGE_BYTES} bytes as JPEG at quality 60 "
         f"({im.size[0]}x{im.size[1]}); lower segmentation.image_max_side",
     )
+
+
+def _refused(code: str, message: str) -> RecordError:
+    return RecordError(STAGE, code, message)

@@ -26,7 +26,8 @@ char positions agree between the two.
 
 Every row of one document has a distinct ``segment_index`` in ``[0, segment_count)``, including
 the dead-letter rows of single pages that fail (those carry ``page`` too, and the other pages go
-on). Whole-document failures are one dead-letter row (``segment_index = -1``).
+on: the page's :class:`RecordError` is yielded, not raised). Whole-document failures raise
+:class:`RecordError` (one dead-letter row, ``segment_index = -1``).
 
 Dead-letter codes (stage ``decode``): ``missing_uri``, ``bad_uri``, ``file_not_found``,
 ``file_unreadable``, ``empty_file`` (zero bytes), ``pdf_not_pdf`` (no ``%PDF-`` header),
@@ -45,8 +46,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError
-from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.core import codes
+from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.rows import segment_row
 from pipelines.stages._decode_common import (
     MAX_INLINE_IMAGE_BYTES,
     describe,
@@ -71,15 +73,6 @@ _HEADER_WINDOW = 1024
 _TAIL_WINDOW = 4096
 
 
-class _PageError(Exception):
-    """A page that becomes a dead-letter row (internal control flow)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True)
 class _Segment:
     """One planned output row: a text span of the document text, a page image, or a failure."""
@@ -97,11 +90,12 @@ def decode_pdf(
     seg: SegmentationConfig,
     emb: EmbeddingConfig,
     s3_endpoint_url: str | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, Any] | RecordError]:
     """Yield the segment rows of a PDF asset lazily (see the module docstring for the modes).
 
     Raises :class:`ConfigError` (on the first ``next()``) for an unknown ``seg.pdf_mode`` or
-    invalid sizes; never raises for bad documents.
+    invalid sizes, and :class:`RecordError` for a document that cannot be used; a page that fails
+    is yielded as a :class:`RecordError` and the other pages go on.
     """
     if seg.pdf_mode not in PDF_MODES:
         raise ConfigError(
@@ -111,16 +105,8 @@ def decode_pdf(
         check_chunk_sizes(seg.text_max_chars, seg.text_overlap_chars)
     if seg.pdf_dpi <= 0 or seg.pdf_max_pixels <= 0:
         raise ConfigError("segmentation.pdf_dpi", "pdf_dpi and pdf_max_pixels must be positive")
-    with local_source(asset, s3_endpoint_url, STAGE, "a document asset") as source:
-        if isinstance(source, dict):
-            yield source
-            return
-        path = source
-        opened = _open_pdf(path)
-        if isinstance(opened, tuple):
-            yield dead_letter_row(asset, STAGE, opened[0], opened[1])
-            return
-        doc = opened
+    with local_source(asset, s3_endpoint_url, "a document asset") as path:
+        doc = _open_pdf(path)
         try:
             if seg.pdf_mode == "image":
                 yield from _image_mode(asset, doc, seg, emb)
@@ -130,8 +116,8 @@ def decode_pdf(
             doc.close()
 
 
-def _open_pdf(path: str) -> pymupdf.Document | tuple[str, str]:
-    """The open document, or ``(code, message)`` saying why it cannot be used."""
+def _open_pdf(path: str) -> pymupdf.Document:
+    """The open document; raises :class:`RecordError` saying why it cannot be used."""
     import pymupdf
 
     with open(path, "rb") as fh:
@@ -139,30 +125,34 @@ def _open_pdf(path: str) -> pymupdf.Document | tuple[str, str]:
         fh.seek(max(0, os.fstat(fh.fileno()).st_size - _TAIL_WINDOW))
         tail = fh.read(_TAIL_WINDOW)
     if b"%PDF-" not in head:
-        return "pdf_not_pdf", "no %PDF- header in the first 1024 bytes: not a PDF file"
+        raise _error(codes.PDF_NOT_PDF, "no %PDF- header in the first 1024 bytes: not a PDF file")
     truncated = b"%%EOF" not in tail
     try:
         doc = pymupdf.open(path, filetype="pdf")
     except Exception as exc:  # FileDataError, EmptyFileError, RuntimeError from MuPDF
-        return "pdf_corrupt", f"cannot open the PDF: {describe(exc)}"
+        raise _error(codes.PDF_CORRUPT, f"cannot open the PDF: {describe(exc)}") from exc
     try:
         if doc.needs_pass:
             # MuPDF has already tried the empty user password.
-            code, message = "pdf_encrypted", "the PDF is encrypted and needs a password"
+            error = _error(codes.PDF_ENCRYPTED, "the PDF is encrypted and needs a password")
         elif truncated and doc.is_repaired:
             # MuPDF "repairs" a cut-short file into pages with missing content that render
             # blank: embedding those would index silence. A complete file ends with %%EOF.
-            code, message = "pdf_corrupt", "the PDF is truncated (no %%EOF at the end)"
+            error = _error(codes.PDF_CORRUPT, "the PDF is truncated (no %%EOF at the end)")
         elif doc.page_count >= 1:
             return doc
         elif doc.is_repaired:
-            code, message = "pdf_corrupt", "the PDF is damaged and no page could be recovered"
+            error = _error(codes.PDF_CORRUPT, "the PDF is damaged and no page could be recovered")
         else:
-            code, message = "pdf_no_pages", "the PDF has no pages"
+            error = _error(codes.PDF_NO_PAGES, "the PDF has no pages")
     except Exception as exc:
-        code, message = "pdf_corrupt", f"cannot read the page tree: {describe(exc)}"
+        error = _error(codes.PDF_CORRUPT, f"cannot read the page tree: {describe(exc)}")
     doc.close()
-    return code, message
+    raise error
+
+
+def _error(code: str, message: str) -> RecordError:
+    return RecordError(STAGE, code, message)
 
 
 def _image_mode(
@@ -170,7 +160,7 @@ def _image_mode(
     doc: pymupdf.Document,
     seg: SegmentationConfig,
     emb: EmbeddingConfig,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, Any] | RecordError]:
     count = doc.page_count
     for index in range(count):
         yield _image_row(asset, doc, index, index, count, seg, emb)
@@ -184,14 +174,14 @@ def _image_row(
     count: int,
     seg: SegmentationConfig,
     emb: EmbeddingConfig,
-) -> dict[str, Any]:
-    """The row of page ``page_no`` rendered to an image (or the page's dead-letter row)."""
+) -> dict[str, Any] | RecordError:
+    """The row of page ``page_no`` rendered to an image, or the page's error (the others go on)."""
     try:
         data, fmt = _render_page(doc, page_no, seg)
-    except _PageError as err:
-        return _page_dead_letter(asset, page_no, index, count, err.code, err.message)
+    except RecordError as err:
+        return _page_error(page_no, index, count, err.code, err.message)
     except Exception as exc:  # MuPDF errors on damaged content streams, fonts, images
-        return _page_dead_letter(asset, page_no, index, count, "pdf_page_failed", describe(exc))
+        return _page_error(page_no, index, count, codes.PDF_PAGE_FAILED, describe(exc))
     return segment_row(
         asset,
         segment_index=index,
@@ -204,11 +194,8 @@ def _image_row(
     )
 
 
-def _page_dead_letter(
-    asset: Mapping[str, Any], page_no: int, index: int, count: int, code: str, message: str
-) -> dict[str, Any]:
-    return dead_letter_row(
-        asset,
+def _page_error(page_no: int, index: int, count: int, code: str, message: str) -> RecordError:
+    return RecordError(
         STAGE,
         code,
         f"page {page_no + 1}: {message}",
@@ -224,7 +211,7 @@ def page_zoom(width_pt: float, height_pt: float, dpi: float, max_pixels: int) ->
     Accounts for MuPDF rounding the pixmap size up to whole pixels.
     """
     if width_pt <= 0 or height_pt <= 0:
-        raise _PageError("pdf_page_failed", f"empty page box {width_pt}x{height_pt} pt")
+        raise _error(codes.PDF_PAGE_FAILED, f"empty page box {width_pt}x{height_pt} pt")
     zoom = dpi / 72.0
     if width_pt * zoom * height_pt * zoom > max_pixels:
         zoom = math.sqrt(max_pixels / (width_pt * height_pt))
@@ -232,7 +219,7 @@ def page_zoom(width_pt: float, height_pt: float, dpi: float, max_pixels: int) ->
     while zoom > 0 and math.ceil(width_pt * zoom) * math.ceil(height_pt * zoom) > max_pixels:
         zoom *= 0.995
     if zoom <= 0 or math.ceil(width_pt * zoom) < 1 or math.ceil(height_pt * zoom) < 1:
-        raise _PageError("pdf_page_too_large", "the page cannot be rendered within the pixel cap")
+        raise _error(codes.PDF_PAGE_TOO_LARGE, "the page cannot be rendered within the pixel cap")
     return zoom
 
 
@@ -246,8 +233,8 @@ def _render_page(doc: pymupdf.Document, page_no: int, seg: SegmentationConfig) -
     pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
     del page  # the pixmap is all we need; let MuPDF free the page's display structures
     if pix.width * pix.height > seg.pdf_max_pixels:
-        raise _PageError(
-            "pdf_page_too_large", f"rendered {pix.width}x{pix.height} over the pixel cap"
+        raise _error(
+            codes.PDF_PAGE_TOO_LARGE, f"rendered {pix.width}x{pix.height} over the pixel cap"
         )
     data = pix.tobytes("png")
     if len(data) <= MAX_INLINE_IMAGE_BYTES:
@@ -256,8 +243,8 @@ def _render_page(doc: pymupdf.Document, page_no: int, seg: SegmentationConfig) -
         data = pix.tobytes("jpeg", jpg_quality=quality)
         if len(data) <= MAX_INLINE_IMAGE_BYTES:
             return data, "jpeg"
-    raise _PageError(
-        "pdf_page_too_large",
+    raise _error(
+        codes.PDF_PAGE_TOO_LARGE,
         f"{pix.width}x{pix.height} is over {MAX_INLINE_IMAGE_BYTES} bytes even as JPEG; "
         "lower segmentation.pdf_max_pixels",
     )
@@ -296,7 +283,7 @@ def _text_or_auto_mode(
     doc: pymupdf.Document,
     seg: SegmentationConfig,
     emb: EmbeddingConfig,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, Any] | RecordError]:
     # Pass 1: every page's text (no rendering), so the segment list is known before yielding.
     texts: list[str] = []
     kinds: list[str] = []  # "text" | "image" | "error"
@@ -326,24 +313,23 @@ def _text_or_auto_mode(
         if not doc_text.strip():
             if errors:
                 page_no, message = next(iter(errors.items()))
-                code, message = "pdf_corrupt", f"page {page_no + 1}: {message}"
-            else:
-                code, message = "pdf_no_text", "no extractable text (scanned?): use pdf_mode=auto"
-            yield dead_letter_row(asset, STAGE, code, message)
-            return
+                raise _error(codes.PDF_CORRUPT, f"page {page_no + 1}: {message}")
+            raise _error(codes.PDF_NO_TEXT, "no extractable text (scanned?): use pdf_mode=auto")
         for start, end in chunk_text(doc_text, seg.text_max_chars, seg.text_overlap_chars):
             page_no = bisect.bisect_right(starts, start) - 1
             plan.append(_Segment("text", page_no, start, end))
         for page_no, message in errors.items():
             plan.append(
-                _Segment("error", page_no, starts[page_no], code="pdf_page_failed", message=message)
+                _Segment(
+                    "error", page_no, starts[page_no], code=codes.PDF_PAGE_FAILED, message=message
+                )
             )
         plan.sort(key=lambda s: (s.page, s.start))
     else:
         for page_no, kind in enumerate(kinds):
             if kind == "error":
                 plan.append(
-                    _Segment("error", page_no, code="pdf_page_failed", message=errors[page_no])
+                    _Segment("error", page_no, code=codes.PDF_PAGE_FAILED, message=errors[page_no])
                 )
             elif kind == "image":
                 plan.append(_Segment("image", page_no))
@@ -372,4 +358,4 @@ def _text_or_auto_mode(
         elif item.kind == "image":
             yield _image_row(asset, doc, item.page, index, count, seg, emb)
         else:
-            yield _page_dead_letter(asset, item.page, index, count, item.code, item.message)
+            yield _page_error(item.page, index, count, item.code, item.message)

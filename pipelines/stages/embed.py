@@ -4,11 +4,14 @@ Each actor holds one boto3 client (thread-safe) and runs up to ``resources.embed
 requests at once in threads. Before every attempt it reserves a slot from the shared
 :mod:`pipelines.core.rate_limit` budget actor and sleeps the delay it is given; it reports
 successes and throttles back so that the budget adapts. Retries are ours, not botocore's (the
-client is built with one attempt), so that every attempt is paced and counted in one place.
+client is built with one attempt), so that every attempt is paced and counted in one place: the
+project's retry helper (:func:`pipelines.core.retry.retry_call`) with hooks before each attempt
+(pace it) and on each failure (count it).
 
 Outcomes per segment:
 - success: one row per returned embedding (two for ``AUDIO_VIDEO_SEPARATE``);
-- permanent error, or retries exhausted: a dead-letter row (stage ``embed``, the error code);
+- permanent error, or retries exhausted: a dead-letter row (stage ``embed``, the error's
+  snake_case code, :mod:`pipelines.core.codes`);
 - fatal error (credentials, access): :class:`~pipelines.core.errors.InfrastructureError`, the job
   stops, since every other request would fail the same way.
 """
@@ -24,17 +27,13 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig
-from pipelines.core.errors import InfrastructureError
+from pipelines.core.errors import RecordError
+from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import EMBEDDED, SEGMENT, SEGMENT_COLUMNS, dead_letter_row, is_dead_letter
 from pipelines.core.stage import Resources, Stage
 from pipelines.modalities import Registry, current
 
 log = logging.getLogger(__name__)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff (attempt counts from 1)."""
-    return rng.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
 
 
 class EmbedStage(Stage):
@@ -150,94 +149,90 @@ class EmbedStage(Stage):
         """Embed one segment row; returns embedded rows or one dead-letter row."""
         from pipelines.bedrock.errors import (
             BedrockCallError,
-            ErrorClass,
+            BedrockRetryRule,
             RequestValidationError,
-            max_retries_for,
+            is_throttle,
+            raise_if_fatal,
+            retry_policy,
         )
         from pipelines.bedrock.from_rows import request_from_segment
 
         base = {c: row.get(c) for c in SEGMENT_COLUMNS}
         if is_dead_letter(row):
             return [base]
-        try:
-            request = request_from_segment(row, self.embedding, modalities=self.modalities)
-        except RequestValidationError as exc:
-            return [self._dead(base, exc.code, str(exc), calls=0, throttles=0, retries=0)]
-        tokens = self.modalities[row["modality"]].estimate_tokens(row)
+        modality = self.modalities.get(str(row.get("modality")))
+        tokens = modality.estimate_tokens(row) if modality is not None else 1
         calls = throttles = 0
-        per_code_retries: dict[str, int] = {}
-        while True:
+        exhausted = False
+
+        def before_attempt(_attempt: int) -> None:
+            nonlocal calls
             self._reserve(tokens)
             calls += 1
-            try:
-                result = self.client.embed(request)
-            except BedrockCallError as exc:
-                if exc.error_class is ErrorClass.FATAL:
-                    raise InfrastructureError(
-                        f"Bedrock refused the pipeline's calls ({exc.code}): {exc.message}. "
-                        "Check credentials, region and model access."
-                    ) from exc
-                if exc.error_class is ErrorClass.THROTTLED:
-                    throttles += 1
-                    self._report(0, 1)
-                if not exc.retryable:
-                    return [self._dead(base, exc.code, exc.message, calls, throttles, calls - 1)]
-                per_code_retries[exc.code] = per_code_retries.get(exc.code, 0) + 1
-                allowed = max_retries_for(exc.code, self.bedrock.max_attempts - 1)
-                if calls >= self.bedrock.max_attempts or per_code_retries[exc.code] > allowed:
-                    return [
-                        self._dead(
-                            base,
-                            exc.code,
-                            f"gave up after {calls} attempts: {exc.message}",
-                            calls,
-                            throttles,
-                            calls - 1,
-                        )
-                    ]
-                time.sleep(
-                    backoff_delay(
-                        calls, self.bedrock.base_backoff_s, self.bedrock.max_backoff_s, self._rng
-                    )
-                )
-                continue
-            self._report(1, 0, tokens if result.input_tokens else 0, result.input_tokens or 0)
-            out = []
-            for i, emb in enumerate(result.embeddings):
-                out.append(
-                    {
-                        **base,
-                        "embedding_type": emb.embedding_type,
-                        "vector": emb.vector,
-                        "input_tokens": result.input_tokens if i == 0 else 0,
-                        "truncated_char_length": emb.truncated_char_length,
-                        # Calls are counted once per segment, on its first embedding row.
-                        "bedrock_calls": calls if i == 0 else 0,
-                        "throttles": throttles if i == 0 else 0,
-                        "retries": calls - 1 if i == 0 else 0,
-                    }
-                )
-            return out
+
+        def on_failure(failure: Failure) -> None:
+            nonlocal throttles, exhausted
+            if is_throttle(failure.error):
+                throttles += 1
+                self._report(0, 1)
+            exhausted = failure.exhausted
+
+        try:
+            request = request_from_segment(row, self.embedding, modalities=self.modalities)
+            result = retry_call(
+                lambda: self.client.embed(request),
+                BedrockRetryRule(self.bedrock.max_attempts - 1),
+                retry_policy(self.bedrock),
+                before_attempt=before_attempt,
+                on_failure=on_failure,
+                rng=self._rng,
+            )
+        except RequestValidationError as exc:
+            return [self._dead(base, exc, calls, throttles)]
+        except BedrockCallError as exc:
+            raise_if_fatal(exc)
+            message = f"gave up after {calls} attempts: {exc.message}" if exhausted else None
+            return [self._dead(base, exc.record_error("embed", message), calls, throttles)]
+        self._report(1, 0, tokens if result.input_tokens else 0, result.input_tokens or 0)
+        out = []
+        for i, emb in enumerate(result.embeddings):
+            out.append(
+                {
+                    **base,
+                    "embedding_type": emb.embedding_type,
+                    "vector": emb.vector,
+                    "input_tokens": result.input_tokens if i == 0 else 0,
+                    "truncated_char_length": emb.truncated_char_length,
+                    # Calls are counted once per segment, on its first embedding row.
+                    "bedrock_calls": calls if i == 0 else 0,
+                    "throttles": throttles if i == 0 else 0,
+                    "retries": calls - 1 if i == 0 else 0,
+                }
+            )
+        return out
 
     @staticmethod
     def _dead(
-        base: dict[str, Any], code: str, message: str, calls: int, throttles: int, retries: int
+        base: dict[str, Any], error: RecordError, calls: int, throttles: int
     ) -> dict[str, Any]:
-        row = dead_letter_row(
-            base,
-            "embed",
-            code,
-            message,
-            segment_index=base.get("segment_index"),
-            segment_count=base.get("segment_count"),
-            page=base.get("page"),
-            start_s=base.get("start_s"),
-            end_s=base.get("end_s"),
-            char_start=base.get("char_start"),
-            char_end=base.get("char_end"),
-            input_kind=base.get("input_kind"),
+        """The stage's one way to fail a segment: its dead-letter row, with the call counts."""
+        error.at(
+            **{
+                c: base.get(c)
+                for c in (
+                    "segment_index",
+                    "segment_count",
+                    "page",
+                    "start_s",
+                    "end_s",
+                    "char_start",
+                    "char_end",
+                    "input_kind",
+                )
+            }
         )
-        row.update(bedrock_calls=calls, throttles=throttles, retries=retries)
+        row = dead_letter_row(base, error)
+        row.update(bedrock_calls=calls, throttles=throttles, retries=max(calls - 1, 0))
         return row
 
     def process(self, batch: pa.Table) -> pa.Table:

@@ -4,7 +4,9 @@ For one asset row this stage stages the input on S3 (unless it is already there)
 async job with the use case's embedding and segmentation parameters, waits for it, reads the
 per-segment outputs and returns *embedded rows*: the segment-row columns of
 :mod:`pipelines.core.rows` plus ``EMBEDDED_COLUMNS``. Failed segments and failed jobs become
-dead-letter rows (stage ``embed``); bad credentials or an unusable staging bucket fail loudly.
+dead-letter rows (stage ``embed``, codes from :mod:`pipelines.core.codes`; a failed segment's
+service ``failureReason`` leads its message); bad credentials or an unusable staging bucket fail
+loudly.
 
 Accounting: ``bedrock_calls`` counts ``StartAsyncInvoke`` attempts (the billable work is one job;
 ``GetAsyncInvoke`` polls are control-plane calls and are not counted), ``throttles`` counts
@@ -36,7 +38,7 @@ from pipelines.bedrock.async_jobs import (
     read_segmented_results,
     request_token,
 )
-from pipelines.bedrock.client import Backoff, make_bedrock_client
+from pipelines.bedrock.client import make_bedrock_client
 from pipelines.bedrock.enums import (
     AudioFormat,
     ImageFormat,
@@ -45,17 +47,20 @@ from pipelines.bedrock.enums import (
     normalise_format,
 )
 from pipelines.bedrock.errors import (
-    CODE_DIMENSION_MISMATCH,
     BedrockCallError,
-    ErrorClass,
-    RequestValidationError,
+    BedrockRetryRule,
+    is_throttle,
+    raise_if_fatal,
+    retry_policy,
 )
 from pipelines.bedrock.inputs import AudioInput, ImageInput, Source, TextInput, VideoInput
 from pipelines.bedrock.limits import RequestLimits
 from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core import codes
+from pipelines.core.errors import ConfigError, InfrastructureError, RecordError
 from pipelines.core.io import local_file_path, s3_client, split_s3_uri
+from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import (
     ASSET,
     EMBEDDED,
@@ -65,20 +70,11 @@ from pipelines.core.rows import (
     segment_row,
 )
 from pipelines.core.stage import Resources, Stage
+from pipelines.stages._decode_common import source_error
 
 STAGE = "embed"
 NEEDED_COLUMNS = ("asset_id", "uri", "modality", "text", "content_version")
 
-# Dead-letter codes of this stage (service failure reasons pass through as they are).
-CODE_UNSUPPORTED_MODALITY = "UNSUPPORTED_MODALITY"
-CODE_UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
-CODE_NO_INPUT = "NO_INPUT"
-CODE_UNREADABLE_ASSET = "UNREADABLE_ASSET"
-CODE_JOB_FAILED = "ASYNC_JOB_FAILED"
-CODE_JOB_TIMEOUT = "ASYNC_JOB_TIMEOUT"
-CODE_OUTPUT_UNREADABLE = "ASYNC_OUTPUT_UNREADABLE"
-CODE_SEGMENT_FAILED = "SEGMENT_FAILED"
-CODE_NO_SEGMENTS = "NO_SEGMENTS"
 
 _TEXT_EXTENSIONS = {"txt", "text", "md", "markdown", "csv", "json", "html", "htm", "xml", "rst"}
 _KIND_FORMATS: dict[str, set[str]] = {
@@ -188,27 +184,47 @@ class ServiceSegmentEmbedder:
     # -- one asset -------------------------------------------------------------------------------
 
     def embed_asset(self, asset: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """All embedded rows (and dead-letter rows) of one asset row."""
+        r"""All embedded rows (and dead-letter rows) of one asset row.
+
+        The one place where this stage's :class:`RecordError`\ s become dead-letter rows: those
+        raised (the asset failed) and those returned for single segments (the others went on).
+        """
         require_columns(asset, NEEDED_COLUMNS, "embed_service")
         counters = _Counters()
+        try:
+            items = self._embed(asset, counters)
+        except RecordError as error:
+            items = [error]
+        out = [
+            _embedded(dead_letter_row(asset, item)) if isinstance(item, RecordError) else item
+            for item in items
+        ]
+        _put_counters(out[0], counters)
+        return out
+
+    def _embed(
+        self, asset: Mapping[str, Any], counters: _Counters
+    ) -> list[dict[str, Any] | RecordError]:
         modality = asset.get("modality") or _infer_modality(asset.get("uri"), asset.get("text"))
         if modality == "document" or modality not in ("text", "image", "audio", "video"):
-            return self._dead(
-                asset,
-                CODE_UNSUPPORTED_MODALITY,
+            raise RecordError(
+                STAGE,
+                codes.UNSUPPORTED_MODALITY,
                 f"modality {modality!r} cannot use service segmentation "
                 "(documents and unknown types need segmentation=local)",
-                counters,
             )
         kind = str(modality)
         try:
             source_uri, fmt = self._stage_input(asset, kind)
-        except _AssetProblem as problem:
-            return self._dead(asset, problem.code, problem.message, counters, input_kind=kind)
+        except RecordError as error:
+            error.at(input_kind=kind)
+            raise
+        where = {"input_kind": kind, "input_format": fmt}
         try:
             request = self._request(kind, fmt, source_uri)
-        except RequestValidationError as exc:
-            return self._dead(asset, exc.code, str(exc), counters, input_kind=kind)
+        except RecordError as error:
+            error.at(input_kind=kind)
+            raise
         model_input = request.to_model_input()
         token = request_token(
             self.embedding.model_id,
@@ -233,20 +249,20 @@ class ServiceSegmentEmbedder:
             finally:
                 counters.throttles += stats.throttles
         except AsyncJobFailed as exc:
-            return self._dead(
-                asset, CODE_JOB_FAILED, f"{exc.arn}: {exc.failure_message}", counters, kind, fmt
-            )
+            raise RecordError(
+                STAGE, codes.ASYNC_JOB_FAILED, f"{exc.arn}: {exc.failure_message}", **where
+            ) from exc
         except AsyncJobTimeout as exc:
-            return self._dead(asset, CODE_JOB_TIMEOUT, str(exc), counters, kind, fmt)
+            raise RecordError(STAGE, codes.ASYNC_JOB_TIMEOUT, str(exc), **where) from exc
         except BedrockCallError as exc:
-            self._raise_if_fatal(exc)
-            return self._dead(asset, exc.code, exc.message, counters, kind, fmt)
+            raise_if_fatal(exc)
+            raise exc.record_error(STAGE).at(**where) from exc
         try:
             results = read_segmented_results(status.output_s3_uri or output_uri, self.s3)
         except BedrockCallError as exc:
-            self._raise_if_fatal(exc)
-            return self._dead(asset, CODE_OUTPUT_UNREADABLE, str(exc), counters, kind, fmt)
-        return self._rows(asset, kind, fmt, source_uri, results, counters)
+            raise_if_fatal(exc)
+            raise RecordError(STAGE, codes.ASYNC_OUTPUT_UNREADABLE, str(exc), **where) from exc
+        return self._rows(asset, kind, fmt, source_uri, results)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -264,11 +280,12 @@ class ServiceSegmentEmbedder:
             key = f"inputs/{asset_key}/{hashlib.sha256(data).hexdigest()}.txt"
             return self._put(data, key), "txt"
         if not uri:
-            raise _AssetProblem(CODE_NO_INPUT, "the row has neither uri nor text")
+            raise RecordError(STAGE, codes.MISSING_URI, "the row has neither uri nor text")
         ext = normalise_format(_extension(uri)) or ""
         if kind != "text" and ext not in _KIND_FORMATS[kind]:
-            raise _AssetProblem(
-                CODE_UNSUPPORTED_FORMAT,
+            raise RecordError(
+                STAGE,
+                codes.UNSUPPORTED_FORMAT,
                 f"{kind} format {ext or '(none)'!r} is not accepted by the service; "
                 f"use one of {sorted(_KIND_FORMATS[kind])} or segmentation=local",
             )
@@ -276,11 +293,14 @@ class ServiceSegmentEmbedder:
             return str(uri), ext
         path = local_file_path(str(uri))
         if path is None:
-            raise _AssetProblem(CODE_UNREADABLE_ASSET, f"unsupported URI scheme: {uri!r}")
+            raise RecordError(STAGE, codes.BAD_URI, f"unsupported URI scheme: {uri!r}")
         try:
             digest = _hash_file(path)
         except OSError as exc:
-            raise _AssetProblem(CODE_UNREADABLE_ASSET, f"{uri}: {exc}") from exc
+            mapped = source_error(exc, STAGE)
+            if mapped is None:
+                raise
+            raise mapped from exc
         key = f"inputs/{asset_key}/{digest}.{ext or 'bin'}"
         return self._upload(path, key), ext
 
@@ -355,28 +375,26 @@ class ServiceSegmentEmbedder:
         token: str,
         counters: _Counters,
     ) -> str:
-        backoff = Backoff(self.bedrock.base_backoff_s, self.bedrock.max_backoff_s)
-        while True:
-            counters.calls += 1
-            try:
-                return jobs.start_segmented(request, output_uri, client_request_token=token)
-            except BedrockCallError as exc:
-                self._raise_if_fatal(exc)
-                if exc.error_class == ErrorClass.THROTTLED:
-                    counters.throttles += 1
-                if not exc.retryable or counters.calls >= self.bedrock.max_attempts:
-                    raise
-                counters.retries += 1
-                # The same token makes a retried start idempotent.
-                self._sleep(backoff.delay(counters.calls - 1, self._rng))
+        """Start the job, retrying THROTTLED / TRANSIENT failures (the same token makes a retried
+        start idempotent)."""
 
-    @staticmethod
-    def _raise_if_fatal(exc: BedrockCallError) -> None:
-        if exc.error_class == ErrorClass.FATAL:
-            raise InfrastructureError(
-                f"Bedrock refused the pipeline's calls ({exc.code}): {exc.message}. "
-                "Check credentials, region and model access."
-            ) from exc
+        def before_attempt(attempt: int) -> None:
+            counters.calls += 1
+            counters.retries = attempt - 1
+
+        def on_failure(failure: Failure) -> None:
+            if is_throttle(failure.error):
+                counters.throttles += 1
+
+        return retry_call(
+            lambda: jobs.start_segmented(request, output_uri, client_request_token=token),
+            BedrockRetryRule(self.bedrock.max_attempts - 1),
+            retry_policy(self.bedrock),
+            before_attempt=before_attempt,
+            on_failure=on_failure,
+            sleep=self._sleep,
+            rng=self._rng,
+        )
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -387,12 +405,12 @@ class ServiceSegmentEmbedder:
         fmt: str,
         source_uri: str,
         results: SegmentedResults,
-        counters: _Counters,
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, Any] | RecordError]:
+        """The job's segments as embedded rows, and the errors of those that failed."""
         dim = self.embedding.dimension
         indices = sorted({s.segment_index for s in results.segments})
         count = len(indices)
-        out: list[dict[str, Any]] = []
+        out: list[dict[str, Any] | RecordError] = []
         common: dict[str, Any] = {"input_kind": kind, "input_format": fmt}
         if kind == "image":
             common["detail_level"] = self.embedding.image_detail_level
@@ -404,28 +422,29 @@ class ServiceSegmentEmbedder:
                 position = {"start_s": seg.start_s, "end_s": seg.end_s}
             fields = {"segment_index": seg.segment_index, "segment_count": count, **position}
             if not seg.ok:
-                row = dead_letter_row(
-                    asset,
-                    STAGE,
-                    seg.failure_reason or CODE_SEGMENT_FAILED,
-                    f"{seg.embedding_type} segment {seg.segment_index}: "
-                    f"{seg.message or seg.status}",
-                    **common,
-                    **fields,
+                reason = f"{seg.failure_reason}: " if seg.failure_reason else ""
+                out.append(
+                    RecordError(
+                        STAGE,
+                        codes.SEGMENT_FAILED,
+                        f"{reason}{seg.embedding_type} segment {seg.segment_index}: "
+                        f"{seg.message or seg.status}",
+                        **common,
+                        **fields,
+                    )
                 )
-                out.append(_embedded(row))
                 continue
             if len(seg.vector) != dim:
-                row = dead_letter_row(
-                    asset,
-                    STAGE,
-                    CODE_DIMENSION_MISMATCH,
-                    f"{seg.embedding_type} segment {seg.segment_index} has {len(seg.vector)} "
-                    f"dimensions, requested {dim}",
-                    **common,
-                    **fields,
+                out.append(
+                    RecordError(
+                        STAGE,
+                        codes.DIMENSION_MISMATCH,
+                        f"{seg.embedding_type} segment {seg.segment_index} has "
+                        f"{len(seg.vector)} dimensions, requested {dim}",
+                        **common,
+                        **fields,
+                    )
                 )
-                out.append(_embedded(row))
                 continue
             row = segment_row(asset, input_s3_uri=source_uri, **common, **fields)
             out.append(
@@ -440,45 +459,21 @@ class ServiceSegmentEmbedder:
         seen_types = {s.embedding_type for s in results.segments}
         for entry in results.results:
             if entry.status == "FAILURE" and entry.embedding_type not in seen_types:
-                row = dead_letter_row(
-                    asset,
-                    STAGE,
-                    entry.failure_reason or CODE_JOB_FAILED,
-                    f"{entry.embedding_type}: {entry.message or 'failed'}",
-                    segment_count=count,
-                    **common,
+                reason = f"{entry.failure_reason}: " if entry.failure_reason else ""
+                out.append(
+                    RecordError(
+                        STAGE,
+                        codes.ASYNC_JOB_FAILED,
+                        f"{reason}{entry.embedding_type}: {entry.message or 'failed'}",
+                        segment_count=count,
+                        **common,
+                    )
                 )
-                out.append(_embedded(row))
         if not out:
-            return self._dead(
-                asset, CODE_NO_SEGMENTS, "the job completed without segments", counters, kind, fmt
+            raise RecordError(
+                STAGE, codes.NO_SEGMENTS, "the job completed without segments", **common
             )
-        _put_counters(out[0], counters)
         return out
-
-    def _dead(
-        self,
-        asset: Mapping[str, Any],
-        code: str,
-        message: str,
-        counters: _Counters,
-        input_kind: str | None = None,
-        input_format: str | None = None,
-    ) -> list[dict[str, Any]]:
-        row = _embedded(
-            dead_letter_row(
-                asset, STAGE, code, message, input_kind=input_kind, input_format=input_format
-            )
-        )
-        _put_counters(row, counters)
-        return [row]
-
-
-class _AssetProblem(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _embedded(row: dict[str, Any], **values: Any) -> dict[str, Any]:

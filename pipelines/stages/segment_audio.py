@@ -2,8 +2,9 @@
 
 Input: any file PyAV (FFmpeg) can demux and decode, by local path, ``file://`` or ``s3://``
 (through :func:`pipelines.core.io.open_local`). Output: one segment row per window
-(:func:`pipelines.core.rows.segment_row`), produced lazily; or dead-letter rows
-(:func:`pipelines.core.rows.dead_letter_row`, ``stage="decode"``) for what cannot be read.
+(:func:`pipelines.core.rows.segment_row`), produced lazily; or a
+:class:`~pipelines.core.errors.RecordError` (``stage="decode"``) for what cannot be read, which
+the decode stage turns into a dead-letter row.
 
 How it works (memory is bounded by one window, never by the asset):
 
@@ -30,8 +31,8 @@ Policies (decided here, tested in ``tests/unit/stages/test_segment_audio.py``):
   (FFmpeg cannot open or demux it: not media, or a container whose index is missing, e.g. an mp4
   cut before its ``moov``), ``no_audio_stream``, ``codec_unsupported`` (no decoder in this FFmpeg
   build), ``media_empty`` (an audio stream with no samples).
-- Errors after some segments: the window being filled gets a dead-letter row (its
-  ``segment_index``, ``start_s``, ``end_s``) with ``media_corrupt`` (decoder error) or
+- Errors after some segments: the window being filled gets a dead-letter row (the error carries
+  its ``segment_index``, ``start_s``, ``end_s``) with ``media_corrupt`` (decoder error) or
   ``media_truncated`` (decoding stopped short of the planned end by more than
   ``TRUNCATION_TOLERANCE_S``), and the asset stops there.
 - A file cut short whose header says how long it should be (mp3 Xing tag, flac STREAMINFO,
@@ -53,8 +54,9 @@ from typing import Any
 import numpy as np
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError, DataError
-from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.core import codes
+from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.rows import segment_row
 from pipelines.stages._decode_common import local_source
 
 STAGE = "decode"
@@ -161,45 +163,45 @@ def open_error_code(exc: BaseException) -> str:
     import av
 
     if isinstance(exc, FileNotFoundError | av.error.FileNotFoundError):
-        return "file_not_found"
+        return codes.FILE_NOT_FOUND
     if isinstance(exc, av.error.DecoderNotFoundError):
-        return "codec_unsupported"
-    return "media_corrupt"
+        return codes.CODEC_UNSUPPORTED
+    return codes.MEDIA_CORRUPT
 
 
 def check_file(path: str) -> None:
-    """Raise DataError for a missing or empty file (before FFmpeg gives a vaguer message)."""
+    """Raise RecordError for a missing or empty file (before FFmpeg gives a vaguer message)."""
     try:
         size = os.path.getsize(path)
     except FileNotFoundError as exc:
-        raise DataError("file_not_found", f"no such file: {path}") from exc
+        raise RecordError(STAGE, codes.FILE_NOT_FOUND, f"no such file: {path}") from exc
     if size == 0:
-        raise DataError("empty_file", f"file is empty (0 bytes): {path}")
+        raise RecordError(STAGE, codes.EMPTY_FILE, f"file is empty (0 bytes): {path}")
 
 
 def open_media(path: str) -> Any:
-    """Open a local media file with PyAV; DataError with a dead-letter code when it cannot be."""
+    """Open a local media file with PyAV; RecordError with a dead-letter code when it cannot be."""
     import av
 
     check_file(path)
     try:
         return av.open(path, "r")
     except (av.error.FFmpegError, OSError) as exc:
-        raise DataError(open_error_code(exc), f"cannot open media: {exc}") from exc
+        raise RecordError(STAGE, open_error_code(exc), f"cannot open media: {exc}") from exc
 
 
 def _decoder_name(stream: Any) -> str:
-    """The stream's decoder name; DataError codec_unsupported when FFmpeg has none."""
+    """The stream's decoder name; RecordError codec_unsupported when FFmpeg has none."""
     ctx = getattr(stream, "codec_context", None)
     if ctx is None or ctx.codec is None:
-        raise DataError("codec_unsupported", f"no decoder for stream #{stream.index}")
+        raise RecordError(STAGE, codes.CODEC_UNSUPPORTED, f"no decoder for stream #{stream.index}")
     return str(ctx.codec.name)
 
 
 def probe_audio(container: Any, stream: Any) -> AudioProbe:
     """Measure an audio stream by demuxing its packets (decoding only if they have no times).
 
-    Leaves the container rewound to the start. Raises DataError on unreadable input.
+    Leaves the container rewound to the start. Raises RecordError on unreadable input.
     """
     import av
 
@@ -239,7 +241,7 @@ def probe_audio(container: Any, stream: Any) -> AudioProbe:
         else:
             measured = max(0.0, end - first)
     except av.error.FFmpegError as exc:
-        raise DataError(open_error_code(exc), f"cannot demux audio: {exc}") from exc
+        raise RecordError(STAGE, open_error_code(exc), f"cannot demux audio: {exc}") from exc
     return AudioProbe(codec=codec, duration_s=measured, declared_s=declared)
 
 
@@ -282,8 +284,9 @@ def segment_audio(
     """Segment rows (``input_kind="audio"``) for one audio asset, produced lazily.
 
     Configuration errors (unknown ``audio_format``, bad window/overlap) raise ConfigError now,
-    before any work; data errors become dead-letter rows. ``emb`` is accepted for a uniform
-    stage signature (audio segmentation does not depend on embedding parameters).
+    before any work; data errors raise RecordError (a window that fails carries its position).
+    ``emb`` is accepted for a uniform stage signature (audio segmentation does not depend on
+    embedding parameters).
     """
     del emb
     audio_format = seg.audio_format.lower()
@@ -304,22 +307,17 @@ def _segment_audio(
     s3_endpoint_url: str | None,
 ) -> Iterator[dict[str, Any]]:
 
-    with local_source(asset, s3_endpoint_url, STAGE, "an audio asset") as source:
-        if isinstance(source, dict):
-            yield source
-            return
-        try:
-            container = open_media(source)
-            with container:
-                if not container.streams.audio:
-                    raise DataError("no_audio_stream", f"no audio stream in {asset.get('uri')}")
-                stream = container.streams.audio[0]
-                probe = probe_audio(container, stream)
-                yield from _stream_windows(
-                    asset, container, stream, probe, audio_format, window, hop
-                )
-        except DataError as exc:
-            yield dead_letter_row(asset, STAGE, exc.code, exc.message)
+    with (
+        local_source(asset, s3_endpoint_url, "an audio asset") as source,
+        open_media(source) as container,
+    ):
+        if not container.streams.audio:
+            raise RecordError(
+                STAGE, codes.NO_AUDIO_STREAM, f"no audio stream in {asset.get('uri')}"
+            )
+        stream = container.streams.audio[0]
+        probe = probe_audio(container, stream)
+        yield from _stream_windows(asset, container, stream, probe, audio_format, window, hop)
 
 
 def _stream_windows(
@@ -338,15 +336,15 @@ def _stream_windows(
     planned_s = probe.duration_s
     windows = plan_windows(planned_s, window, hop)
     if not windows:
-        raise DataError("media_empty", "the audio stream holds no samples")
+        raise RecordError(STAGE, codes.MEDIA_EMPTY, "the audio stream holds no samples")
     # A file cut short: embed what it holds, and account for the rest with one more row.
     count = len(windows) + (1 if probe.truncated else 0)
     bounds = [(round(s * rate), round(e * rate)) for s, e in windows]
     tolerance = round(TRUNCATION_TOLERANCE_S * rate)
 
-    def dead(k: int, code: str, message: str) -> dict[str, Any]:
-        return dead_letter_row(
-            asset, STAGE, code, message, segment_index=k, segment_count=count,
+    def failed(k: int, code: str, message: str) -> RecordError:
+        return RecordError(
+            STAGE, code, message, segment_index=k, segment_count=count,
             start_s=windows[k][0], end_s=windows[k][1],
         )  # fmt: skip
 
@@ -400,25 +398,24 @@ def _stream_windows(
                 drop_before(bounds[k][0] if k < len(windows) else base + held)
     except (av.error.FFmpegError, ValueError) as exc:
         if k < len(windows):
-            yield dead(k, "media_corrupt", f"decoding failed at window {k}: {exc}")
+            raise failed(k, codes.MEDIA_CORRUPT, f"decoding failed at window {k}: {exc}") from exc
         return
 
     if k < len(windows):
         total = base + held
         start, stop = bounds[k]
         if stop - total > tolerance or total <= start or k + 1 < len(windows):
-            yield dead(
-                k, "media_truncated",
+            raise failed(
+                k, codes.MEDIA_TRUNCATED,
                 f"decoded audio ends at {total / rate:.2f} s; the packets hold "
                 f"{planned_s:.2f} s; windows from {k} on are missing",
             )  # fmt: skip
-            return
         # The stream ended a little early (estimates, resampler delay): the last window is
         # shorter than planned.
         yield row(k, total, encode_audio_window(take(start, total), audio_format, rate))
     if probe.truncated:
-        yield dead_letter_row(
-            asset, STAGE, "media_truncated",
+        raise RecordError(
+            STAGE, codes.MEDIA_TRUNCATED,
             f"the file holds {planned_s:.2f} s of audio; its header says "
             f"{probe.declared_s:.2f} s", segment_index=len(windows), segment_count=count,
             start_s=planned_s, end_s=probe.declared_s,

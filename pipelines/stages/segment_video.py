@@ -1,9 +1,10 @@
-"""Cut a video asset into mp4 segments of at most 30 s for Nova, by stream copy or re-encode.
+r"""Cut a video asset into mp4 segments of at most 30 s for Nova, by stream copy or re-encode.
 
 Input: any file PyAV (FFmpeg) can demux, by local path, ``file://`` or ``s3://`` (through
 :func:`pipelines.core.io.open_local`). Output: one segment row per segment
-(``input_kind="video"``, ``input_format="mp4"``), produced lazily, or dead-letter rows
-(``stage="decode"``).
+(``input_kind="video"``, ``input_format="mp4"``), produced lazily, or
+:class:`~pipelines.core.errors.RecordError`\ s (``stage="decode"``) that the decode stage turns
+into dead-letter rows.
 
 How it works (memory is bounded by the segments being built, never by the asset; a 1-hour video
 is read packet by packet):
@@ -37,14 +38,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError, DataError
-from pipelines.core.rows import dead_letter_row
+from pipelines.core.errors import ConfigError, RecordError
 from pipelines.stages._decode_common import local_source
 from pipelines.stages.segment_audio import open_media, window_params
 from pipelines.stages.video.plan import REENCODE_MODES, VideoCutPlan, plan_video_cuts
 from pipelines.stages.video.probe import probe_video
 from pipelines.stages.video.reencode import reencode_segments
-from pipelines.stages.video.rows import STAGE
 from pipelines.stages.video.stream_copy import copy_segments
 
 logger = logging.getLogger(__name__)
@@ -57,13 +56,14 @@ def segment_video(
     s3_endpoint_url: str | None = None,
     *,
     on_plan: Callable[[VideoCutPlan], None] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, Any] | RecordError]:
     """Segment rows (``input_kind="video"``, mp4) for one video asset, produced lazily.
 
-    Configuration errors raise ConfigError now; data errors become dead-letter rows. ``on_plan``
-    (optional) is called with the plan before the first segment: tests and benchmarks use it to
-    see which path was taken; the plan is also logged at DEBUG level. ``emb`` is accepted for a
-    uniform stage signature: a video without audio is cut the same way in either embedding mode.
+    Configuration errors raise ConfigError now; data errors raise RecordError, and a segment that
+    fails while the others go on is yielded as one. ``on_plan`` (optional) is called with the
+    plan before the first segment: tests and benchmarks use it to see which path was taken; the
+    plan is also logged at DEBUG level. ``emb`` is accepted for a uniform stage signature: a video
+    without audio is cut the same way in either embedding mode.
     """
     del emb
     window, hop = window_params(seg.video_window_s, seg.video_overlap_s, "segmentation.video")
@@ -84,23 +84,18 @@ def _segment_video(
     hop: float,
     s3_endpoint_url: str | None,
     on_plan: Callable[[VideoCutPlan], None] | None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[dict[str, Any] | RecordError]:
 
     uri = asset.get("uri")
-    with local_source(asset, s3_endpoint_url, STAGE, "a video asset") as source:
-        if isinstance(source, dict):
-            yield source
-            return
-        try:
-            container = open_media(source)
-            with container:
-                probe = probe_video(container)
-                plan = plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)
-                logger.debug("video %s: %s, %d segments (%s)", uri, plan.method,
-                             len(plan.segments), plan.reason)  # fmt: skip
-                if on_plan is not None:
-                    on_plan(plan)
-                cutter = copy_segments if plan.method == "copy" else reencode_segments
-                yield from cutter(asset, container, probe, plan, seg)
-        except DataError as exc:
-            yield dead_letter_row(asset, STAGE, exc.code, exc.message)
+    with (
+        local_source(asset, s3_endpoint_url, "a video asset") as source,
+        open_media(source) as container,
+    ):
+        probe = probe_video(container)
+        plan = plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)
+        logger.debug("video %s: %s, %d segments (%s)", uri, plan.method,
+                     len(plan.segments), plan.reason)  # fmt: skip
+        if on_plan is not None:
+            on_plan(plan)
+        cutter = copy_segments if plan.method == "copy" else reencode_segments
+        yield from cutter(asset, container, probe, plan, seg)

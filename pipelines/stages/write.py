@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.core import codes
 from pipelines.core.rows import EMBEDDED, is_dead_letter
 from pipelines.core.stage import Resources, Stage
 from pipelines.stores.base import VectorStore
@@ -64,7 +65,7 @@ class WriteStage(Stage):
             if bad is not None and not is_dead_letter(r):
                 ack.update(
                     error_stage=bad.get("error_stage") or "write",
-                    error_code=bad.get("error_code") or "rejected",
+                    error_code=bad.get("error_code") or codes.WRITE_REJECTED,
                     error_message=bad.get("error_message") or "",
                 )
             acks.append(ack)

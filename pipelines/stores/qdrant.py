@@ -21,8 +21,11 @@ so the pipeline funnels every embedded-mode write through **one** ``QdrantStore`
 Errors: configuration problems raise :class:`ConfigError` in the constructor or in
 :meth:`QdrantStore.ensure_collection`; transient failures (connection errors, timeouts, HTTP 5xx,
 429 and 408, gRPC UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED / ABORTED), recognised by
-exception type and status code only, are retried with jittered exponential backoff and then raise
-:class:`InfrastructureError`; other errors propagate unchanged.
+exception type and status code only, are retried by the project's retry helper
+(:mod:`pipelines.core.retry`: full-jitter exponential backoff, at least the server's
+``Retry-After``) and then raise :class:`InfrastructureError`; other errors propagate unchanged.
+Points the store refuses (no vector, wrong dimension, NaN) come back as dead-letter rows with
+codes from :mod:`pipelines.core.codes`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import copy
 import json
 import logging
 import os
-import random
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,8 +44,10 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core import codes
+from pipelines.core.errors import ConfigError, InfrastructureError, RecordError
 from pipelines.core.ids import build_payload, fingerprint, point_id
+from pipelines.core.retry import GIVE_UP, Decision, Failure, RetryPolicy, retry_call
 from pipelines.core.rows import POSITION_COLUMNS, STORED_POINT, dead_letter_row, is_dead_letter
 from pipelines.modalities import Registry, current
 from pipelines.stores.base import AssetHolding, WriteResult
@@ -91,6 +95,13 @@ def is_transient(exc: BaseException) -> bool:
 def _retry_after_s(exc: BaseException) -> float:
     value = getattr(exc, "retry_after_s", None)
     return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _classify(exc: BaseException) -> Decision:
+    """Retry transient failures, waiting at least what the server asked for (``Retry-After``)."""
+    if not is_transient(exc):
+        return GIVE_UP
+    return Decision(True, min_delay_s=_retry_after_s(exc))
 
 
 class QdrantStore:
@@ -239,31 +250,33 @@ class QdrantStore:
     # ---- retries ---------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)``, retrying transient errors with full-jitter backoff."""
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                if attempt == self.max_attempts:
-                    raise InfrastructureError(
-                        f"qdrant {what} on {self.collection!r} failed after {attempt} "
-                        f"attempts: {type(exc).__name__}: {exc}"
-                    ) from exc
-                delay = random.uniform(0, min(self.max_backoff_s, self.base_backoff_s * 2**attempt))
-                delay = max(delay, _retry_after_s(exc))
+        """``fn(*args, **kwargs)``, retrying transient errors (:func:`retry_call`); after the
+        last attempt a transient failure raises :class:`InfrastructureError`."""
+
+        def on_failure(failure: Failure) -> None:
+            if failure.retry:
+                self.retries += 1
                 log.warning(
                     "qdrant %s: transient %s (attempt %d/%d), retrying in %.2fs",
                     what,
-                    type(exc).__name__,
-                    attempt,
+                    type(failure.error).__name__,
+                    failure.attempt,
                     self.max_attempts,
-                    delay,
+                    failure.delay_s,
                 )
-                self.retries += 1
-                self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+            elif failure.exhausted:
+                raise InfrastructureError(
+                    f"qdrant {what} on {self.collection!r} failed after {failure.attempt} "
+                    f"attempts: {type(failure.error).__name__}: {failure.error}"
+                ) from failure.error
+
+        return retry_call(
+            lambda: fn(*args, **kwargs),
+            _classify,
+            RetryPolicy(self.max_attempts, base_s=self.base_backoff_s, cap_s=self.max_backoff_s),
+            on_failure=on_failure,
+            sleep=self._sleep,
+        )
 
     # ---- collection ------------------------------------------------------------------------
 
@@ -355,35 +368,33 @@ class QdrantStore:
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def _reject(self, row: Mapping[str, Any], code: str, message: str) -> dict[str, Any]:
-        refused = dead_letter_row(
-            row,
-            "write",
-            code,
-            message,
-            segment_index=row.get("segment_index", -1),
-            segment_count=row.get("segment_count", 0),
+    @staticmethod
+    def _refused(row: Mapping[str, Any], error: RecordError) -> dict[str, Any]:
+        """The dead-letter row of a point the store will not take."""
+        error.at(
+            segment_index=row.get("segment_index", -1), segment_count=row.get("segment_count", 0)
         )
+        refused = dead_letter_row(row, error)
         # Keep the point's identity so that callers can tell which embedding was refused (an
         # AUDIO_VIDEO_SEPARATE segment has two).
         refused["embedding_type"] = row.get("embedding_type")
         return refused
 
-    def _vector(self, row: Mapping[str, Any]) -> list[float] | dict[str, Any]:
-        """The row's vector as floats, or the dead-letter row saying why it cannot be sent."""
+    def _vector(self, row: Mapping[str, Any]) -> list[float]:
+        """The row's vector as floats; raises :class:`RecordError` when it cannot be sent."""
         raw = row.get("vector")
         if raw is None:
-            return self._reject(row, "MissingVector", "row has no vector")
+            raise RecordError("write", codes.MISSING_VECTOR, "row has no vector")
         vec = np.asarray(raw, dtype=np.float32).ravel()
         if vec.shape[0] != self.dimension:
-            return self._reject(
-                row,
-                "VectorDimensionMismatch",
+            raise RecordError(
+                "write",
+                codes.DIMENSION_MISMATCH,
                 f"vector has {vec.shape[0]} dimensions, collection "
                 f"{self.collection!r} expects {self.dimension}",
             )
         if not np.isfinite(vec).all():
-            return self._reject(row, "NonFiniteVector", "vector contains NaN or inf")
+            raise RecordError("write", codes.NON_FINITE_VECTOR, "vector contains NaN or inf")
         vector: list[float] = vec.tolist()
         return vector
 
@@ -401,17 +412,17 @@ class QdrantStore:
             if is_dead_letter(row):
                 result.rejected.append(dict(row))
                 continue
-            vector = self._vector(row)
-            if isinstance(vector, dict):
-                result.rejected.append(vector)
-                continue
-            fp = self.fingerprints.get(str(row.get("modality")))
-            if fp is None:
-                result.rejected.append(
-                    self._reject(
-                        row, "UnknownModality", f"no fingerprint for {row.get('modality')!r}"
+            try:
+                vector = self._vector(row)
+                fp = self.fingerprints.get(str(row.get("modality")))
+                if fp is None:
+                    raise RecordError(
+                        "write",
+                        codes.MODALITY_UNKNOWN,
+                        f"no fingerprint for {row.get('modality')!r}",
                     )
-                )
+            except RecordError as error:
+                result.rejected.append(self._refused(row, error))
                 continue
             points.append(
                 models.PointStruct(

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, RayConfig, SegmentationConfig
+from pipelines.core.errors import RecordError
 from pipelines.core.rows import (
     ASSET,
     EMBEDDED,
@@ -72,7 +73,9 @@ class WordsDecode(Stage):
         for asset in batch.to_pylist():
             words = (asset["text"] or "").split()
             if not words:
-                yield SEGMENT.table([dead_letter_row(asset, "decode", "empty_text", "no words")])
+                yield SEGMENT.table(
+                    [dead_letter_row(asset, RecordError("decode", "empty_text", "no words"))]
+                )
                 continue
             yield SEGMENT.table(
                 [

@@ -235,7 +235,7 @@ def test_permanent_errors_become_dead_letters_with_the_service_code(
     good_images = {a for a in corpus["good"] if a.startswith("img")}
     embed_dead = {r["asset_id"] for r in dead if r["stage"] == "embed"}
     assert embed_dead == good_images
-    assert {r["error_code"] for r in dead if r["stage"] == "embed"} == {"ModelErrorException"}
+    assert {r["error_code"] for r in dead if r["stage"] == "embed"} == {"model_error_exception"}
 
 
 def test_audio_video_separate_gives_two_points_per_segment_and_handles_silent_video(

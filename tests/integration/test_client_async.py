@@ -190,13 +190,13 @@ def test_service_dead_letters(emulator: Any, s3: Any, tmp_path: Path) -> None:
     ensure_bucket(s3)
     emb = _embedder(emulator)
     [doc] = emb(_asset("d1", str(tmp_path / "x.pdf"), "document"))
-    assert (doc["error_stage"], doc["error_code"]) == ("embed", "UNSUPPORTED_MODALITY")
+    assert (doc["error_stage"], doc["error_code"]) == ("embed", "unsupported_modality")
     [missing] = emb(_asset("m1", str(tmp_path / "nope.mp3"), "audio"))
-    assert missing["error_code"] == "UNREADABLE_ASSET"
+    assert missing["error_code"] == "file_not_found"
     flac = tmp_path / "a.flac"
     flac.write_bytes(b"fLaC")
     [fmt] = emb(_asset("f1", str(flac), "audio"))
-    assert fmt["error_code"] == "UNSUPPORTED_FORMAT"
+    assert fmt["error_code"] == "unsupported_format"
     for r in (doc, missing, fmt):
         assert r["bedrock_calls"] == 0 and r["vector"] is None
 
@@ -208,14 +208,14 @@ def test_service_failed_job_becomes_dead_letter(emulator: Any, s3: Any, tmp_path
     rows = _embedder(emulator)(_asset("b1", str(bad), "video"))
     assert len(rows) == 1 and is_dead_letter(rows[0])
     assert rows[0]["error_stage"] == "embed"
-    assert rows[0]["error_code"] in ("ASYNC_JOB_FAILED", "INVALID_CONTENT", "ValidationException")
+    assert rows[0]["error_code"] in ("async_job_failed", "segment_failed", "validation_exception")
 
 
 def test_service_scripted_job_failure(emulator: Any, s3: Any) -> None:
     ensure_bucket(s3)
     emulator.emulator.script(["AsyncJobFailure"])
     [row] = _embedder(emulator)(_asset("j1", None, "text", long_text(1200)))
-    assert (row["error_stage"], row["error_code"]) == ("embed", "ASYNC_JOB_FAILED")
+    assert (row["error_stage"], row["error_code"]) == ("embed", "async_job_failed")
     assert "arn:aws:bedrock:" in row["error_message"]
     assert row["bedrock_calls"] == 1
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.bedrock.client import Backoff, NovaEmbeddingsClient
+from pipelines.bedrock.client import NovaEmbeddingsClient
 from pipelines.bedrock.errors import BedrockCallError, ErrorClass, from_exception
 from pipelines.bedrock.inputs import TextInput
 from pipelines.bedrock.request import EmbeddingRequest
@@ -89,7 +89,7 @@ def test_embed_with_retry_recovers_from_scripted_faults(
         ["ThrottlingException", "InternalServerException", "ThrottlingException"]
     )
     before = len(emulator.emulator.requests)
-    res = client.embed_with_retry(REQ, 5, Backoff(0.01, 0.02))
+    res = client.embed_with_retry(REQ, 5, base_backoff_s=0.01, max_backoff_s=0.02)
     assert (res.calls, res.throttles) == (4, 2)
     assert len(emulator.emulator.requests) - before == 4
 
@@ -97,5 +97,5 @@ def test_embed_with_retry_recovers_from_scripted_faults(
 def test_embed_with_retry_stops_on_permanent(client: NovaEmbeddingsClient, emulator: Any) -> None:
     emulator.emulator.script(["ThrottlingException", "ServiceQuotaExceededException"])
     with pytest.raises(BedrockCallError) as info:
-        client.embed_with_retry(REQ, 5, Backoff(0.01, 0.02))
+        client.embed_with_retry(REQ, 5, base_backoff_s=0.01, max_backoff_s=0.02)
     assert info.value.code == "ServiceQuotaExceededException"

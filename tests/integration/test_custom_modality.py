@@ -19,7 +19,8 @@ from pipelines.backfill import run_backfill
 from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.compose import compose_backfill
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.rows import dead_letter_row, segment_row
+from pipelines.core.errors import RecordError
+from pipelines.core.rows import segment_row
 from pipelines.modalities import Modality, register
 from pipelines.modalities.base import FingerprintFields, text_request
 
@@ -45,11 +46,10 @@ class SensorCsv(Modality):
         seg: SegmentationConfig,
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any] | RecordError]:
         lines = Path(str(asset["uri"])).read_text().splitlines()
         if not lines or lines[0] != "time,value":
-            yield dead_letter_row(asset, "decode", "sensor_header_missing", "no time,value header")
-            return
+            raise RecordError("decode", "sensor_header_missing", "no time,value header")
         readings = lines[1:]
         groups = [
             readings[i : i + ROWS_PER_SEGMENT] for i in range(0, len(readings), ROWS_PER_SEGMENT)

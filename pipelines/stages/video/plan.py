@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pipelines.config.schema import SegmentationConfig
-from pipelines.core.errors import ConfigError, DataError
+from pipelines.core import codes
+from pipelines.core.errors import ConfigError, RecordError
+from pipelines.stages._decode_common import STAGE
 from pipelines.stages.segment_audio import (
     MAX_WINDOW_S,
     MIN_TAIL_S,
@@ -120,13 +122,13 @@ def plan_video_cuts(
 ) -> VideoCutPlan:
     """Choose stream copy or re-encode for a probed video, and the segment bounds.
 
-    Raises DataError ``reencode_required`` when ``reencode == "never"`` and copying is
+    Raises RecordError ``reencode_required`` when ``reencode == "never"`` and copying is
     impossible, ``media_empty`` for a zero-length video. See the module docstring for the rule.
     """
     if reencode not in REENCODE_MODES:
         raise ConfigError("segmentation.video_reencode", f"must be one of {REENCODE_MODES}")
     if probe.duration_s <= 0:
-        raise DataError("media_empty", "the video has no duration")
+        raise RecordError(STAGE, codes.MEDIA_EMPTY, "the video has no duration")
     fixed = plan_windows(probe.duration_s, window_s, hop_s)
     if reencode == "always":
         return VideoCutPlan("reencode", tuple(fixed), "video_reencode=always")
@@ -151,7 +153,7 @@ def plan_video_cuts(
     if not why_not:
         return VideoCutPlan("copy", tuple(segments), "stream copy: " + reason)
     if reencode == "never":
-        raise DataError("reencode_required", f"video_reencode=never but {why_not}")
+        raise RecordError(STAGE, codes.REENCODE_REQUIRED, f"video_reencode=never but {why_not}")
     return VideoCutPlan("reencode", tuple(fixed), "re-encode: " + why_not)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipelines.core.errors import DataError
+from pipelines.core import codes
+from pipelines.core.errors import RecordError
+from pipelines.stages._decode_common import STAGE
 from pipelines.stages.segment_audio import open_error_code
 from pipelines.stages.video.probe_result import PacketFacts, VideoProbe, make_probe
 from pipelines.stages.video.sample_table import probe_from_sample_table
@@ -30,22 +32,25 @@ def probe_video(container: Any) -> VideoProbe:
     MP4s whose table does not cover the file (fragmented, truncated), are demuxed packet by
     packet (:func:`probe_by_demux`).
 
-    Raises DataError for no video stream, no decoder, or unreadable packets.
+    Raises RecordError for no video stream, no decoder, or unreadable packets.
     """
     if not container.streams.video:
-        raise DataError("no_video_stream", "the file has no video stream")
+        raise RecordError(STAGE, codes.NO_VIDEO_STREAM, "the file has no video stream")
     fmt_names = set(str(container.format.name or "").split(","))
     if fmt_names & _IMAGE_DEMUXERS or any(n.endswith("_pipe") for n in fmt_names):
         # FFmpeg opens a still image as a one-frame "video"; embedding it as a clip would
         # silently index the wrong thing under the wrong modality.
-        raise DataError(
-            "not_a_video",
+        raise RecordError(
+            STAGE,
+            codes.NOT_A_VIDEO,
             f"the file is a still image ({container.format.name}), not a video",
         )
     vstream = container.streams.video[0]
     vctx = vstream.codec_context
     if vctx is None or vctx.codec is None:
-        raise DataError("codec_unsupported", f"no decoder for video stream #{vstream.index}")
+        raise RecordError(
+            STAGE, codes.CODEC_UNSUPPORTED, f"no decoder for video stream #{vstream.index}"
+        )
     astream = audio_stream(container)
     if "mov" in fmt_names:
         try:
@@ -92,9 +97,9 @@ def probe_by_demux(container: Any, vstream: Any, astream: Any) -> VideoProbe:
                 a_size.append(size)
         container.seek(0)
     except av.error.FFmpegError as exc:
-        raise DataError(open_error_code(exc), f"cannot demux video: {exc}") from exc
+        raise RecordError(STAGE, open_error_code(exc), f"cannot demux video: {exc}") from exc
     if not v_pts:
-        raise DataError("media_empty", "the video stream holds no packets")
+        raise RecordError(STAGE, codes.MEDIA_EMPTY, "the video stream holds no packets")
     packets = PacketFacts(
         v_pts=v_pts, v_size=v_size, v_first=min(v_pts), v_end=max(v_end), keys=keys,
         a_pts=a_pts, a_size=a_size, a_end=max(a_end) if a_end else None,

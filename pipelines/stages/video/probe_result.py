@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.core.errors import DataError
+from pipelines.core import codes
+from pipelines.core.errors import RecordError
+from pipelines.stages._decode_common import STAGE
 from pipelines.stages.segment_audio import TRUNCATION_TOLERANCE_S
 
 
@@ -77,13 +79,13 @@ class PacketFacts:
 def make_probe(container: Any, vstream: Any, astream: Any, p: PacketFacts) -> VideoProbe:
     """The :class:`VideoProbe` of ``container`` from its packet facts ``p``.
 
-    Raises DataError ``media_empty`` (no video packets) or ``media_corrupt`` (no time base).
+    Raises RecordError ``media_empty`` (no video packets) or ``media_corrupt`` (no time base).
     """
     if not len(p.v_pts):
-        raise DataError("media_empty", "the video stream holds no packets")
+        raise RecordError(STAGE, codes.MEDIA_EMPTY, "the video stream holds no packets")
     has_audio = astream is not None and len(p.a_pts) > 0
     if not vstream.time_base or (has_audio and not astream.time_base):
-        raise DataError("media_corrupt", "a stream has no time base")
+        raise RecordError(STAGE, codes.MEDIA_CORRUPT, "a stream has no time base")
     v_tb = float(vstream.time_base)
     a_tb = float(astream.time_base) if has_audio else 0.0
     v_first = float(p.v_first * vstream.time_base)

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from pipelines.config.schema import SegmentationConfig
+from pipelines.core import codes
+from pipelines.core.errors import RecordError
 from pipelines.stages.video.plan import END_SLACK_S, VideoCutPlan
 from pipelines.stages.video.probe import audio_stream
 from pipelines.stages.video.probe_result import VideoProbe
@@ -105,7 +107,7 @@ class _EncodeOut:
 def reencode_segments(
     asset: dict[str, Any], container: Any, probe: VideoProbe, plan: VideoCutPlan,
     seg: SegmentationConfig,
-) -> Iterator[dict[str, Any]]:  # fmt: skip
+) -> Iterator[dict[str, Any] | RecordError]:  # fmt: skip
     """Decode once; encode each window's frames and samples into its own mp4."""
     import av
 
@@ -214,9 +216,8 @@ def reencode_segments(
         for enc in open_.values():
             enc.abort()
         if failing <= last:
-            yield rows.dead(failing, "media_corrupt", f"decoding failed: {exc}")
+            raise rows.failed(failing, codes.MEDIA_CORRUPT, f"decoding failed: {exc}") from exc
         return
-    for k in range(next_k, last + 1):
-        yield rows.dead(k, "media_truncated", "the file ended before this segment")
-        return
-    yield from rows.truncation_tail()
+    if next_k <= last:  # the packets ended before these segments began
+        raise rows.failed(next_k, codes.MEDIA_TRUNCATED, "the file ended before this segment")
+    rows.check_truncation()

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipelines.config.schema import SegmentationConfig
+from pipelines.core import codes
+from pipelines.core.errors import RecordError
 from pipelines.stages.video.plan import END_SLACK_S, VideoCutPlan
 from pipelines.stages.video.probe import audio_stream
 from pipelines.stages.video.probe_result import VideoProbe
@@ -65,7 +67,7 @@ class _CopyOut:
 def copy_segments(
     asset: dict[str, Any], container: Any, probe: VideoProbe, plan: VideoCutPlan,
     seg: SegmentationConfig,
-) -> Iterator[dict[str, Any]]:  # fmt: skip
+) -> Iterator[dict[str, Any] | RecordError]:  # fmt: skip
     """Remux packets into one mp4 per planned segment (segments start and end at keyframes).
 
     A video packet belongs to the segments whose ``[start, end)`` holds the time of the keyframe
@@ -165,9 +167,8 @@ def copy_segments(
         for out in open_.values():
             out.abort()
         if failing <= last:
-            yield rows.dead(failing, "media_corrupt", f"remux failed: {exc}")
+            raise rows.failed(failing, codes.MEDIA_CORRUPT, f"remux failed: {exc}") from exc
         return
-    for k in range(next_k, last + 1):  # the packets ended before these segments began
-        yield rows.dead(k, "media_truncated", "the file ended before this segment")
-        return
-    yield from rows.truncation_tail()
+    if next_k <= last:  # the packets ended before these segments began
+        raise rows.failed(next_k, codes.MEDIA_TRUNCATED, "the file ended before this segment")
+    rows.check_truncation()

@@ -11,7 +11,7 @@ from typing import Any
 import botocore.exceptions as bce
 import pytest
 
-from pipelines.bedrock.client import Backoff, NovaEmbeddingsClient, make_bedrock_client
+from pipelines.bedrock.client import NovaEmbeddingsClient, make_bedrock_client
 from pipelines.bedrock.errors import BedrockCallError, ErrorClass
 from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import BedrockConfig
@@ -80,7 +80,7 @@ def test_dimension_mismatch_from_service() -> None:
     rt = ScriptedRuntime([], dim=1024)
     with pytest.raises(BedrockCallError) as info:
         NovaEmbeddingsClient(rt).embed(REQ)
-    assert info.value.code == "DimensionMismatch"
+    assert info.value.code == "dimension_mismatch"
 
 
 def test_embed_with_retry_retries_throttles_and_transients() -> None:
@@ -93,7 +93,7 @@ def test_embed_with_retry_retries_throttles_and_transients() -> None:
     )
     sleeps: list[float] = []
     res = NovaEmbeddingsClient(rt).embed_with_retry(
-        REQ, 5, Backoff(1.0, 3.0), sleep=sleeps.append, rng=random.Random(1)
+        REQ, 5, base_backoff_s=1.0, max_backoff_s=3.0, sleep=sleeps.append, rng=random.Random(1)
     )
     assert (res.calls, res.throttles) == (4, 1 + 1)
     assert len(sleeps) == 3

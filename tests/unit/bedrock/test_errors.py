@@ -120,4 +120,31 @@ def test_errors_survive_pickle() -> None:
         "r",
     )
     rve = pickle.loads(pickle.dumps(RequestValidationError("a.b", "bad")))
-    assert rve.field == "a.b" and rve.code == "InvalidRequest" and "a.b: bad" in str(rve)
+    assert rve.field == "a.b" and rve.code == "invalid_request" and "a.b: bad" in str(rve)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "dead_letter_code"),
+    [
+        ("ValidationException", 400, "validation_exception"),
+        ("ThrottlingException", 429, "throttling_exception"),
+        ("TooManyRequestsException", 429, "throttling_exception"),
+        ("ModelErrorException", 424, "model_error_exception"),
+        ("InternalFailure", 500, "internal_server_exception"),
+        ("SomethingNew", 502, "service_error"),
+    ],
+)
+def test_service_codes_become_snake_case_dead_letter_codes(
+    code: str, status: int, dead_letter_code: str
+) -> None:
+    err = from_exception(client_error(code, status, "why"))
+    assert err.dead_letter_code == dead_letter_code
+    failed = err.record_error("embed")
+    assert (failed.stage, failed.code) == ("embed", dead_letter_code)
+    # Under the catch-all code the service's own code is kept in the message.
+    assert failed.message == ("SomethingNew: why" if dead_letter_code == "service_error" else "why")
+
+
+def test_own_codes_are_dead_letter_codes_already() -> None:
+    err = from_exception(bce.ReadTimeoutError(endpoint_url="http://x"))
+    assert err.code == err.dead_letter_code == "read_timeout"

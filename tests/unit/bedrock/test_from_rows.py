@@ -9,6 +9,7 @@ import pytest
 from pipelines.bedrock.errors import RequestValidationError
 from pipelines.bedrock.from_rows import request_from_segment
 from pipelines.config.schema import EmbeddingConfig
+from pipelines.core.errors import RecordError
 from pipelines.core.rows import dead_letter_row, segment_row
 
 PNG = b"\x89PNG\r\n\x1a\nfake"
@@ -80,4 +81,6 @@ def test_request_from_bad_segment_rows(fields: dict[str, Any], field: str) -> No
 
 def test_request_from_dead_letter_row_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="dead-letter"):
-        request_from_segment(dead_letter_row(ASSET, "decode", "BAD", "x"), EmbeddingConfig())
+        request_from_segment(
+            dead_letter_row(ASSET, RecordError("decode", "image_corrupt", "x")), EmbeddingConfig()
+        )

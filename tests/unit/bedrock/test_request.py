@@ -37,7 +37,7 @@ def _fails(req: EmbeddingRequest, field: str) -> RequestValidationError:
     with pytest.raises(RequestValidationError) as info:
         req.validate()
     assert info.value.field == field
-    assert str(info.value).startswith(f"InvalidRequest: {field}:")
+    assert str(info.value).startswith(f"invalid_request: {field}:")
     return info.value
 
 

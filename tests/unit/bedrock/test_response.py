@@ -54,7 +54,7 @@ def test_dimension_mismatch_is_permanent() -> None:
     with pytest.raises(BedrockCallError) as info:
         parse_embedding_response(body, {}, expected_dimension=3072)
     assert info.value.error_class is ErrorClass.PERMANENT
-    assert info.value.code == "DimensionMismatch"
+    assert info.value.code == "dimension_mismatch"
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_unparsable_body_is_transient(body: bytes) -> None:
     with pytest.raises(BedrockCallError) as info:
         parse_embedding_response(body, {})
     assert info.value.error_class is ErrorClass.TRANSIENT
-    assert info.value.code == "MalformedResponse"
+    assert info.value.code == "malformed_response"
 
 
 def test_missing_expected_type_is_malformed() -> None:

@@ -7,7 +7,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.core.rows import dead_letter_row
+from pipelines.core import codes
+from pipelines.core.errors import RecordError
+from pipelines.core.ledger import AssetLedger
+from pipelines.core.rows import SEGMENT, dead_letter_row
 from pipelines.sinks.dead_letter import DEAD_LETTER_SCHEMA, MAX_MESSAGE_CHARS, DeadLetterWriter
 
 
@@ -20,16 +23,23 @@ def test_empty_file_is_written_with_schema(tmp_path: Path) -> None:
     assert table.schema.equals(DEAD_LETTER_SCHEMA)
 
 
-def test_rows_from_segment_rows_and_plain_dicts(tmp_path: Path) -> None:
-    asset = {"asset_id": "a.pdf", "uri": "/x/a.pdf", "modality": "document"}
+def test_rows_are_the_ledgers_dead_letters(tmp_path: Path) -> None:
+    ledger = AssetLedger()
+    ledger.add("a.pdf", "/x/a.pdf", "document")
+    failed = dead_letter_row(
+        {"asset_id": "a.pdf", "uri": "/x/a.pdf", "modality": "document"},
+        RecordError("decode", codes.PDF_CORRUPT, "bad xref"),
+    )
+    ledger.account(SEGMENT.table([failed]))
+    ledger.finalize()
     with DeadLetterWriter(tmp_path / "dl.parquet") as writer:
-        writer.add(dead_letter_row(asset, "decode", "CorruptPdf", "bad xref"))
+        writer.add_many(ledger.dead_letters())
         writer.add_many(
             [
                 {
                     "asset_id": "b.png",
                     "stage": "embed",
-                    "error_code": "ValidationException",
+                    "error_code": codes.VALIDATION_EXCEPTION,
                     "message": "x" * 5000,
                     "segment_index": 2,
                 }
@@ -42,7 +52,7 @@ def test_rows_from_segment_rows_and_plain_dicts(tmp_path: Path) -> None:
         "uri": "/x/a.pdf",
         "modality": "document",
         "stage": "decode",
-        "error_code": "CorruptPdf",
+        "error_code": "pdf_corrupt",
         "message": "bad xref",
         "segment_index": -1,
     }
@@ -52,18 +62,30 @@ def test_rows_from_segment_rows_and_plain_dicts(tmp_path: Path) -> None:
     assert rows[1]["uri"] is None
 
 
+def test_refuses_rows_in_another_vocabulary(tmp_path: Path) -> None:
+    writer = DeadLetterWriter(tmp_path)
+    segment = dead_letter_row(
+        {"asset_id": "a", "modality": "text"}, RecordError("decode", codes.EMPTY_TEXT, "blank")
+    )
+    with pytest.raises(ValueError, match="error_stage"):
+        writer.add(segment)
+    with pytest.raises(ValueError, match="missing"):
+        writer.add({"asset_id": "a", "error_code": codes.EMPTY_TEXT})
+    assert len(writer) == 0
+
+
 def test_written_even_when_the_run_fails(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), DeadLetterWriter(tmp_path) as writer:
-        writer.add({"asset_id": "a", "stage": "write", "error_code": "E", "message": "m"})
+        writer.add({"asset_id": "a", "stage": "write", "error_code": "empty_file", "message": "m"})
         raise RuntimeError("job failed")
     assert pq.read_table(tmp_path / "dead_letter.parquet").num_rows == 1
 
 
 def test_write_rewrites_and_close_refuses_more(tmp_path: Path) -> None:
     writer = DeadLetterWriter(tmp_path)
-    writer.add({"asset_id": "a", "stage": "s", "error_code": "E", "message": "m"})
+    writer.add({"asset_id": "a", "stage": "decode", "error_code": "empty_file", "message": "m"})
     writer.write()
-    writer.add({"asset_id": "b", "stage": "s", "error_code": "E", "message": "m"})
+    writer.add({"asset_id": "b", "stage": "decode", "error_code": "empty_file", "message": "m"})
     writer.close()
     assert pq.read_table(writer.path).column("asset_id").to_pylist() == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dead_letter.parquet"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from nova_devkit.media import TOPICS, article_topic, make_article
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS
+from pipelines.stages._decode_common import decoded_rows
 from pipelines.stages.chunk_text import chunk_text, decode_text
 
 EMB = EmbeddingConfig()
@@ -102,6 +104,13 @@ def _asset(**kw: object) -> dict[str, object]:
     return base
 
 
+def _decoded(
+    asset: dict[str, object], seg: SegmentationConfig | None = None
+) -> list[dict[str, Any]]:
+    """The text decoder's rows as the decode stage emits them (errors as dead-letter rows)."""
+    return list(decoded_rows(asset, decode_text(asset, seg or SegmentationConfig(), EMB)))
+
+
 def _codes(rows: list[dict[str, object]]) -> list[object]:
     return [r["error_code"] for r in rows]
 
@@ -109,7 +118,7 @@ def _codes(rows: list[dict[str, object]]) -> list[object]:
 def test_inline_text_becomes_text_segments() -> None:
     text = make_article(3, paragraphs=8)
     seg = SegmentationConfig(text_max_chars=500, text_overlap_chars=50)
-    rows = list(decode_text(_asset(text=text), seg, EMB))
+    rows = _decoded(_asset(text=text), seg)
     assert len(rows) > 3
     for i, row in enumerate(rows):
         assert set(row) == set(SEGMENT_COLUMNS)
@@ -128,7 +137,7 @@ def test_file_text_utf8_bom_and_file_uri(tmp_path: Path) -> None:
     text = "Ünïcödé text. " * 20
     path = tmp_path / "a.txt"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    rows = list(decode_text(_asset(uri=path.as_uri()), SegmentationConfig(), EMB))
+    rows = _decoded(_asset(uri=path.as_uri()))
     assert _codes(rows) == [None]
     assert rows[0]["input_text"] == text.strip()
     assert rows[0]["char_start"] == 0
@@ -139,8 +148,8 @@ def test_file_text_utf16_and_cp1252(tmp_path: Path) -> None:
     utf16.write_bytes("naïve café résumé".encode("utf-16"))
     cp = tmp_path / "cp.txt"
     cp.write_bytes("naïve café résumé “quoted” — dash".encode("cp1252"))
-    (r16,) = decode_text(_asset(uri=str(utf16)), SegmentationConfig(), EMB)
-    (rcp,) = decode_text(_asset(uri=str(cp)), SegmentationConfig(), EMB)
+    (r16,) = _decoded(_asset(uri=str(utf16)))
+    (rcp,) = _decoded(_asset(uri=str(cp)))
     assert r16["input_text"] == "naïve café résumé"
     assert rcp["input_text"] == "naïve café résumé “quoted” — dash"
 
@@ -148,7 +157,7 @@ def test_file_text_utf16_and_cp1252(tmp_path: Path) -> None:
 def test_inline_text_wins_over_uri(tmp_path: Path) -> None:
     path = tmp_path / "other.txt"
     path.write_text("from the file")
-    (row,) = decode_text(_asset(uri=str(path), text="inline words"), SegmentationConfig(), EMB)
+    (row,) = _decoded(_asset(uri=str(path), text="inline words"))
     assert row["input_text"] == "inline words"
 
 
@@ -165,25 +174,23 @@ def test_inline_text_wins_over_uri(tmp_path: Path) -> None:
 def test_bad_text_files_are_dead_letters(tmp_path: Path, content: bytes, code: str) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
-    rows = list(decode_text(_asset(uri=str(path)), SegmentationConfig(), EMB))
+    rows = _decoded(_asset(uri=str(path)))
     assert _codes(rows) == [code]
     assert rows[0]["error_stage"] == "decode"
     assert rows[0]["input_text"] is None
 
 
 def test_missing_inputs_are_dead_letters(tmp_path: Path) -> None:
-    assert _codes(list(decode_text(_asset(), SegmentationConfig(), EMB))) == ["missing_uri"]
-    assert _codes(list(decode_text(_asset(text="  "), SegmentationConfig(), EMB))) == ["empty_text"]
+    assert _codes(_decoded(_asset())) == ["missing_uri"]
+    assert _codes(_decoded(_asset(text="  "))) == ["empty_text"]
     gone = str(tmp_path / "nope.txt")
-    assert _codes(list(decode_text(_asset(uri=gone), SegmentationConfig(), EMB))) == [
-        "file_not_found"
-    ]
+    assert _codes(_decoded(_asset(uri=gone))) == ["file_not_found"]
 
 
 def test_mostly_utf8_with_a_stray_byte_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "stray.txt"
     path.write_bytes(("héllo wörld " * 200).encode() + b"\xff")
-    (row,) = decode_text(_asset(uri=str(path)), SegmentationConfig(), EMB)
+    (row,) = _decoded(_asset(uri=str(path)))
     assert row["error_code"] is None
     assert str(row["input_text"]).startswith("héllo wörld")
 

@@ -20,6 +20,7 @@ from nova_devkit.media import (
 )
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.rows import SEGMENT_COLUMNS
+from pipelines.stages._decode_common import decoded_rows
 from pipelines.stages.decode_image import decode_image
 
 EMB = EmbeddingConfig()
@@ -28,7 +29,7 @@ API_FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
 
 def _decode(path: Path | str | None, **seg: Any) -> dict[str, Any]:
     asset = {"asset_id": "img", "uri": None if path is None else str(path), "modality": "image"}
-    rows = list(decode_image(asset, SegmentationConfig(**seg), EMB))
+    rows = list(decoded_rows(asset, decode_image(asset, SegmentationConfig(**seg), EMB)))
     assert len(rows) == 1
     assert set(rows[0]) == set(SEGMENT_COLUMNS)
     return rows[0]

@@ -24,6 +24,7 @@ from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS
 from pipelines.stages import decode_pdf as decode_pdf_module
+from pipelines.stages._decode_common import decoded_rows
 from pipelines.stages.decode_pdf import PAGE_SEPARATOR, decode_pdf, page_zoom
 
 EMB = EmbeddingConfig()
@@ -47,7 +48,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _rows(path: Path | str | None, **seg: Any) -> list[dict[str, Any]]:
     asset = {"asset_id": "doc", "uri": None if path is None else str(path), "modality": "document"}
-    rows = list(decode_pdf(asset, SegmentationConfig(**seg), EMB))
+    rows = list(decoded_rows(asset, decode_pdf(asset, SegmentationConfig(**seg), EMB)))
     for row in rows:
         assert set(row) == set(SEGMENT_COLUMNS)
         assert row["asset_id"] == "doc" and row["modality"] == "document"

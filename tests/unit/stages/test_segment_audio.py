@@ -21,6 +21,7 @@ from nova_devkit.media.av import (
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
+from pipelines.stages._decode_common import decoded_rows
 from pipelines.stages.segment_audio import (
     API_MAX_SECONDS,
     MIN_TAIL_S,
@@ -33,7 +34,7 @@ EMB = EmbeddingConfig()
 
 def run(path: Path | str, **seg: Any) -> list[dict[str, Any]]:
     asset = {"asset_id": "a1", "uri": str(path), "modality": "audio"}
-    return list(segment_audio(asset, SegmentationConfig(**seg), EMB))
+    return list(decoded_rows(asset, segment_audio(asset, SegmentationConfig(**seg), EMB)))
 
 
 def decoded(data: bytes) -> tuple[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
+from pipelines.core.errors import RecordError
 from pipelines.core.rows import EMBEDDED, dead_letter_row, segment_row
 from pipelines.stages.write import WriteStage
 from pipelines.stores.qdrant import QdrantStore
@@ -55,7 +56,7 @@ def _stage() -> WriteStage:
 
 def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
     stage = _stage()
-    dead = dead_letter_row(ASSET, "decode", "image_corrupt", "bad", segment_index=2)
+    dead = dead_letter_row(ASSET, RecordError("decode", "image_corrupt", "bad", segment_index=2))
     batch = EMBEDDED.table([_row(0, 256), _row(1, 384), dead])
     out = stage.process(batch)
     assert isinstance(out, pa.Table)
@@ -65,14 +66,14 @@ def test_acks_written_rows_and_turns_refused_rows_into_dead_letters() -> None:
     ok, refused, passed = acks
     assert ok["error_code"] is None and ok["vector"] is None and ok["input_bytes"] is None
     assert ok["bedrock_calls"] == 1  # accounting survives the write stage
-    assert refused["error_stage"] == "write" and refused["error_code"] == "VectorDimensionMismatch"
+    assert refused["error_stage"] == "write" and refused["error_code"] == "dimension_mismatch"
     assert passed["error_code"] == "image_corrupt" and passed["error_stage"] == "decode"
     assert stage.store.count() == 1
 
 
 def test_output_schema_is_stable_for_an_all_dead_batch() -> None:
     stage = _stage()
-    dead = dead_letter_row(ASSET, "decode", "empty_file", "zero bytes")
+    dead = dead_letter_row(ASSET, RecordError("decode", "empty_file", "zero bytes"))
     out = stage.process(EMBEDDED.table([dead]))
     assert isinstance(out, pa.Table) and out.schema == EMBEDDED.schema
 

@@ -16,7 +16,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
 from pipelines.config.validate import validate_qdrant
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.errors import ConfigError, InfrastructureError, RecordError
 from pipelines.core.ids import fingerprint, point_id
 from pipelines.core.rows import dead_letter_row
 from pipelines.stores.qdrant import QdrantStore, is_transient
@@ -176,15 +176,17 @@ def test_wrong_dimension_is_rejected_not_sent(writer: QdrantStore) -> None:
     rows[1]["vector"] = rows[1]["vector"][:5]
     rows[2]["vector"] = None
     rows[3]["vector"] = np.full(DIM, np.nan)
-    failed = dead_letter_row({"asset_id": "bad.png", "modality": "image"}, "decode", "E", "m")
+    failed = dead_letter_row(
+        {"asset_id": "bad.png", "modality": "image"}, RecordError("decode", "image_corrupt", "m")
+    )
     result = writer.write([*rows, failed])
     assert result.written == 3
     codes = [(r["asset_id"], r["segment_index"], r["error_code"]) for r in result.rejected]
     assert codes == [
-        ("doc0.pdf", 1, "VectorDimensionMismatch"),
-        ("doc0.pdf", 2, "MissingVector"),
-        ("doc1.pdf", 0, "NonFiniteVector"),
-        ("bad.png", -1, "E"),
+        ("doc0.pdf", 1, "dimension_mismatch"),
+        ("doc0.pdf", 2, "missing_vector"),
+        ("doc1.pdf", 0, "non_finite_vector"),
+        ("bad.png", -1, "image_corrupt"),
     ]
     assert result.rejected[0]["error_stage"] == "write"
     assert "5 dimensions" in result.rejected[0]["error_message"]
@@ -312,7 +314,8 @@ def test_transient_errors_are_retried_then_succeed(make: Callable[[], BaseExcept
     assert result.written == 6
     assert result.retries == 2
     assert client.upsert_calls == 3
-    assert len(sleeps) == 2 and all(s >= 0 for s in sleeps)
+    # Full jitter from the default base of 0.5 s: the first retry waits at most the base.
+    assert len(sleeps) == 2 and 0 <= sleeps[0] <= 0.5 and 0 <= sleeps[1] <= 1.0
     assert writer.count() == 6
 
 

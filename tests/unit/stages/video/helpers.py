@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.stages._decode_common import decoded_rows
 from pipelines.stages.segment_video import segment_video
 from pipelines.stages.video.plan import VideoCutPlan
 
@@ -16,7 +17,8 @@ EMB = EmbeddingConfig()
 def run(path: Path | str, **seg: Any) -> tuple[list[dict[str, Any]], list[VideoCutPlan]]:
     plans: list[VideoCutPlan] = []
     asset = {"asset_id": "v1", "uri": str(path), "modality": "video"}
-    rows = list(segment_video(asset, SegmentationConfig(**seg), EMB, on_plan=plans.append))
+    decoded = segment_video(asset, SegmentationConfig(**seg), EMB, on_plan=plans.append)
+    rows = list(decoded_rows(asset, decoded))
     return rows, plans
 
 

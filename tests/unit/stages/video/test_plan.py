@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.core.errors import DataError
+from pipelines.core.errors import RecordError
 from pipelines.stages.video.plan import MAX_SEGMENT_BYTES, plan_video_cuts
 from pipelines.stages.video.probe_result import VideoProbe
 
@@ -66,6 +66,6 @@ def test_reencode_modes() -> None:
     dense = probe([float(k) for k in range(10)], 10.0)
     assert plan_video_cuts(dense, 29.95, 29.95, "always").method == "reencode"
     assert plan_video_cuts(dense, 29.95, 29.95, "never").method == "copy"
-    with pytest.raises(DataError) as err:
+    with pytest.raises(RecordError) as err:
         plan_video_cuts(probe([0.0, 40.0], 50.0), 29.95, 29.95, "never")
     assert err.value.code == "reencode_required"
