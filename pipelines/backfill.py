@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
+from pipelines.core.credentials import CredentialsPlan, apply_to_environment, resolve_credentials
 from pipelines.core.ledger import AssetLedger
 from pipelines.core.plan import asset_blocks, configure_data_context
 from pipelines.core.rate_limit import BUDGET_NAMESPACE, RateBudgetSettings, get_or_create_budget
@@ -41,12 +42,19 @@ def _say(msg: str) -> None:
     print(f"[backfill] {msg}", flush=True)
 
 
-def init_ray(cfg: BackfillJobConfig) -> None:
-    """Join the cluster given by ``ray.address`` (or start a local Ray); no-op if connected."""
+def init_ray(cfg: BackfillJobConfig, worker_env: dict[str, str] | None = None) -> bool:
+    """Join the cluster given by ``ray.address`` or start a Ray of this job's own; no-op if this
+    process is already connected. Returns whether this call connected.
+
+    ``ray.address`` unset starts a new local Ray (``address="local"``) even when a cluster runs on
+    the machine: a local job never joins a stranger's cluster. ``worker_env`` (environment
+    variables for every worker) goes into the job's runtime environment; under ``ray job submit``
+    Ray merges it with the submitted one (a variable set in both is refused by Ray).
+    """
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     kwargs: dict[str, Any] = {
         "ignore_reinit_error": True,
         "log_to_driver": cfg.ray.log_to_driver,
@@ -54,10 +62,14 @@ def init_ray(cfg: BackfillJobConfig) -> None:
     if cfg.ray.address:
         kwargs["address"] = cfg.ray.address
     else:
+        kwargs["address"] = "local"
         kwargs["include_dashboard"] = False
         if cfg.ray.num_cpus:
             kwargs["num_cpus"] = cfg.ray.num_cpus
+    if worker_env:
+        kwargs["runtime_env"] = {"env_vars": dict(worker_env)}
     ray.init(**kwargs)
+    return True
 
 
 def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
@@ -69,6 +81,12 @@ def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
     started = time.monotonic()
     validate_backfill(cfg)
     assert cfg.manifest is not None
+    # Credentials before anything reads S3 or calls Bedrock: refuses here, in one line, when none
+    # are found and an endpoint is AWS; dummy ones for endpoints on this machine.
+    credentials = resolve_credentials(cfg.bedrock)
+    if credentials.dummy:
+        apply_to_environment(credentials)
+        _say(credentials.describe() + " (driver and every worker)")
     s3_endpoint = cfg.bedrock.s3_endpoint_url
     manifest = load_manifest(cfg.manifest, s3_endpoint)
     if cfg.limit is not None:
@@ -106,7 +124,7 @@ def run_backfill(cfg: BackfillJobConfig) -> BackfillResult:
         writer.ensure_collection()
         report_extra: dict[str, Any] = {}
         if todo.num_rows:
-            report_extra = _execute(cfg, todo, ledger, writer, run_id)
+            report_extra = _execute(cfg, todo, ledger, writer, run_id, credentials)
         partial = ledger.finalize()
         if partial:
             writer.delete_assets(partial)
@@ -145,6 +163,7 @@ def _execute(
     ledger: AssetLedger,
     writer: Any,
     run_id: str,
+    credentials: CredentialsPlan | None = None,
 ) -> dict[str, Any]:
     import ray
     import ray.data as rd
@@ -153,7 +172,13 @@ def _execute(
     from pipelines.stages import decode as decode_module
     from pipelines.stages.embed import SegmentEmbedder
 
-    init_ray(cfg)
+    worker_env = credentials.env if credentials else {}
+    connected_here = init_ray(cfg, worker_env)
+    # Connected before this job (a notebook, a test session): the job's runtime environment is
+    # fixed, so the stages that build AWS clients get the variables themselves.
+    stage_args: dict[str, Any] = {}
+    if worker_env and not connected_here:
+        stage_args["runtime_env"] = {"env_vars": dict(worker_env)}
     ctx = rd.DataContext.get_current()
     configure_data_context(ctx)
     ctx.enable_progress_bars = sys.stderr.isatty()
@@ -184,6 +209,7 @@ def _execute(
                 enable_true_multi_threading=True,
             ),
             num_cpus=cfg.bedrock.actor_num_cpus,
+            **stage_args,
         )
     else:
         from pipelines.stages.decode import add_decode_stage
@@ -196,6 +222,7 @@ def _execute(
             num_cpus=cfg.ray.decode_num_cpus,
             concurrency=cfg.ray.decode_concurrency,
             decode_cls=decode_module.DecodeFn,
+            ray_remote_args=stage_args,
         )
         embedded = segments.map_batches(
             SegmentEmbedder,
@@ -213,6 +240,7 @@ def _execute(
                 enable_true_multi_threading=True,
             ),
             num_cpus=cfg.bedrock.actor_num_cpus,
+            **stage_args,
         )
 
     server_writers = cfg.qdrant.url is not None

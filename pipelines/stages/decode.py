@@ -131,6 +131,7 @@ def add_decode_stage(
     num_cpus: float,
     concurrency: int | None = None,
     decode_cls: type[DecodeFn] = DecodeFn,
+    ray_remote_args: dict[str, Any] | None = None,
     **extra_kwargs: Any,
 ) -> Any:
     """Append the decode stage to ``ds``: one CPU task per input block (``asset_blocks``), the
@@ -139,7 +140,8 @@ def add_decode_stage(
     Tasks, not a pool of long-lived actors: measured with ``benchmarks/bench_decode.py`` on 2
     cores, an actor pool (two assets queued per actor) kept the cores busier but paid its start-up
     in every run and did no better per core for PDF pages; tasks also balance one long video
-    against many small images without pinning work to a worker.
+    against many small images without pinning work to a worker. ``ray_remote_args`` go to the
+    tasks (e.g. a ``runtime_env``).
     """
     import ray.data as rd
 
@@ -149,4 +151,5 @@ def add_decode_stage(
         batch_format="pyarrow",
         num_cpus=num_cpus,
         compute=rd.TaskPoolStrategy(size=concurrency) if concurrency else None,
+        **(ray_remote_args or {}),
     )
