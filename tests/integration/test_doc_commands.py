@@ -55,7 +55,7 @@ SKIP: dict[str, str] = {
         "needs AWS, a Qdrant server and a cluster; docs/running-on-ray.md's local recipe runs"
     ),
     ".venv/bin/python -m jobs.manifest source=s3://bucket/": "needs AWS credentials and a bucket",
-    "RAY_AUTH_MODE=token ray job submit --address http://127.0.0.1:8265 --working-dir . -- "
+    "ray job submit --address http://127.0.0.1:8265 --working-dir . -- "
     "python -m jobs.backfill ray=cluster usecase=product_search manifest=s3://": (
         "needs AWS credentials and a Qdrant server"
     ),
@@ -148,7 +148,7 @@ def test_every_doc_block_is_run_or_skipped() -> None:
     run = [c for c in commands if skip_reason(c) is None]
     # The ones this issue is about must keep running.
     assert any("jobs.backfill" in c.text and "bedrock=emulator" in c.text for c in run)
-    assert any(c.text.startswith("RAY_AUTH_MODE=token ray job submit") for c in run)
+    assert any(c.text.startswith("ray job submit --address") for c in run)
     assert any(c.text.startswith(SERVERS) for c in run)
 
 
@@ -307,6 +307,9 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
     _make_corpus(root)
     empty = tmp_path / "empty-aws-file"
     empty.write_text("")
+    # A home of its own: no ~/.aws, no Ray token (as on a fresh machine), the real one untouched.
+    home = tmp_path / "home"
+    home.mkdir()
     # Short: Ray's socket paths live under it.
     ray_tmp = tempfile.mkdtemp(prefix="raydoc-", dir="/tmp")
     env = {
@@ -315,6 +318,7 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         if not k.startswith(("AWS_", "RAY_")) and k not in ("PYTHONPATH", "QDRANT_API_KEY")
     }
     env.update(
+        HOME=str(home),
         AWS_CONFIG_FILE=str(empty),
         AWS_SHARED_CREDENTIALS_FILE=str(empty),
         AWS_EC2_METADATA_DISABLED="true",
