@@ -1,9 +1,11 @@
 """Embed a corpus described by a Parquet manifest into Qdrant.
 
-    python -m jobs.backfill usecase=document_retrieval manifest=s3://bucket/m.parquet \
+    python -m jobs.backfill usecase=document_retrieval manifest=s3://bucket/m.parquet
+    python -m jobs.backfill usecase=document_retrieval manifest=demo_data/manifest.parquet \
         bedrock=emulator qdrant.path=.qdrant
 
-Works the same under ``ray job submit --working-dir . -- python -m jobs.backfill ray=cluster ...``.
+Works the same under ``ray job submit --working-dir . -- python -m jobs.backfill ray=cluster ...``
+with an ``s3://`` or absolute manifest path (see ``docs/running-on-ray.md``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Scan a folder or S3 prefix into a manifest.
 
 ``python -m jobs.manifest source=<folder|s3://bucket/prefix> out=<file.parquet>``
-(optional: ``s3_endpoint_url=http://127.0.0.1:5000 recursive=false include_hidden=true``).
+(optional: ``s3_endpoint_url=http://127.0.0.1:8766 recursive=false include_hidden=true``; with
+an ``s3_endpoint_url`` on this machine and no AWS credentials, dummy ones are used).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -21,9 +23,21 @@ def run(cfg: ManifestJobConfig) -> str:
     """Scan, validate and write the manifest; prints a summary and returns the output URI."""
     import pyarrow.parquet as pq
 
+    from pipelines.core.credentials import apply_to_environment, resolve_for_endpoints
     from pipelines.core.manifest import resolve_filesystem, validate_manifest
     from pipelines.core.scan import scan_source
 
+    if cfg.source.startswith("s3://") or cfg.out.startswith("s3://"):
+        credentials = resolve_for_endpoints(
+            {"s3_endpoint_url": cfg.s3_endpoint_url},
+            hint=(
+                "or point s3_endpoint_url at the local S3 (python -m nova_devkit.emulator "
+                "prints it)"
+            ),
+        )
+        if credentials.dummy:
+            apply_to_environment(credentials)
+            print(credentials.describe(), flush=True)
     result = scan_source(
         cfg.source,
         s3_endpoint_url=cfg.s3_endpoint_url,
@@ -45,11 +59,13 @@ def run(cfg: ManifestJobConfig) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_PATH, config_name="manifest")
 def main(dcfg: DictConfig) -> None:
+    # botocore logs every credential lookup at INFO under Hydra's default logging.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     cfg = OmegaConf.to_object(dcfg)
     assert isinstance(cfg, ManifestJobConfig)
     try:
         run(cfg)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

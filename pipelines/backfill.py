@@ -27,6 +27,7 @@ import pyarrow as pa
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.console import Console
+from pipelines.core.credentials import apply_to_environment, resolve_credentials
 from pipelines.core.ledger import AssetLedger, Progress
 from pipelines.core.report import build_report, write_report
 from pipelines.core.runner import BlocksSource, Pipeline, run_pipeline
@@ -66,6 +67,12 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
     started = time.monotonic()
     validate_backfill(cfg)
     console = Console("backfill", quota_rpm=cfg.bedrock.quota.requests_per_minute)
+    # Credentials before anything reads S3 or calls Bedrock: refuses here, in one line, when none
+    # are found and an endpoint is AWS; dummy ones for endpoints on this machine.
+    credentials = resolve_credentials(cfg.bedrock)
+    if credentials.dummy:
+        apply_to_environment(credentials)
+        console.say(credentials.describe() + " (driver and every worker)")
     plan = plan_backfill(cfg, console)
     store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
     store.open()
@@ -80,7 +87,13 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
             try:
                 # Blocks as they come (the store batches its own upserts): the accounting, and so
                 # the console, follow the run instead of waiting for full batches.
-                by_stage = run_pipeline(pipeline, cfg.ray, plan.ledger.account, batch_size=None)
+                by_stage = run_pipeline(
+                    pipeline,
+                    cfg.ray,
+                    plan.ledger.account,
+                    batch_size=None,
+                    worker_env=credentials.env,
+                )
             finally:
                 console.stop()
             figures = {k: v for stage in by_stage.values() for k, v in stage.items()}

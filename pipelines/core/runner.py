@@ -20,7 +20,7 @@ import abc
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -180,12 +180,15 @@ class _ActorCall:
             stage.teardown()
 
 
-def apply_stage(ds: Any, stage: Stage) -> Any:
-    """``ds.map_batches`` for one Ray stage, as its resources say."""
+def apply_stage(ds: Any, stage: Stage, worker_env: Mapping[str, str] | None = None) -> Any:
+    """``ds.map_batches`` for one Ray stage, as its resources say (``worker_env``: environment
+    variables for its workers, when the job's runtime environment cannot carry them)."""
     import ray.data as rd
 
     r = stage.resources
     common: dict[str, Any] = {"batch_format": "pyarrow", "num_cpus": r.num_cpus}
+    if worker_env:
+        common["runtime_env"] = {"env_vars": dict(worker_env)}
     if r.batch_size is not None:
         common["batch_size"] = r.batch_size
     if r.actor:
@@ -214,12 +217,19 @@ def apply_stage(ds: Any, stage: Stage) -> Any:
 # ---- Ray ----------------------------------------------------------------------------------------
 
 
-def init_ray(cfg: RayConfig) -> None:
-    """Join the cluster given by ``ray.address`` (or start a local Ray); no-op if connected."""
+def init_ray(cfg: RayConfig, worker_env: Mapping[str, str] | None = None) -> bool:
+    """Join the cluster given by ``ray.address`` or start a Ray of this job's own; no-op if this
+    process is already connected. Returns whether this call connected.
+
+    ``ray.address`` unset starts a new local Ray (``address="local"``) even when a cluster runs on
+    the machine: a local job never joins a stranger's cluster. ``worker_env`` (environment
+    variables for every worker) goes into the job's runtime environment; under ``ray job submit``
+    Ray merges it with the submitted one (a variable set in both is refused by Ray).
+    """
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     if not cfg.verbose:
         quiet_ray()
     kwargs: dict[str, Any] = {
@@ -230,10 +240,14 @@ def init_ray(cfg: RayConfig) -> None:
     if cfg.address:
         kwargs["address"] = cfg.address
     else:
+        kwargs["address"] = "local"
         kwargs["include_dashboard"] = False
         if cfg.num_cpus:
             kwargs["num_cpus"] = cfg.num_cpus
+    if worker_env:
+        kwargs["runtime_env"] = {"env_vars": dict(worker_env)}
     ray.init(**kwargs)
+    return True
 
 
 def quiet_ray() -> None:
@@ -283,7 +297,9 @@ def cluster_cpus() -> int:
 # ---- driving -------------------------------------------------------------------------------------
 
 
-def build(pipeline: Pipeline, blocks: Sequence[pa.Table]) -> tuple[Any, list[Stage]]:
+def build(
+    pipeline: Pipeline, blocks: Sequence[pa.Table], worker_env: Mapping[str, str] | None = None
+) -> tuple[Any, list[Stage]]:
     """The Ray Data graph of the pipeline's Ray stages over ``blocks``, and its driver stages."""
     import ray.data as rd
 
@@ -291,7 +307,7 @@ def build(pipeline: Pipeline, blocks: Sequence[pa.Table]) -> tuple[Any, list[Sta
     driver_stages = [s for s in pipeline.stages if s.resources.on_driver]
     ds = rd.from_arrow(list(blocks))
     for stage in ray_stages:
-        ds = apply_stage(ds, stage)
+        ds = apply_stage(ds, stage, worker_env)
     return ds, driver_stages
 
 
@@ -322,17 +338,22 @@ def run_pipeline(
     batch_size: int | None = 256,
     on_tick: Callable[[], None] | None = None,
     tick_s: float = 2.0,
+    worker_env: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run ``pipeline`` to the end; ``on_batch`` gets every batch the last stage gives.
 
-    ``batch_size`` rows per driver batch (None: each block as it arrives).
+    ``batch_size`` rows per driver batch (None: each block as it arrives). ``worker_env``:
+    environment variables every worker needs (dummy credentials for a local endpoint).
 
     Returns each stage's ``on_finish`` figures by stage name. Exceptions from a stage (an
     infrastructure failure) propagate after the driver stages are torn down.
     """
     import ray.data as rd
 
-    init_ray(ray_cfg)
+    connected_here = init_ray(ray_cfg, worker_env)
+    # Connected before this run (a notebook, a test session): the runtime environment is fixed,
+    # so each stage's workers get the variables themselves.
+    stage_env = worker_env if worker_env and not connected_here else None
     ctx = rd.DataContext.get_current()
     configure_data_context(ctx)
     # Ray Data's own bars only when asked for: the job's console shows the run's progress.
@@ -345,7 +366,7 @@ def run_pipeline(
     last_tick = time.monotonic()
     try:
         for window in _windows(pipeline, cluster_cpus()):
-            ds, driver = build(pipeline, window)
+            ds, driver = build(pipeline, window, stage_env)
             log.debug("pipeline %s: %s", pipeline.name, pipeline.describe())
             for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
                 for stage in driver:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -68,3 +70,64 @@ def test_manifest_job_scans_a_folder(tmp_path: Path) -> None:
         ("a.txt", "text"),
         ("b.pdf", "document"),
     ]
+
+
+def _env_without_aws_credentials(tmp_path: Path) -> dict[str, str]:
+    """This process's environment without any AWS credentials (nor a way to find some)."""
+    empty = tmp_path / "empty-aws-file"
+    empty.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_"))}
+    env.update(
+        AWS_CONFIG_FILE=str(empty),
+        AWS_SHARED_CREDENTIALS_FILE=str(empty),
+        AWS_EC2_METADATA_DISABLED="true",
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    return env
+
+
+_CONNECTED_FIRST = """
+import json, sys
+import ray
+from pipelines.backfill import run_backfill
+from pipelines.config.compose import compose_backfill
+from nova_devkit.emulator.config import EmulatorConfig
+from nova_devkit.emulator.launch import local_endpoints
+
+# Ray is connected before the job, without credentials: the job cannot change its runtime env.
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+with local_endpoints(EmulatorConfig()) as ep:
+    result = run_backfill(compose_backfill(["usecase=text_retrieval", *sys.argv[1:],
+                                            *ep.pipeline_overrides()]))
+print("REPORT " + json.dumps(result.report))
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_job_in_an_already_connected_ray_gives_its_workers_dummy_credentials(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "m.parquet"
+    rows = [{"asset_id": f"t{i}", "uri": None, "text": f"note number {i}"} for i in range(2)]
+    pq.write_table(pa.Table.from_pylist(rows), manifest)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CONNECTED_FIRST,
+            f"manifest={manifest}",
+            f"run_dir={tmp_path / 'runs'}",
+            f"qdrant.path={tmp_path / 'q'}",
+        ],
+        cwd=tmp_path,
+        env=_env_without_aws_credentials(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "using dummy credentials for the loopback endpoints" in proc.stdout
+    report = json.loads(proc.stdout.split("REPORT ", 1)[1])
+    assert (report["rows"], report["embedded"], report["dead_lettered"]) == (2, 2, 0), report
+    assert report["count_check"]["ok"]
