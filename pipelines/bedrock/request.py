@@ -87,42 +87,19 @@ class EmbeddingRequest:
         data: bytes | None = None,
         format: str = ImageFormat.PNG,
         detail_level: str | None = DetailLevel.STANDARD_IMAGE,
-        *,
-        s3_uri: str | None = None,
-        bucket_owner: str | None = None,
-        purpose: str = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int = DEFAULT_DIMENSION,
+        **where: Any,
     ) -> EmbeddingRequest:
-        """An image from bytes or from S3."""
-        return cls(
-            purpose=purpose,
-            dimension=dimension,
-            image=ImageInput(
-                format=normalise_format(format) or "",
-                source=_source(data, s3_uri, bucket_owner),
-                detail_level=detail_level,
-            ),
-        )
+        """An image from bytes or from S3 (``where``: ``s3_uri``, ``bucket_owner``, ``purpose``,
+        ``dimension``)."""
+        return cls._media("image", ImageInput, data, format, where, detail_level=detail_level)
 
     @classmethod
     def for_audio(
-        cls,
-        data: bytes | None = None,
-        format: str = AudioFormat.MP3,
-        *,
-        s3_uri: str | None = None,
-        bucket_owner: str | None = None,
-        purpose: str = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int = DEFAULT_DIMENSION,
+        cls, data: bytes | None = None, format: str = AudioFormat.MP3, **where: Any
     ) -> EmbeddingRequest:
-        """An audio clip (at most 30 s for a sync call) from bytes or from S3."""
-        return cls(
-            purpose=purpose,
-            dimension=dimension,
-            audio=AudioInput(
-                format=normalise_format(format) or "", source=_source(data, s3_uri, bucket_owner)
-            ),
-        )
+        """An audio clip (at most 30 s for a sync call) from bytes or from S3 (``where`` as
+        :meth:`for_image`)."""
+        return cls._media("audio", AudioInput, data, format, where)
 
     @classmethod
     def for_video(
@@ -130,22 +107,27 @@ class EmbeddingRequest:
         data: bytes | None = None,
         format: str = VideoFormat.MP4,
         embedding_mode: str = VideoEmbeddingMode.AUDIO_VIDEO_COMBINED,
-        *,
-        s3_uri: str | None = None,
-        bucket_owner: str | None = None,
-        purpose: str = EmbeddingPurpose.GENERIC_INDEX,
-        dimension: int = DEFAULT_DIMENSION,
+        **where: Any,
     ) -> EmbeddingRequest:
-        """A video clip (at most 30 s for a sync call) from bytes or from S3."""
-        return cls(
-            purpose=purpose,
-            dimension=dimension,
-            video=VideoInput(
-                format=normalise_format(format) or "",
-                source=_source(data, s3_uri, bucket_owner),
-                embedding_mode=embedding_mode,
-            ),
-        )
+        """A video clip (at most 30 s for a sync call) from bytes or from S3 (``where`` as
+        :meth:`for_image`)."""
+        return cls._media("video", VideoInput, data, format, where, embedding_mode=embedding_mode)
+
+    @classmethod
+    def _media(
+        cls,
+        field_name: str,
+        input_type: Any,
+        data: bytes | None,
+        format: str,
+        where: dict[str, Any],
+        **options: Any,
+    ) -> EmbeddingRequest:
+        source = _source(data, where.pop("s3_uri", None), where.pop("bucket_owner", None))
+        media = input_type(format=normalise_format(format) or "", source=source, **options)
+        where.setdefault("purpose", EmbeddingPurpose.GENERIC_INDEX)
+        where.setdefault("dimension", DEFAULT_DIMENSION)
+        return cls(**{field_name: media}, **where)
 
     def segmented(
         self, *, max_length_chars: int | None = None, duration_seconds: int | None = None

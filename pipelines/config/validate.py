@@ -84,9 +84,15 @@ def validate_segmentation(cfg: SegmentationConfig, prefix: str = "segmentation")
             raise ConfigError(
                 f"{prefix}.{window_key}", f"must be in 1..30 s (sync API limit), got {window}"
             )
-        if not 0.0 <= overlap < window:
-            raise ConfigError(f"{prefix}.{overlap_key}", f"must be in 0..window, got {overlap}")
-    _positive(f"{prefix}.video_max_height", cfg.video_max_height)
+        if not 0.0 <= overlap <= window / 2:
+            raise ConfigError(
+                f"{prefix}.{overlap_key}",
+                f"must be in [0, window/2] = [0, {window / 2:g}], got {overlap}",
+            )
+    if cfg.video_max_height < 16:
+        raise ConfigError(
+            f"{prefix}.video_max_height", f"must be >= 16 pixels, got {cfg.video_max_height}"
+        )
     if not 1 <= cfg.service_duration_s <= 30:
         raise ConfigError(
             f"{prefix}.service_duration_s", f"must be in 1..30, got {cfg.service_duration_s}"
@@ -114,6 +120,13 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
             "bedrock.s3_staging_uri",
             "segmentation.mode=service needs an s3://bucket/prefix for inputs and outputs",
         )
+    if cfg.s3_staging_uri is not None:
+        from pipelines.core.io import split_s3_uri
+
+        try:
+            split_s3_uri(cfg.s3_staging_uri)
+        except ValueError as exc:
+            raise ConfigError("bedrock.s3_staging_uri", str(exc)) from exc
 
 
 def validate_qdrant(cfg: QdrantConfig) -> None:

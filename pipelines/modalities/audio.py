@@ -2,38 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pipelines.bedrock import tokens
 from pipelines.modalities.base import (
     FingerprintFields,
-    Modality,
-    Usage,
+    TimedMedia,
     audio_request,
-    segment_seconds,
+    staged,
+    valid,
 )
 
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, PricesConfig, SegmentationConfig
-    from pipelines.core.errors import RecordError
 
 # ftyp major brands of audio-only MPEG-4 files.
 AUDIO_BRANDS = frozenset((b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "))
 
 
-class Audio(Modality):
+class Audio(TimedMedia):
     name = "audio"
+    decoder = "pipelines.stages.segment_audio:segment_audio"
     extensions = frozenset(
         ("mp3", "wav", "ogg", "oga", "opus", "flac", "m4a", "aac", "mka", "weba")
     )
     work_per_byte = 2.0
-    position_fields = ("start_s", "end_s")
     segmentation_keys = frozenset(
         ("mode", "audio_window_s", "audio_overlap_s", "audio_format", "service_duration_s")
     )
-    service_segmentation = True
+    service_formats = frozenset(("mp3", "wav", "ogg"))
 
     def sniff(self, head: bytes) -> int:
         if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
@@ -52,30 +50,21 @@ class Audio(Modality):
             return 1  # MP4 / Matroska: may hold audio only
         return 0
 
-    def decode(
-        self,
-        asset: Mapping[str, Any],
-        seg: SegmentationConfig,
-        emb: EmbeddingConfig,
-        s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any] | RecordError]:
-        from pipelines.stages.segment_audio import segment_audio
-
-        return segment_audio(asset, seg, emb, s3_endpoint_url)
-
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None
     ) -> EmbeddingRequest:
         return audio_request(row, emb, purpose)
 
-    def estimate_tokens(self, row: Mapping[str, Any]) -> int:
-        return tokens.media_tokens(segment_seconds(row))
-
-    def usage(self, row: Mapping[str, Any]) -> Usage:
-        return Usage(media_seconds=segment_seconds(row) or 0.0)
-
     def price_per_second(self, prices: PricesConfig) -> float:
         return prices.audio_per_second
+
+    def service_request(
+        self, fmt: str, source_uri: str, emb: EmbeddingConfig, seg: SegmentationConfig
+    ) -> EmbeddingRequest:
+        from pipelines.bedrock.request import EmbeddingRequest
+
+        request = EmbeddingRequest.for_audio(None, fmt, **staged(emb, source_uri))
+        return valid(request.segmented(duration_seconds=seg.service_duration_s))
 
     def fingerprint_fields(self, seg: SegmentationConfig) -> FingerprintFields:
         if seg.mode == "service":

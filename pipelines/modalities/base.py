@@ -57,6 +57,9 @@ class Modality:
     """One kind of asset (subclass it; one module per modality). Instances must pickle."""
 
     name: ClassVar[str]
+    # The decoder, as "module:function" (imported in the worker that needs it: PyMuPDF and PyAV
+    # load only where they are used). Override decode() instead for a decoder defined in place.
+    decoder: ClassVar[str] = ""
     extensions: ClassVar[frozenset[str]] = frozenset()
     # Relative decode cost of one input byte (see pipelines/core/plan.py).
     work_per_byte: ClassVar[float] = 1.0
@@ -66,8 +69,9 @@ class Modality:
     embedding_fields: ClassVar[tuple[str, ...]] = ()
     # Every SegmentationConfig field fingerprint_fields() may return.
     segmentation_keys: ClassVar[frozenset[str]] = frozenset()
-    # Whether Bedrock's async SEGMENTED_EMBEDDING can cut it (segmentation.mode=service).
-    service_segmentation: ClassVar[bool] = False
+    # Wire formats Bedrock's async SEGMENTED_EMBEDDING takes for it (segmentation.mode=service);
+    # empty: service segmentation is refused for this modality.
+    service_formats: ClassVar[frozenset[str]] = frozenset()
 
     # -- recognising it -----------------------------------------------------------------------
 
@@ -85,8 +89,16 @@ class Modality:
         emb: EmbeddingConfig,
         s3_endpoint_url: str | None,
     ) -> Iterator[dict[str, Any] | RecordError]:
-        """Segment rows of one asset (dead-letter rows for what cannot be decoded)."""
-        raise NotImplementedError(f"modality {self.name!r} has no decoder")
+        """Segment rows of one asset; a RecordError (raised, or yielded for one failed segment)
+        for what cannot be decoded."""
+        if not self.decoder:
+            raise NotImplementedError(f"modality {self.name!r} has no decoder")
+        import importlib
+
+        module, function = self.decoder.split(":")
+        decode: Any = getattr(importlib.import_module(module), function)
+        result: Iterator[dict[str, Any] | RecordError] = decode(asset, seg, emb, s3_endpoint_url)
+        return result
 
     # -- calling the model --------------------------------------------------------------------
 
@@ -99,6 +111,27 @@ class Modality:
     def estimate_tokens(self, row: Mapping[str, Any]) -> int:
         """Tokens the rate budget reserves for one segment before the service reports any."""
         return tokens.text_tokens(len(row.get("input_text") or ""))
+
+    # -- service segmentation (segmentation.mode=service) --------------------------------------
+
+    @property
+    def service_segmentation(self) -> bool:
+        """Whether this modality can be cut by the service (it builds segmented requests)."""
+        return type(self).service_request is not Modality.service_request
+
+    def accepts_service_format(self, fmt: str) -> bool:
+        """Whether the async API takes a file of this (normalised) extension."""
+        return fmt in self.service_formats
+
+    def service_request(
+        self, fmt: str, source_uri: str, emb: EmbeddingConfig, seg: SegmentationConfig
+    ) -> EmbeddingRequest:
+        """The SEGMENTED_EMBEDDING request for a whole asset staged at ``source_uri``."""
+        raise NotImplementedError(f"modality {self.name!r} has no service segmentation")
+
+    def service_fields(self, result: Any, emb: EmbeddingConfig) -> dict[str, Any]:
+        """Segment-row fields of one segment the service cut (its position, detail level)."""
+        return {}
 
     # -- cost ---------------------------------------------------------------------------------
 
@@ -130,28 +163,48 @@ class Modality:
         return f"<modality {self.name}>"
 
 
+class TimedMedia(Modality):
+    """Audio and video: segments placed by seconds, priced by the second."""
+
+    position_fields: ClassVar[tuple[str, ...]] = ("start_s", "end_s")
+
+    def estimate_tokens(self, row: Mapping[str, Any]) -> int:
+        return tokens.media_tokens(segment_seconds(row))
+
+    def usage(self, row: Mapping[str, Any]) -> Usage:
+        return Usage(media_seconds=segment_seconds(row) or 0.0)
+
+    def service_fields(self, result: Any, emb: EmbeddingConfig) -> dict[str, Any]:
+        return {"start_s": result.start_s, "end_s": result.end_s}
+
+
 # ---- the model's four input kinds, for modalities to send ----------------------------------------
 
 
-def _media_source(row: Mapping[str, Any], what: str) -> tuple[Any, str]:
-    from pipelines.bedrock.enums import normalise_format
+def _where(emb: EmbeddingConfig, purpose: str | None = None) -> dict[str, Any]:
+    return {"purpose": purpose or emb.index_purpose, "dimension": emb.dimension}
+
+
+def _media(row: Mapping[str, Any], what: str) -> tuple[bytes | None, str, dict[str, Any]]:
+    """The row's media (bytes, or where it is on S3) and format, checked before a request."""
     from pipelines.bedrock.errors import RequestValidationError
-    from pipelines.bedrock.inputs import Source
 
     data, s3_uri = row.get("input_bytes"), row.get("input_s3_uri")
     if data is None and not s3_uri:
         raise RequestValidationError(
             "row.input_bytes", f"{what} segment needs input_bytes or input_s3_uri"
         )
-    fmt = normalise_format(row.get("input_format"))
+    fmt = row.get("input_format")
     if not fmt:
         raise RequestValidationError("row.input_format", f"{what} segment needs a format")
-    source = Source(data=bytes(data)) if data is not None else Source.s3(str(s3_uri))
-    return source, fmt
+    located = {"s3_uri": str(s3_uri)} if data is None else {}
+    return (bytes(data) if data is not None else None), str(fmt), located
 
 
-def _common(emb: EmbeddingConfig, purpose: str | None) -> dict[str, Any]:
-    return {"purpose": purpose or emb.index_purpose, "dimension": emb.dimension}
+def valid(request: EmbeddingRequest) -> EmbeddingRequest:
+    """``request``, validated (what the service would refuse raises RequestValidationError)."""
+    request.validate()
+    return request
 
 
 def text_request(
@@ -159,67 +212,56 @@ def text_request(
 ) -> EmbeddingRequest:
     """A text input: the row's ``input_text`` (or its ``input_s3_uri``)."""
     from pipelines.bedrock.errors import RequestValidationError
-    from pipelines.bedrock.inputs import Source, TextInput
     from pipelines.bedrock.request import EmbeddingRequest
 
     text, s3_uri = row.get("input_text"), row.get("input_s3_uri")
     if text is None and s3_uri is None:
         raise RequestValidationError("row.input_text", "a text segment needs input_text")
-    req = EmbeddingRequest(
-        text=TextInput(
-            value=text,
-            source=Source.s3(s3_uri) if text is None and s3_uri else None,
+    return valid(
+        EmbeddingRequest.for_text(
+            text,
+            s3_uri=s3_uri if text is None else None,
             truncation_mode=emb.text_truncation_mode,
-        ),
-        **_common(emb, purpose),
+            **_where(emb, purpose),
+        )
     )
-    req.validate()
-    return req
 
 
 def image_request(
     row: Mapping[str, Any], emb: EmbeddingConfig, detail_level: str, purpose: str | None = None
 ) -> EmbeddingRequest:
     """An image input (png, jpeg, gif, webp) at ``detail_level`` unless the row names one."""
-    from pipelines.bedrock.inputs import ImageInput
     from pipelines.bedrock.request import EmbeddingRequest
 
-    source, fmt = _media_source(row, "an image")
+    data, fmt, located = _media(row, "an image")
     detail = row.get("detail_level") or detail_level
-    req = EmbeddingRequest(
-        image=ImageInput(format=fmt, source=source, detail_level=detail), **_common(emb, purpose)
-    )
-    req.validate()
-    return req
+    return valid(EmbeddingRequest.for_image(data, fmt, detail, **located, **_where(emb, purpose)))
 
 
 def audio_request(
     row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None
 ) -> EmbeddingRequest:
     """An audio input (mp3, wav, ogg) of at most 30 s."""
-    from pipelines.bedrock.inputs import AudioInput
     from pipelines.bedrock.request import EmbeddingRequest
 
-    source, fmt = _media_source(row, "an audio")
-    req = EmbeddingRequest(audio=AudioInput(format=fmt, source=source), **_common(emb, purpose))
-    req.validate()
-    return req
+    data, fmt, located = _media(row, "an audio")
+    return valid(EmbeddingRequest.for_audio(data, fmt, **located, **_where(emb, purpose)))
 
 
 def video_request(
     row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None
 ) -> EmbeddingRequest:
     """A video input of at most 30 s, with the use case's embedding mode."""
-    from pipelines.bedrock.inputs import VideoInput
     from pipelines.bedrock.request import EmbeddingRequest
 
-    source, fmt = _media_source(row, "a video")
-    req = EmbeddingRequest(
-        video=VideoInput(format=fmt, source=source, embedding_mode=emb.video_embedding_mode),
-        **_common(emb, purpose),
-    )
-    req.validate()
-    return req
+    data, fmt, located = _media(row, "a video")
+    mode = emb.video_embedding_mode
+    return valid(EmbeddingRequest.for_video(data, fmt, mode, **located, **_where(emb, purpose)))
+
+
+def staged(emb: EmbeddingConfig, source_uri: str) -> dict[str, Any]:
+    """Keyword arguments of a request for a whole asset staged at ``source_uri`` (service mode)."""
+    return {"s3_uri": source_uri, **_where(emb)}
 
 
 def segment_seconds(row: Mapping[str, Any]) -> float | None:

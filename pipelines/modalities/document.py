@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipelines.bedrock import tokens
@@ -17,7 +17,6 @@ from pipelines.modalities.base import (
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-    from pipelines.core.errors import RecordError
 
 _TEXT_CHUNKING = ("text_max_chars", "text_overlap_chars")
 
@@ -29,6 +28,7 @@ def _is_page_text(row: Mapping[str, Any]) -> bool:
 
 class Document(Modality):
     name = "document"
+    decoder = "pipelines.stages.decode_pdf:decode_pdf"
     extensions = frozenset(("pdf",))
     # Pages are rendered: a byte of PDF is far more decoding than a byte of JPEG.
     work_per_byte = 16.0
@@ -40,17 +40,6 @@ class Document(Modality):
 
     def sniff(self, head: bytes) -> int:
         return 2 if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"%PDF-") else 0
-
-    def decode(
-        self,
-        asset: Mapping[str, Any],
-        seg: SegmentationConfig,
-        emb: EmbeddingConfig,
-        s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any] | RecordError]:
-        from pipelines.stages.decode_pdf import decode_pdf
-
-        return decode_pdf(asset, seg, emb, s3_endpoint_url)
 
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipelines.bedrock import tokens
-from pipelines.modalities.base import FingerprintFields, Modality, Usage, image_request
+from pipelines.modalities.base import (
+    FingerprintFields,
+    Modality,
+    Usage,
+    image_request,
+    staged,
+    valid,
+)
 
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-    from pipelines.core.errors import RecordError
 
 # ftyp major brands of still images (HEIF/AVIF).
 IMAGE_BRANDS = frozenset((b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"))
@@ -20,10 +26,11 @@ _DIB_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)
 
 class Image(Modality):
     name = "image"
+    decoder = "pipelines.stages.decode_image:decode_image"
     extensions = frozenset(("png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"))
     embedding_fields = ("image_detail_level",)
     segmentation_keys = frozenset(("mode", "image_max_side"))
-    service_segmentation = True
+    service_formats = frozenset(("png", "jpeg", "gif", "webp"))
 
     def sniff(self, head: bytes) -> int:
         if head.startswith(b"\x89PNG\r\n\x1a\n") or head.startswith(b"\xff\xd8\xff"):
@@ -39,17 +46,6 @@ class Image(Modality):
             return 1
         return 0
 
-    def decode(
-        self,
-        asset: Mapping[str, Any],
-        seg: SegmentationConfig,
-        emb: EmbeddingConfig,
-        s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any] | RecordError]:
-        from pipelines.stages.decode_image import decode_image
-
-        return decode_image(asset, seg, emb, s3_endpoint_url)
-
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None
     ) -> EmbeddingRequest:
@@ -60,6 +56,19 @@ class Image(Modality):
 
     def usage(self, row: Mapping[str, Any]) -> Usage:
         return Usage(images=1)
+
+    def service_request(
+        self, fmt: str, source_uri: str, emb: EmbeddingConfig, seg: SegmentationConfig
+    ) -> EmbeddingRequest:
+        from pipelines.bedrock.request import EmbeddingRequest
+
+        request = EmbeddingRequest.for_image(
+            None, fmt, emb.image_detail_level, **staged(emb, source_uri)
+        )
+        return valid(request.segmented())
+
+    def service_fields(self, result: Any, emb: EmbeddingConfig) -> dict[str, Any]:
+        return {"detail_level": emb.image_detail_level}
 
     def fingerprint_fields(self, seg: SegmentationConfig) -> FingerprintFields:
         return self.embedding_fields, ("mode", "image_max_side")

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pipelines.modalities.base import FingerprintFields, Modality, is_text, text_request
+from pipelines.modalities.base import (
+    FingerprintFields,
+    Modality,
+    is_text,
+    staged,
+    text_request,
+    valid,
+)
 
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-    from pipelines.core.errors import RecordError
 
 
 class Text(Modality):
     name = "text"
+    decoder = "pipelines.stages.chunk_text:decode_text"
     extensions = frozenset(
         (
             "txt",
@@ -37,27 +44,31 @@ class Text(Modality):
     segmentation_keys = frozenset(
         ("mode", "text_max_chars", "text_overlap_chars", "service_max_chars")
     )
-    service_segmentation = True
 
     def sniff(self, head: bytes) -> int:
         # Lowest priority: any format with a signature wins over "it decodes as text".
         return 1 if is_text(head) else 0
 
-    def decode(
-        self,
-        asset: Mapping[str, Any],
-        seg: SegmentationConfig,
-        emb: EmbeddingConfig,
-        s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any] | RecordError]:
-        from pipelines.stages.chunk_text import decode_text
-
-        return decode_text(asset, seg, emb, s3_endpoint_url)
-
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None
     ) -> EmbeddingRequest:
         return text_request(row, emb, purpose)
+
+    def accepts_service_format(self, fmt: str) -> bool:
+        return True  # any text file; inline text is staged as .txt
+
+    def service_request(
+        self, fmt: str, source_uri: str, emb: EmbeddingConfig, seg: SegmentationConfig
+    ) -> EmbeddingRequest:
+        from pipelines.bedrock.request import EmbeddingRequest
+
+        request = EmbeddingRequest.for_text(
+            truncation_mode=emb.text_truncation_mode, **staged(emb, source_uri)
+        )
+        return valid(request.segmented(max_length_chars=seg.service_max_chars))
+
+    def service_fields(self, result: Any, emb: EmbeddingConfig) -> dict[str, Any]:
+        return {"char_start": result.start_char, "char_end": result.end_char}
 
     def fingerprint_fields(self, seg: SegmentationConfig) -> FingerprintFields:
         if seg.mode == "service":

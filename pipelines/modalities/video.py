@@ -2,35 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pipelines.bedrock import tokens
 from pipelines.modalities.base import (
     FingerprintFields,
-    Modality,
-    Usage,
-    segment_seconds,
+    TimedMedia,
+    staged,
+    valid,
     video_request,
 )
 
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, PricesConfig, SegmentationConfig
-    from pipelines.core.errors import RecordError
 
 _CUTTING = ("video_window_s", "video_overlap_s", "video_reencode", "video_max_height")
 
 
-class Video(Modality):
+class Video(TimedMedia):
     name = "video"
+    decoder = "pipelines.stages.segment_video:segment_video"
     extensions = frozenset(
         ("mp4", "m4v", "mov", "mkv", "webm", "flv", "mpeg", "mpg", "wmv", "3gp", "avi")
     )
-    position_fields = ("start_s", "end_s")
     embedding_fields = ("video_embedding_mode",)
     segmentation_keys = frozenset(("mode", "service_duration_s", *_CUTTING))
-    service_segmentation = True
+    service_formats = frozenset(("mp4", "mov", "mkv", "webm", "flv", "mpeg", "mpg", "wmv", "3gp"))
 
     def sniff(self, head: bytes) -> int:
         if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
@@ -47,30 +45,23 @@ class Video(Modality):
             return 1  # MPEG-TS sync byte every 188 bytes (weak)
         return 0
 
-    def decode(
-        self,
-        asset: Mapping[str, Any],
-        seg: SegmentationConfig,
-        emb: EmbeddingConfig,
-        s3_endpoint_url: str | None,
-    ) -> Iterator[dict[str, Any] | RecordError]:
-        from pipelines.stages.segment_video import segment_video
-
-        return segment_video(asset, seg, emb, s3_endpoint_url)
-
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None
     ) -> EmbeddingRequest:
         return video_request(row, emb, purpose)
 
-    def estimate_tokens(self, row: Mapping[str, Any]) -> int:
-        return tokens.media_tokens(segment_seconds(row))
-
-    def usage(self, row: Mapping[str, Any]) -> Usage:
-        return Usage(media_seconds=segment_seconds(row) or 0.0)
-
     def price_per_second(self, prices: PricesConfig) -> float:
         return prices.video_per_second
+
+    def service_request(
+        self, fmt: str, source_uri: str, emb: EmbeddingConfig, seg: SegmentationConfig
+    ) -> EmbeddingRequest:
+        from pipelines.bedrock.request import EmbeddingRequest
+
+        request = EmbeddingRequest.for_video(
+            None, fmt, emb.video_embedding_mode, **staged(emb, source_uri)
+        )
+        return valid(request.segmented(duration_seconds=seg.service_duration_s))
 
     def fingerprint_fields(self, seg: SegmentationConfig) -> FingerprintFields:
         if seg.mode == "service":

@@ -26,7 +26,7 @@ from typing import Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
-from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.errors import RecordError
 from pipelines.core.rows import segment_row
 from pipelines.stages._decode_common import (
     describe,
@@ -58,7 +58,7 @@ def chunk_text(text: str, max_chars: int, overlap_chars: int = 0) -> list[tuple[
     overlap is at most ``overlap_chars``, and never makes a span start before the previous one).
     Whitespace-only text gives ``[]``.
 
-    Raises :class:`ConfigError` when ``max_chars < 1`` or ``overlap_chars`` is not in
+    Raises ``ValueError`` when ``max_chars < 1`` or ``overlap_chars`` is not in
     ``[0, max_chars)``.
     """
     check_chunk_sizes(max_chars, overlap_chars)
@@ -83,13 +83,14 @@ def chunk_text(text: str, max_chars: int, overlap_chars: int = 0) -> list[tuple[
 
 
 def check_chunk_sizes(max_chars: int, overlap_chars: int) -> None:
-    """Raise :class:`ConfigError` unless ``max_chars >= 1`` and ``0 <= overlap < max_chars``."""
+    """A precondition of :func:`chunk_text` (ValueError): ``max_chars >= 1`` and
+    ``0 <= overlap < max_chars``. A job's configuration is checked before any work by
+    ``validate_segmentation``; this guards direct callers of the function."""
     if max_chars < 1:
-        raise ConfigError("segmentation.text_max_chars", f"must be >= 1, got {max_chars}")
+        raise ValueError(f"max_chars must be >= 1, got {max_chars}")
     if not 0 <= overlap_chars < max_chars:
-        raise ConfigError(
-            "segmentation.text_overlap_chars",
-            f"must be in [0, text_max_chars={max_chars}), got {overlap_chars}",
+        raise ValueError(
+            f"overlap_chars must be in [0, max_chars={max_chars}), got {overlap_chars}"
         )
 
 
@@ -163,7 +164,6 @@ def decode_text(
     otherwise cp1252 is tried; anything else raises :class:`RecordError`.
     """
     del emb  # text segments carry no embedding parameters; the embed stage applies them
-    check_chunk_sizes(seg.text_max_chars, seg.text_overlap_chars)
     text = asset.get("text")
     text = str(_load_text(asset, s3_endpoint_url) if text is None else text)
     if not text.strip():

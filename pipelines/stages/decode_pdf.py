@@ -47,14 +47,14 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
-from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.errors import RecordError
 from pipelines.core.rows import segment_row
 from pipelines.stages._decode_common import (
     MAX_INLINE_IMAGE_BYTES,
     describe,
     local_source,
 )
-from pipelines.stages.chunk_text import check_chunk_sizes, chunk_text
+from pipelines.stages.chunk_text import chunk_text
 
 if TYPE_CHECKING:
     import pymupdf
@@ -93,18 +93,10 @@ def decode_pdf(
 ) -> Iterator[dict[str, Any] | RecordError]:
     """Yield the segment rows of a PDF asset lazily (see the module docstring for the modes).
 
-    Raises :class:`ConfigError` (on the first ``next()``) for an unknown ``seg.pdf_mode`` or
-    invalid sizes, and :class:`RecordError` for a document that cannot be used; a page that fails
-    is yielded as a :class:`RecordError` and the other pages go on.
+    The configuration was checked before any work (``validate_segmentation``). Raises
+    :class:`RecordError` for a document that cannot be used; a page that fails is yielded as a
+    :class:`RecordError` and the other pages go on.
     """
-    if seg.pdf_mode not in PDF_MODES:
-        raise ConfigError(
-            "segmentation.pdf_mode", f"must be one of {PDF_MODES}, not {seg.pdf_mode!r}"
-        )
-    if seg.pdf_mode != "image":
-        check_chunk_sizes(seg.text_max_chars, seg.text_overlap_chars)
-    if seg.pdf_dpi <= 0 or seg.pdf_max_pixels <= 0:
-        raise ConfigError("segmentation.pdf_dpi", "pdf_dpi and pdf_max_pixels must be positive")
     with local_source(asset, s3_endpoint_url, "a document asset") as path:
         doc = _open_pdf(path)
         try:

@@ -40,10 +40,6 @@ from pipelines.bedrock.async_jobs import (
 )
 from pipelines.bedrock.client import make_bedrock_client
 from pipelines.bedrock.enums import (
-    AudioFormat,
-    ImageFormat,
-    TaskType,
-    VideoFormat,
     normalise_format,
 )
 from pipelines.bedrock.errors import (
@@ -53,12 +49,10 @@ from pipelines.bedrock.errors import (
     raise_if_fatal,
     retry_policy,
 )
-from pipelines.bedrock.inputs import AudioInput, ImageInput, Source, TextInput, VideoInput
-from pipelines.bedrock.limits import RequestLimits
 from pipelines.bedrock.request import EmbeddingRequest
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
-from pipelines.core.errors import ConfigError, InfrastructureError, RecordError
+from pipelines.core.errors import InfrastructureError, RecordError
 from pipelines.core.io import local_file_path, s3_client, split_s3_uri
 from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import (
@@ -70,18 +64,11 @@ from pipelines.core.rows import (
     segment_row,
 )
 from pipelines.core.stage import Resources, Stage
+from pipelines.modalities import Modality, Registry, current
 from pipelines.stages._decode_common import source_error
 
 STAGE = "embed"
 NEEDED_COLUMNS = ("asset_id", "uri", "modality", "text", "content_version")
-
-
-_TEXT_EXTENSIONS = {"txt", "text", "md", "markdown", "csv", "json", "html", "htm", "xml", "rst"}
-_KIND_FORMATS: dict[str, set[str]] = {
-    "image": {f.value for f in ImageFormat},
-    "audio": {f.value for f in AudioFormat},
-    "video": {f.value for f in VideoFormat},
-}
 
 
 @dataclass
@@ -96,20 +83,6 @@ def _extension(uri: str | None) -> str:
         return ""
     path = uri.split("?", 1)[0]
     return os.path.splitext(path)[1].lstrip(".").lower()
-
-
-def _infer_modality(uri: str | None, text: str | None) -> str | None:
-    if text:
-        return "text"
-    ext = normalise_format(_extension(uri)) or ""
-    if ext in _TEXT_EXTENSIONS:
-        return "text"
-    if ext == "pdf":
-        return "document"
-    for kind, formats in _KIND_FORMATS.items():
-        if ext in formats:
-            return kind
-    return None
 
 
 def _hash_file(path: str) -> str:
@@ -137,20 +110,10 @@ class ServiceSegmentEmbedder:
         bedrock_client: Any | None = None,
         s3: Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        modalities: Registry | None = None,
     ) -> None:
-        if not bedrock.s3_staging_uri:
-            raise ConfigError(
-                "bedrock.s3_staging_uri",
-                "segmentation=service needs an s3://bucket/prefix for inputs and job outputs",
-            )
-        try:
-            split_s3_uri(bedrock.s3_staging_uri)
-        except ValueError as exc:
-            raise ConfigError("bedrock.s3_staging_uri", str(exc)) from exc
-        if not 1 <= segmentation.service_duration_s <= 30:
-            raise ConfigError("segmentation.service_duration_s", "must be in 1..30")
-        if not 800 <= segmentation.service_max_chars <= 50_000:
-            raise ConfigError("segmentation.service_max_chars", "must be in 800..50000")
+        # The configuration was checked before any work (pipelines/config/validate.py).
+        self.modalities = modalities or current()
         self.embedding = embedding
         self.segmentation = segmentation
         self.bedrock = bedrock
@@ -205,23 +168,25 @@ class ServiceSegmentEmbedder:
     def _embed(
         self, asset: Mapping[str, Any], counters: _Counters
     ) -> list[dict[str, Any] | RecordError]:
-        modality = asset.get("modality") or _infer_modality(asset.get("uri"), asset.get("text"))
-        if modality == "document" or modality not in ("text", "image", "audio", "video"):
+        modality = self.modalities.get(str(asset.get("modality"))) or self.modalities.for_path(
+            asset.get("uri")
+        )
+        if modality is None or not modality.service_segmentation:
             raise RecordError(
                 STAGE,
                 codes.UNSUPPORTED_MODALITY,
-                f"modality {modality!r} cannot use service segmentation "
-                "(documents and unknown types need segmentation=local)",
+                f"modality {asset.get('modality')!r} cannot use service segmentation "
+                "(use segmentation=local for it)",
             )
-        kind = str(modality)
+        kind = modality.name
         try:
-            source_uri, fmt = self._stage_input(asset, kind)
+            source_uri, fmt = self._stage_input(asset, modality)
         except RecordError as error:
             error.at(input_kind=kind)
             raise
         where = {"input_kind": kind, "input_format": fmt}
         try:
-            request = self._request(kind, fmt, source_uri)
+            request = modality.service_request(fmt, source_uri, self.embedding, self.segmentation)
         except RecordError as error:
             error.at(input_kind=kind)
             raise
@@ -262,7 +227,7 @@ class ServiceSegmentEmbedder:
         except BedrockCallError as exc:
             raise_if_fatal(exc)
             raise RecordError(STAGE, codes.ASYNC_OUTPUT_UNREADABLE, str(exc), **where) from exc
-        return self._rows(asset, kind, fmt, source_uri, results)
+        return self._rows(asset, modality, fmt, source_uri, results)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -270,24 +235,24 @@ class ServiceSegmentEmbedder:
         assert self.bedrock.s3_staging_uri is not None
         return self.bedrock.s3_staging_uri.rstrip("/")
 
-    def _stage_input(self, asset: Mapping[str, Any], kind: str) -> tuple[str, str]:
+    def _stage_input(self, asset: Mapping[str, Any], modality: Modality) -> tuple[str, str]:
         """The input's S3 URI (uploading local files and inline text) and its wire format."""
         uri = asset.get("uri")
         text = asset.get("text")
         asset_key = hashlib.sha256(str(asset.get("asset_id")).encode()).hexdigest()[:16]
-        if kind == "text" and text:
+        if text:
             data = str(text).encode("utf-8")
             key = f"inputs/{asset_key}/{hashlib.sha256(data).hexdigest()}.txt"
             return self._put(data, key), "txt"
         if not uri:
             raise RecordError(STAGE, codes.MISSING_URI, "the row has neither uri nor text")
         ext = normalise_format(_extension(uri)) or ""
-        if kind != "text" and ext not in _KIND_FORMATS[kind]:
+        if not modality.accepts_service_format(ext):
             raise RecordError(
                 STAGE,
                 codes.UNSUPPORTED_FORMAT,
-                f"{kind} format {ext or '(none)'!r} is not accepted by the service; "
-                f"use one of {sorted(_KIND_FORMATS[kind])} or segmentation=local",
+                f"{modality.name} format {ext or '(none)'!r} is not accepted by the service; "
+                f"use one of {sorted(modality.service_formats)} or segmentation=local",
             )
         if str(uri).startswith("s3://"):
             return str(uri), ext
@@ -324,49 +289,6 @@ class ServiceSegmentEmbedder:
             ) from exc
         return f"s3://{bucket}/{full}"
 
-    def _request(self, kind: str, fmt: str, source_uri: str) -> EmbeddingRequest:
-        emb, seg = self.embedding, self.segmentation
-        source = Source.s3(source_uri)
-        common: dict[str, Any] = {
-            "purpose": emb.index_purpose,
-            "dimension": emb.dimension,
-            "task_type": TaskType.SEGMENTED_EMBEDDING,
-            "limits": RequestLimits(),
-        }
-        if kind == "text":
-            req = EmbeddingRequest(
-                text=TextInput(
-                    source=source,
-                    truncation_mode=emb.text_truncation_mode,
-                    max_length_chars=seg.service_max_chars,
-                ),
-                **common,
-            )
-        elif kind == "image":
-            req = EmbeddingRequest(
-                image=ImageInput(format=fmt, source=source, detail_level=emb.image_detail_level),
-                **common,
-            )
-        elif kind == "audio":
-            req = EmbeddingRequest(
-                audio=AudioInput(
-                    format=fmt, source=source, duration_seconds=seg.service_duration_s
-                ),
-                **common,
-            )
-        else:
-            req = EmbeddingRequest(
-                video=VideoInput(
-                    format=fmt,
-                    source=source,
-                    embedding_mode=emb.video_embedding_mode,
-                    duration_seconds=seg.service_duration_s,
-                ),
-                **common,
-            )
-        req.validate()
-        return req
-
     def _start(
         self,
         jobs: NovaAsyncJobs,
@@ -401,7 +323,7 @@ class ServiceSegmentEmbedder:
     def _rows(
         self,
         asset: Mapping[str, Any],
-        kind: str,
+        modality: Modality,
         fmt: str,
         source_uri: str,
         results: SegmentedResults,
@@ -411,15 +333,9 @@ class ServiceSegmentEmbedder:
         indices = sorted({s.segment_index for s in results.segments})
         count = len(indices)
         out: list[dict[str, Any] | RecordError] = []
-        common: dict[str, Any] = {"input_kind": kind, "input_format": fmt}
-        if kind == "image":
-            common["detail_level"] = self.embedding.image_detail_level
+        common: dict[str, Any] = {"input_kind": modality.name, "input_format": fmt}
         for seg in sorted(results.segments, key=lambda s: (s.segment_index, s.embedding_type)):
-            position: dict[str, Any] = {}
-            if kind == "text":
-                position = {"char_start": seg.start_char, "char_end": seg.end_char}
-            elif kind in ("audio", "video"):
-                position = {"start_s": seg.start_s, "end_s": seg.end_s}
+            position = modality.service_fields(seg, self.embedding)
             fields = {"segment_index": seg.segment_index, "segment_count": count, **position}
             if not seg.ok:
                 reason = f"{seg.failure_reason}: " if seg.failure_reason else ""
@@ -507,8 +423,11 @@ class ServiceEmbedStage(Stage):
         *,
         run_id: str = "",
         resources: Resources | None = None,
+        modalities: Registry | None = None,
     ) -> None:
-        self.embedder = ServiceSegmentEmbedder(embedding, segmentation, bedrock, run_id=run_id)
+        self.embedder = ServiceSegmentEmbedder(
+            embedding, segmentation, bedrock, run_id=run_id, modalities=modalities
+        )
         # One asset per call; each actor waits on several async jobs at once.
         self.resources = resources or Resources(
             num_cpus=0.25, concurrency=2, actor=True, calls_per_actor=8, batch_size=1

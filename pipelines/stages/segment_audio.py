@@ -55,7 +55,7 @@ import numpy as np
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
-from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.errors import RecordError
 from pipelines.core.rows import segment_row
 from pipelines.stages._decode_common import local_source
 
@@ -87,18 +87,10 @@ AUDIO_ENCODINGS: dict[str, tuple[str, str, int | None]] = {
 # Planning (pure functions, shared with segment_video)
 
 
-def window_params(window_s: float, overlap_s: float, key: str) -> tuple[float, float]:
-    """Validated (window, hop) in seconds: the window clamped to ``MAX_WINDOW_S``.
-
-    ``key`` names the config prefix in errors (``segmentation.audio`` or ``segmentation.video``).
-    """
-    if not window_s > 0:
-        raise ConfigError(f"{key}_window_s", f"must be > 0, got {window_s}")
+def window_params(window_s: float, overlap_s: float) -> tuple[float, float]:
+    """(window, hop) in seconds: the window clamped to ``MAX_WINDOW_S``. The values were checked
+    with the rest of the configuration (``validate_segmentation``)."""
     window = min(float(window_s), MAX_WINDOW_S)
-    if not 0 <= overlap_s < window / 2 + 1e-9 or overlap_s >= window:
-        raise ConfigError(
-            f"{key}_overlap_s", f"must be in [0, window/2] = [0, {window / 2:g}], got {overlap_s}"
-        )
     return window, window - float(overlap_s)
 
 
@@ -283,19 +275,14 @@ def segment_audio(
 ) -> Iterator[dict[str, Any]]:
     """Segment rows (``input_kind="audio"``) for one audio asset, produced lazily.
 
-    Configuration errors (unknown ``audio_format``, bad window/overlap) raise ConfigError now,
-    before any work; data errors raise RecordError (a window that fails carries its position).
+    The configuration was checked before any work (``validate_segmentation``); data errors raise
+    RecordError (a window that fails carries its position).
     ``emb`` is accepted for a uniform stage signature (audio segmentation does not depend on
     embedding parameters).
     """
     del emb
     audio_format = seg.audio_format.lower()
-    if audio_format not in AUDIO_ENCODINGS:
-        raise ConfigError(
-            "segmentation.audio_format",
-            f"must be one of {sorted(AUDIO_ENCODINGS)}, got {seg.audio_format!r}",
-        )
-    window, hop = window_params(seg.audio_window_s, seg.audio_overlap_s, "segmentation.audio")
+    window, hop = window_params(seg.audio_window_s, seg.audio_overlap_s)
     return _segment_audio(dict(asset), audio_format, window, hop, s3_endpoint_url)
 
 

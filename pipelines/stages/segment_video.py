@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.errors import RecordError
 from pipelines.stages._decode_common import local_source
 from pipelines.stages.segment_audio import open_media, window_params
-from pipelines.stages.video.plan import REENCODE_MODES, VideoCutPlan, plan_video_cuts
+from pipelines.stages.video.plan import VideoCutPlan, plan_video_cuts
 from pipelines.stages.video.probe import probe_video
 from pipelines.stages.video.reencode import reencode_segments
 from pipelines.stages.video.stream_copy import copy_segments
@@ -59,21 +59,14 @@ def segment_video(
 ) -> Iterator[dict[str, Any] | RecordError]:
     """Segment rows (``input_kind="video"``, mp4) for one video asset, produced lazily.
 
-    Configuration errors raise ConfigError now; data errors raise RecordError, and a segment that
+    The configuration was checked before any work; data errors raise RecordError, and a segment that
     fails while the others go on is yielded as one. ``on_plan`` (optional) is called with the
     plan before the first segment: tests and benchmarks use it to see which path was taken; the
     plan is also logged at DEBUG level. ``emb`` is accepted for a uniform stage signature: a video
     without audio is cut the same way in either embedding mode.
     """
     del emb
-    window, hop = window_params(seg.video_window_s, seg.video_overlap_s, "segmentation.video")
-    if seg.video_reencode not in REENCODE_MODES:
-        raise ConfigError(
-            "segmentation.video_reencode",
-            f"must be one of {REENCODE_MODES}, got {seg.video_reencode!r}",
-        )
-    if seg.video_max_height < 16:
-        raise ConfigError("segmentation.video_max_height", f"too small: {seg.video_max_height}")
+    window, hop = window_params(seg.video_window_s, seg.video_overlap_s)
     return _segment_video(dict(asset), seg, window, hop, s3_endpoint_url, on_plan)
 
 

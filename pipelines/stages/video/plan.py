@@ -28,7 +28,7 @@ from typing import Literal
 
 from pipelines.config.schema import SegmentationConfig
 from pipelines.core import codes
-from pipelines.core.errors import ConfigError, RecordError
+from pipelines.core.errors import RecordError
 from pipelines.stages._decode_common import STAGE
 from pipelines.stages.segment_audio import (
     MAX_WINDOW_S,
@@ -125,8 +125,6 @@ def plan_video_cuts(
     Raises RecordError ``reencode_required`` when ``reencode == "never"`` and copying is
     impossible, ``media_empty`` for a zero-length video. See the module docstring for the rule.
     """
-    if reencode not in REENCODE_MODES:
-        raise ConfigError("segmentation.video_reencode", f"must be one of {REENCODE_MODES}")
     if probe.duration_s <= 0:
         raise RecordError(STAGE, codes.MEDIA_EMPTY, "the video has no duration")
     fixed = plan_windows(probe.duration_s, window_s, hop_s)
@@ -159,7 +157,7 @@ def plan_video_cuts(
 
 def plan_video(path: str, seg: SegmentationConfig) -> tuple[VideoProbe, VideoCutPlan]:
     """Probe the video at a local ``path`` and plan its cuts as the stage would, without cutting."""
-    window, hop = window_params(seg.video_window_s, seg.video_overlap_s, "segmentation.video")
+    window, hop = window_params(seg.video_window_s, seg.video_overlap_s)
     with open_media(path) as container:
         probe = probe_video(container)
     return probe, plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)

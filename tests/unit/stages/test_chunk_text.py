@@ -10,7 +10,6 @@ import pytest
 
 from nova_devkit.media import TOPICS, article_topic, make_article
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
-from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS
 from pipelines.stages._decode_common import decoded_rows
 from pipelines.stages.chunk_text import chunk_text, decode_text
@@ -90,8 +89,8 @@ def test_short_text_is_one_stripped_span() -> None:
 
 
 @pytest.mark.parametrize(("max_chars", "overlap"), [(0, 0), (10, 10), (10, -1), (10, 11)])
-def test_invalid_sizes_are_config_errors(max_chars: int, overlap: int) -> None:
-    with pytest.raises(ConfigError):
+def test_invalid_sizes_are_refused(max_chars: int, overlap: int) -> None:
+    with pytest.raises(ValueError):
         chunk_text("some text", max_chars, overlap)
 
 

@@ -21,6 +21,7 @@ from nova_devkit.media import (
     make_zero_page_pdf,
 )
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.config.validate import validate_segmentation
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS
 from pipelines.stages import decode_pdf as decode_pdf_module
@@ -273,8 +274,9 @@ def test_truncation_anywhere_is_corrupt(
     assert [r["error_code"] for r in _rows(cut)] == ["pdf_corrupt"]
 
 
-def test_unknown_mode_is_a_config_error(media: dict[str, Path]) -> None:
+def test_unknown_mode_is_a_config_error() -> None:
+    # One place checks configuration, before any work; the decoder trusts it.
     with pytest.raises(ConfigError, match="pdf_mode"):
-        _rows(media["report"], pdf_mode="ocr")
+        validate_segmentation(SegmentationConfig(pdf_mode="ocr"))
     with pytest.raises(ConfigError, match="text_overlap_chars"):
-        _rows(media["report"], pdf_mode="auto", text_max_chars=300, text_overlap_chars=600)
+        validate_segmentation(SegmentationConfig(text_max_chars=300, text_overlap_chars=600))

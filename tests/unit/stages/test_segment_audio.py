@@ -19,6 +19,7 @@ from nova_devkit.media.av import (
     speech_like,
 )
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.config.validate import validate_segmentation
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
 from pipelines.stages._decode_common import decoded_rows
@@ -199,12 +200,12 @@ def test_failure_mid_stream_dead_letters_the_failing_window(media: Path, tmp_pat
     assert rows[-1]["start_s"] == pytest.approx(len(rows) - 1.0)
 
 
-def test_configuration_errors_fail_before_any_work(media: Path) -> None:
+def test_configuration_errors_fail_before_any_work() -> None:
+    # One place checks configuration, before any work; the decoder trusts it.
     with pytest.raises(ConfigError, match="audio_format"):
-        segment_audio({"uri": str(media / "speech.wav")}, SegmentationConfig(audio_format="flac"),
-                      EMB)  # fmt: skip
-    with pytest.raises(ConfigError, match="overlap"):
-        segment_audio({"uri": "x"}, SegmentationConfig(audio_window_s=4, audio_overlap_s=3), EMB)
+        validate_segmentation(SegmentationConfig(audio_format="flac"))
+    with pytest.raises(ConfigError, match="audio_overlap_s"):
+        validate_segmentation(SegmentationConfig(audio_window_s=4, audio_overlap_s=3))
 
 
 # --- generators ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from nova_devkit.media.av import (
     make_video,
 )
 from pipelines.config.schema import SegmentationConfig
+from pipelines.config.validate import validate_segmentation
 from pipelines.core.errors import ConfigError
 from pipelines.core.rows import SEGMENT_COLUMNS, is_dead_letter
 from pipelines.stages.segment_video import segment_video
@@ -176,11 +177,19 @@ def test_never_with_sparse_keyframes_is_dead_lettered(media: Path) -> None:
     assert plans == [] and [r["error_code"] for r in rows] == ["reencode_required"]
 
 
-def test_configuration_errors_fail_before_any_work() -> None:
-    with pytest.raises(ConfigError, match="video_reencode"):
-        segment_video({"uri": "x"}, SegmentationConfig(video_reencode="sometimes"), EMB)
-    with pytest.raises(ConfigError, match="video_overlap_s"):
-        segment_video({"uri": "x"}, SegmentationConfig(video_overlap_s=20.0), EMB)
+@pytest.mark.parametrize(
+    ("bad", "key"),
+    [
+        ({"video_reencode": "sometimes"}, "segmentation.video_reencode"),
+        ({"video_overlap_s": 20.0}, "segmentation.video_overlap_s"),
+        ({"video_max_height": 8}, "segmentation.video_max_height"),
+    ],
+)
+def test_configuration_errors_fail_before_any_work(bad: dict[str, Any], key: str) -> None:
+    # One place checks configuration, before any work; the decoder trusts it.
+    with pytest.raises(ConfigError) as info:
+        validate_segmentation(SegmentationConfig(**bad))
+    assert info.value.key == key
 
 
 # --- segments never exceed their window (the dropped tail stays dropped) --------------------
