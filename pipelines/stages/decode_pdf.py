@@ -43,6 +43,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
@@ -60,7 +61,25 @@ if TYPE_CHECKING:
     import pymupdf
 
 STAGE = "decode"
-PDF_MODES = ("image", "text", "auto")
+
+
+class PdfMode(StrEnum):
+    """``segmentation.pdf_mode``: how pages are sent."""
+
+    IMAGE = "image"  # every page rendered
+    TEXT = "text"  # the text layer, chunked
+    AUTO = "auto"  # text-born pages as text, the others rendered
+
+
+class PageAs(Enum):
+    """What one planned output of a page is."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    ERROR = "error"
+
+
+PDF_MODES = tuple(m.value for m in PdfMode)
 PAGE_SEPARATOR = "\n\n"
 # auto mode: a page is "text-born" with at least this much text and no large graphics.
 AUTO_MIN_TEXT_CHARS = 200
@@ -77,7 +96,7 @@ _TAIL_WINDOW = 4096
 class _Segment:
     """One planned output row: a text span of the document text, a page image, or a failure."""
 
-    kind: str  # "text" | "image" | "error"
+    kind: PageAs
     page: int  # 0-based page number
     start: int = 0
     end: int = 0
@@ -100,7 +119,7 @@ def decode_pdf(
     with local_source(asset, s3_endpoint_url, "a document asset") as path:
         doc = _open_pdf(path)
         try:
-            if seg.pdf_mode == "image":
+            if seg.pdf_mode == PdfMode.IMAGE:
                 yield from _image_mode(asset, doc, seg, emb)
             else:
                 yield from _text_or_auto_mode(asset, doc, seg, emb)
@@ -278,21 +297,21 @@ def _text_or_auto_mode(
 ) -> Iterator[dict[str, Any] | RecordError]:
     # Pass 1: every page's text (no rendering), so the segment list is known before yielding.
     texts: list[str] = []
-    kinds: list[str] = []  # "text" | "image" | "error"
+    kinds: list[PageAs] = []
     errors: dict[int, str] = {}
     for page_no in range(doc.page_count):
         try:
             text, graphics = _page_text(doc, page_no)
         except Exception as exc:
             texts.append("")
-            kinds.append("error")
+            kinds.append(PageAs.ERROR)
             errors[page_no] = describe(exc)
             continue
         texts.append(text)
-        if seg.pdf_mode == "text" or (len(text) >= AUTO_MIN_TEXT_CHARS and not graphics):
-            kinds.append("text")
+        if seg.pdf_mode == PdfMode.TEXT or (len(text) >= AUTO_MIN_TEXT_CHARS and not graphics):
+            kinds.append(PageAs.TEXT)
         else:
-            kinds.append("image")
+            kinds.append(PageAs.IMAGE)
     starts: list[int] = []
     offset = 0
     for text in texts:
@@ -301,7 +320,7 @@ def _text_or_auto_mode(
     doc_text = PAGE_SEPARATOR.join(texts)
 
     plan: list[_Segment] = []
-    if seg.pdf_mode == "text":
+    if seg.pdf_mode == PdfMode.TEXT:
         if not doc_text.strip():
             if errors:
                 page_no, message = next(iter(errors.items()))
@@ -309,34 +328,40 @@ def _text_or_auto_mode(
             raise _error(codes.PDF_NO_TEXT, "no extractable text (scanned?): use pdf_mode=auto")
         for start, end in chunk_text(doc_text, seg.text_max_chars, seg.text_overlap_chars):
             page_no = bisect.bisect_right(starts, start) - 1
-            plan.append(_Segment("text", page_no, start, end))
+            plan.append(_Segment(PageAs.TEXT, page_no, start, end))
         for page_no, message in errors.items():
             plan.append(
                 _Segment(
-                    "error", page_no, starts[page_no], code=codes.PDF_PAGE_FAILED, message=message
+                    PageAs.ERROR,
+                    page_no,
+                    starts[page_no],
+                    code=codes.PDF_PAGE_FAILED,
+                    message=message,
                 )
             )
         plan.sort(key=lambda s: (s.page, s.start))
     else:
         for page_no, kind in enumerate(kinds):
-            if kind == "error":
+            if kind is PageAs.ERROR:
                 plan.append(
-                    _Segment("error", page_no, code=codes.PDF_PAGE_FAILED, message=errors[page_no])
+                    _Segment(
+                        PageAs.ERROR, page_no, code=codes.PDF_PAGE_FAILED, message=errors[page_no]
+                    )
                 )
-            elif kind == "image":
-                plan.append(_Segment("image", page_no))
+            elif kind is PageAs.IMAGE:
+                plan.append(_Segment(PageAs.IMAGE, page_no))
             else:
                 base = starts[page_no]
                 for start, end in chunk_text(
                     texts[page_no], seg.text_max_chars, seg.text_overlap_chars
                 ):
-                    plan.append(_Segment("text", page_no, base + start, base + end))
+                    plan.append(_Segment(PageAs.TEXT, page_no, base + start, base + end))
     del texts
 
     # Pass 2: yield in plan order; image pages are rendered one at a time.
     count = len(plan)
     for index, item in enumerate(plan):
-        if item.kind == "text":
+        if item.kind is PageAs.TEXT:
             yield segment_row(
                 asset,
                 segment_index=index,
@@ -347,7 +372,7 @@ def _text_or_auto_mode(
                 char_end=item.end,
                 page=item.page + 1,
             )
-        elif item.kind == "image":
+        elif item.kind is PageAs.IMAGE:
             yield _image_row(asset, doc, item.page, index, count, seg, emb)
         else:
             yield _page_error(item.page, index, count, item.code, item.message)
