@@ -32,14 +32,16 @@ def main(dcfg: DictConfig) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     cfg = OmegaConf.to_object(dcfg)
     assert isinstance(cfg, BackfillJobConfig)
+    # Exit codes: docs/scheduled-backfills.md.
     try:
-        run_backfill(cfg)
+        result = run_backfill(cfg)
     except (ConfigError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except InfrastructureError as exc:
         print(f"infrastructure error: {exc}", file=sys.stderr)
         sys.exit(3)
+    sys.exit(result.exit_code)
 
 
 if __name__ == "__main__":

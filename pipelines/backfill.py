@@ -28,6 +28,9 @@ from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
+from pipelines.core.errors import InfrastructureError
+from pipelines.core.incremental import check_fingerprints, content_versions, diff, entries_of
+from pipelines.core.journal import Journal
 from pipelines.core.ledger import AssetLedger, Progress
 from pipelines.core.report import build_report, write_report
 from pipelines.core.runner import BlocksSource, Pipeline, run_pipeline
@@ -43,6 +46,9 @@ class BackfillResult:
     report_path: Path
     dead_letter_path: Path
     report: dict[str, Any] = field(default_factory=dict)
+    # The process's exit code (docs/scheduled-backfills.md): 0 done, 3 aborted, 5 too many dead
+    # letters.
+    exit_code: int = 0
 
 
 @dataclass
@@ -53,6 +59,11 @@ class BackfillPlan:
     run_dir: Path
     todo: pa.Table
     ledger: AssetLedger
+    # The journal's key of the physical collection, and the run's fingerprint per modality.
+    collection: str = ""
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    # asset id -> the version the collection held before this run (removed once replaced)
+    changed: dict[str, str | None] = field(default_factory=dict)
 
 
 Arrangement = Callable[[BackfillJobConfig, BackfillPlan, VectorStore], Pipeline]
@@ -62,7 +73,9 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
     """Run one backfill end to end; raises ConfigError / ManifestError before any work.
 
     ``arrange`` builds the pipeline (default :func:`backfill_pipeline`); a benchmark passes one
-    that swaps in an instrumented stage.
+    that swaps in an instrumented stage. An infrastructure failure during the run (the store, the
+    credentials, Bedrock's access) ends it cleanly: the report says ``aborted`` and why, and the
+    result's ``exit_code`` is 3 (see ``docs/scheduled-backfills.md``).
     """
     started = time.monotonic()
     validate_backfill(cfg)
@@ -73,62 +86,191 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
     if credentials.dummy:
         apply_to_environment(credentials)
         console.say(credentials.describe() + " (driver and every worker)")
-    plan = plan_backfill(cfg, console)
+    journal = Journal(cfg.state.path)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    key = collection_key(cfg)
+    try:
+        journal.acquire(key, run_id, cfg.state.lock_stale_after_s)
+        try:
+            return _run_locked(cfg, arrange, journal, run_id, console, credentials.env, started)
+        finally:
+            journal.release(key, run_id)
+    finally:
+        journal.close()
+
+
+def _run_locked(
+    cfg: BackfillJobConfig,
+    arrange: Arrangement | None,
+    journal: Journal,
+    run_id: str,
+    console: Console,
+    worker_env: dict[str, str],
+    started: float,
+) -> BackfillResult:
+    plan = plan_backfill(cfg, console, journal, run_id)
     store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
     store.open()
+    journal.start_run(run_id, plan.collection)
+    figures: dict[str, Any] = {}
+    abort: str | None = None
     try:
         # The store first: an unreachable store or a dimension clash fails before Bedrock.
         store.ensure_collection()
-        figures: dict[str, Any] = {}
         if plan.todo.num_rows:
             pipeline = (arrange or backfill_pipeline)(cfg, plan, store)
             console.say(f"pipeline: {pipeline.describe()}")
             console.watch(lambda: _status(plan.ledger, pipeline))
+            accounting = _Accounting(plan, store, journal)
             try:
-                # Blocks as they come (the store batches its own upserts): the accounting, and so
-                # the console, follow the run instead of waiting for full batches.
+                # Blocks as they come (the store batches its own upserts): the accounting, the
+                # journal and the console follow the run instead of waiting for full batches.
                 by_stage = run_pipeline(
-                    pipeline,
-                    cfg.ray,
-                    plan.ledger.account,
-                    batch_size=None,
-                    worker_env=credentials.env,
+                    pipeline, cfg.ray, accounting, batch_size=None, worker_env=worker_env
                 )
+                figures = {k: v for stage in by_stage.values() for k, v in stage.items()}
             finally:
                 console.stop()
-            figures = {k: v for stage in by_stage.values() for k, v in stage.items()}
-        return finish_backfill(cfg, plan, store, figures, started, console)
+                accounting.flush(force=True)
+    except Exception as exc:
+        cause = infrastructure_cause(exc)
+        if cause is None:
+            raise
+        abort = f"{type(cause).__name__}: {cause}"
+        console.say(f"aborted: {abort}")
+    try:
+        return finish_backfill(cfg, plan, store, figures, started, console, journal, abort)
     finally:
         store.close()
 
 
-def plan_backfill(cfg: BackfillJobConfig, console: Console | None = None) -> BackfillPlan:
-    """Read the manifest; every row gets a ledger entry now, so nothing can vanish later."""
+def collection_key(cfg: BackfillJobConfig) -> str:
+    """The journal's name for the physical collection: the store's address and the collection."""
+    where = cfg.qdrant.url or str(Path(cfg.qdrant.path or ".").resolve())
+    return f"{where}::{cfg.qdrant.collection}"
+
+
+def infrastructure_cause(exc: BaseException) -> InfrastructureError | None:
+    """The :class:`InfrastructureError` behind ``exc`` (Ray wraps what a worker raised)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, InfrastructureError):
+            return current
+        seen.add(id(current))
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return None
+
+
+def plan_backfill(
+    cfg: BackfillJobConfig,
+    console: Console | None = None,
+    journal: Journal | None = None,
+    run_id: str | None = None,
+) -> BackfillPlan:
+    """Read the manifest; every row gets a ledger entry now, so nothing can vanish later. With a
+    journal, rows whose content and parameters are those the collection already holds are
+    skipped (see :mod:`pipelines.core.incremental`)."""
+    from pipelines.core.ids import fingerprint
     from pipelines.core.manifest import load_manifest
 
     assert cfg.manifest is not None
+    say = (console or Console("backfill")).say
     manifest = load_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url)
     if cfg.limit is not None:
         manifest = manifest.slice(0, cfg.limit)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     run_dir = Path(cfg.run_dir) / cfg.usecase.name / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    collection = collection_key(cfg)
+    fingerprints = {
+        m: fingerprint(cfg.embedding, cfg.segmentation, m) for m in cfg.usecase.modalities
+    }
 
-    ledger = AssetLedger()
     wanted = set(cfg.usecase.modalities)
-    keep = []
-    for i, row in enumerate(manifest.select(["asset_id", "uri", "modality"]).to_pylist()):
-        ledger.add(row["asset_id"], row["uri"], row["modality"])
-        if row["modality"] in wanted:
-            keep.append(i)
-        else:
-            ledger.skip(row["asset_id"], "skipped_modality")
+    modality = manifest.column("modality").to_pylist()
+    keep = [i for i, m in enumerate(modality) if m in wanted]
     todo = manifest.take(pa.array(keep, type=pa.int64())) if keep else manifest.slice(0, 0)
-    (console or Console("backfill")).say(
+    todo = content_versions(todo, cfg.bedrock.s3_endpoint_url)
+    ids, versions_col = todo.column("asset_id"), todo.column("content_version")
+    versions = dict(zip(ids.to_pylist(), versions_col.to_pylist(), strict=True))
+    ledger = AssetLedger()
+    for row in manifest.select(["asset_id", "uri", "modality"]).to_pylist():
+        ledger.add(row["asset_id"], row["uri"], row["modality"], versions.get(row["asset_id"]))
+        if row["modality"] not in wanted:
+            ledger.skip(row["asset_id"], "skipped_modality")
+
+    changed: dict[str, str | None] = {}
+    if journal is not None:
+        check_fingerprints(journal, collection, fingerprints, list(wanted))
+        held = None
+        if cfg.verify:
+            held = _held_points(cfg, todo)
+        d = diff(
+            journal,
+            collection,
+            todo,
+            fingerprints,
+            retry_dead_letters=cfg.retry_dead_letters,
+            held_points=held,
+        )
+        for asset_id in d.unchanged:
+            ledger.skip(asset_id, "skipped_unchanged")
+        for asset_id in d.dead_letter:
+            ledger.skip(asset_id, "skipped_dead_letter")
+        todo, changed = d.todo, d.changed
+    say(
         f"manifest {cfg.manifest}: {manifest.num_rows} rows, {todo.num_rows} to embed "
         f"for use case {cfg.usecase.name!r} into collection {cfg.qdrant.collection!r}"
+        + (f" ({len(changed)} changed)" if changed else "")
     )
-    return BackfillPlan(run_id, run_dir, todo, ledger)
+    return BackfillPlan(run_id, run_dir, todo, ledger, collection, fingerprints, changed)
+
+
+def _held_points(cfg: BackfillJobConfig, table: pa.Table) -> dict[str, int]:
+    """Points the store holds per asset (verify runs), read before the run starts writing."""
+    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
+    try:
+        store.open()
+        if not store.exists():
+            return {}
+        return store.count_by_asset(table.column("asset_id").to_pylist())
+    finally:
+        store.close()
+
+
+class _Accounting:
+    """The driver's handling of acknowledgements: the ledger, and the journal as assets finish.
+
+    Every second (and at the end) the assets that became complete have their previous version's
+    points removed and are then journaled: a crash loses at most the last second's entries, whose
+    assets the next run embeds again to the same point ids.
+    """
+
+    def __init__(self, plan: BackfillPlan, store: VectorStore, journal: Journal) -> None:
+        self.plan, self.store, self.journal = plan, store, journal
+        self.last = time.monotonic()
+
+    def __call__(self, batch: pa.Table) -> None:
+        self.plan.ledger.account(batch)
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        done = self.plan.ledger.drain_completed()
+        if not done:
+            return
+        stale = [
+            (st.asset_id, st.content_version) for st in done if st.asset_id in self.plan.changed
+        ]
+        if stale:
+            self.store.delete_versions(stale, keep=True)
+        self.journal.record(
+            self.plan.collection, self.plan.run_id, entries_of(done, self.plan.fingerprints)
+        )
+        self.journal.heartbeat(self.plan.collection, self.plan.run_id)
 
 
 def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorStore) -> Pipeline:
@@ -191,37 +333,102 @@ def finish_backfill(
     figures: dict[str, Any],
     started: float,
     console: Console | None = None,
+    journal: Journal | None = None,
+    abort: str | None = None,
 ) -> BackfillResult:
-    """Decide outcomes, remove partial assets, check counts, write the report and dead letters."""
+    """Decide outcomes, remove partial and stale points, journal, prune, check counts, write the
+    report and dead letters. After an abort (``abort`` says why) the same, best effort: assets
+    not finished are left ``pending`` for the next run, and a store that is down is left alone."""
     from pipelines.sinks.dead_letter import DeadLetterWriter
 
+    console = console or Console("backfill")
     ledger = plan.ledger
-    partial = ledger.finalize()
-    if partial:
-        store.delete_assets(partial)
-    points_in_collection = store.finish()
-    count_check = _count_check(store, ledger)
+    cleanup: dict[str, Any] = {}
+    points_in_collection: int | None = None
+    count_check: dict[str, Any] = {"ok": None}
+    pruned = 0
+    partial = ledger.finalize(pending=abort is not None)
+    try:
+        if partial:
+            # Only this run's version: a changed asset keeps its previous, complete version.
+            store.delete_versions([(a, ledger.assets[a].content_version) for a in partial])
+        if journal is not None:
+            decided = [st for st in ledger.assets.values() if st.outcome == "dead_lettered"]
+            done = ledger.drain_completed()
+            stale = [
+                (st.asset_id, st.content_version) for st in done if st.asset_id in plan.changed
+            ]
+            if stale:
+                store.delete_versions(stale, keep=True)
+            entries = entries_of(done + decided, plan.fingerprints)
+            journal.record(plan.collection, plan.run_id, entries)
+            if abort is None:
+                journal.record_fingerprints(plan.collection, plan.fingerprints)
+                if cfg.prune:
+                    pruned = _prune(cfg, store, journal, plan)
+        points_in_collection = store.finish()
+        count_check = _count_check(store, ledger)
+    except Exception as exc:
+        if abort is None or infrastructure_cause(exc) is None:
+            raise
+        cleanup = {"error": f"{type(exc).__name__}: {exc}", "left_for_next_run": len(partial)}
+    duration = time.monotonic() - started
+    status = "aborted" if abort else "done"
     report = build_report(
         ledger,
         cfg.prices,
-        time.monotonic() - started,
+        duration,
         extra={
+            "status": status,
             "run_id": plan.run_id,
             "usecase": cfg.usecase.name,
             "collection": cfg.qdrant.collection,
             "manifest": cfg.manifest,
+            "decoded": plan.todo.num_rows,
+            "changed": len(plan.changed),
+            "pruned": pruned,
             "points_in_collection": points_in_collection,
             "count_check": count_check,
+            **({"abort_reason": abort} if abort else {}),
+            **({"cleanup": cleanup} if cleanup else {}),
             **figures,
         },
     )
+    exit_code = 3 if abort else 0
+    limit = cfg.limits.max_dead_letter_fraction
+    if not abort and limit is not None and plan.todo.num_rows:
+        fraction = report["dead_lettered"] / plan.todo.num_rows
+        if fraction > limit:
+            report["status"] = "failed"
+            report["failure"] = (
+                f"{fraction:.1%} of the rows to embed were dead-lettered, over "
+                f"limits.max_dead_letter_fraction={limit}"
+            )
+            exit_code = 5
     dlq = DeadLetterWriter(plan.run_dir / "dead_letter.parquet")
     for r in ledger.dead_letters():
         dlq.add(r)
     dead_path = Path(dlq.close())
     report_path = write_report(report, plan.run_dir)
-    _summary(console or Console("backfill"), report, report_path, dead_path)
-    return BackfillResult(plan.run_dir, report_path, dead_path, report)
+    if journal is not None:
+        journal.end_run(plan.run_id, report["status"], str(report_path))
+    _summary(console, report, report_path, dead_path)
+    return BackfillResult(plan.run_dir, report_path, dead_path, report, exit_code)
+
+
+def _prune(cfg: BackfillJobConfig, store: VectorStore, journal: Journal, plan: BackfillPlan) -> int:
+    """Delete the points and journal entries of assets the manifest no longer lists."""
+    from pipelines.core.manifest import load_manifest
+
+    assert cfg.manifest is not None
+    ids = load_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url).column("asset_id").to_pylist()
+    pruned = 0
+    for chunk in journal.absent(plan.collection, ids):
+        gone = [e.asset_id for e in chunk]
+        store.delete_assets(gone)
+        journal.forget(plan.collection, gone)
+        pruned += len(gone)
+    return pruned
 
 
 def _status(ledger: AssetLedger, pipeline: Pipeline) -> Progress:
@@ -255,8 +462,11 @@ def _summary(console: Console, report: dict[str, Any], report_path: Path, dead_p
     console.say(
         f"done in {report['duration_s']:.1f}s: {report['rows']} rows -> "
         f"{report['embedded']} embedded, {report['skipped_unchanged']} unchanged, "
-        f"{report['skipped_modality']} other modality, {report['dead_lettered']} dead-lettered; "
-        f"{report['points_written']} points, {report['bedrock_calls']} Bedrock calls "
+        f"{report['skipped_dead_letter']} failed before, {report['skipped_modality']} other "
+        f"modality, {report['dead_lettered']} dead-lettered"
+        + (f", {report['pending']} pending" if report.get("pending") else "")
+        + (f", {report['pruned']} pruned" if report.get("pruned") else "")
+        + f"; {report['points_written']} points, {report['bedrock_calls']} Bedrock calls "
         f"({report['throttled']} throttled, {report['retries']} retries), "
         f"est. ${report['cost_usd']:.4f}"
     )

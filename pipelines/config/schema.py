@@ -169,6 +169,25 @@ class UseCaseConfig:
 
 
 @dataclass
+class StateConfig:
+    """Where the journal of a collection's runs lives (see ``docs/scheduled-backfills.md``)."""
+
+    # A folder on the driver's machine (a persistent volume on a cluster); the journal is
+    # ``<path>/journal.sqlite``, one file for every collection written from this place.
+    path: str = ".state"
+    # A lock older than this without a heartbeat belongs to a run that died: taken over.
+    lock_stale_after_s: float = 120.0
+
+
+@dataclass
+class LimitsConfig:
+    """What makes a finished run fail (spending limits come with the hardening work)."""
+
+    # Exit 5 when more than this fraction of the rows to embed ended dead-lettered (None: never).
+    max_dead_letter_fraction: float | None = None
+
+
+@dataclass
 class BackfillJobConfig:
     """``python -m jobs.backfill``: the whole job's configuration."""
 
@@ -184,3 +203,12 @@ class BackfillJobConfig:
     prices: PricesConfig = field(default_factory=PricesConfig)
     # Stop early for smoke runs: at most this many manifest rows (None = all).
     limit: int | None = None
+    state: StateConfig = field(default_factory=StateConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    # Delete the points of assets that are in the journal but no longer in the manifest.
+    prune: bool = False
+    # Embed again the unchanged assets that failed for a permanent reason last time.
+    retry_dead_letters: bool = False
+    # Check a sample of (or, with verify=true, every) asset the journal says is embedded against
+    # the collection's points and payloads, and repair what differs by embedding it again.
+    verify: bool = False

@@ -177,3 +177,10 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     validate_resources(cfg.resources)
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError("limit", f"must be >= 1 or null, got {cfg.limit}")
+    if not cfg.state.path:
+        raise ConfigError("state.path", "must name a folder for the journal")
+    if not cfg.state.lock_stale_after_s > 0:
+        raise ConfigError("state.lock_stale_after_s", "must be > 0")
+    fraction = cfg.limits.max_dead_letter_fraction
+    if fraction is not None and not 0.0 <= fraction <= 1.0:
+        raise ConfigError("limits.max_dead_letter_fraction", f"must be in [0, 1], got {fraction}")

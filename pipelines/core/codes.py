@@ -137,3 +137,34 @@ def from_service_code(code: str) -> str:
 
 
 _KNOWN = frozenset(all_codes().values())
+
+# Failures that may not happen again: a later run embeds these assets again even when they did
+# not change. Every other code is permanent for unchanged content (the file, the parameters or
+# the service's verdict on them): a scheduled run skips the asset (``skipped_dead_letter``) until
+# its content changes or ``retry_dead_letters=true``.
+TRANSIENT: frozenset[str] = frozenset(
+    {
+        DECODE_INTERNAL,
+        CONNECTION_ERROR,
+        READ_TIMEOUT,
+        SERVICE_ERROR,
+        ASYNC_JOB_TIMEOUT,
+        ASYNC_OUTPUT_UNREADABLE,
+        SEGMENT_FAILED,
+        THROTTLING_EXCEPTION,
+        MODEL_NOT_READY_EXCEPTION,
+        MODEL_TIMEOUT_EXCEPTION,
+        MODEL_ERROR_EXCEPTION,
+        INTERNAL_SERVER_EXCEPTION,
+        SERVICE_UNAVAILABLE_EXCEPTION,
+        REQUEST_TIMEOUT_EXCEPTION,
+        SERVICE_QUOTA_EXCEEDED_EXCEPTION,
+        WRITE_REJECTED,
+        INCOMPLETE,
+    }
+)
+
+
+def is_permanent(code: str | None) -> bool:
+    """True when an unchanged asset that failed with ``code`` would fail the same way again."""
+    return code is not None and code not in TRANSIENT

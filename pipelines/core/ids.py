@@ -68,9 +68,16 @@ _EMBEDDING_IGNORED = ("query_purpose",)
 _SEGMENTATION_IGNORED = ("image_max_pixels",)
 
 
-def point_id(asset_id: str, segment_index: int, embedding_type: str) -> str:
-    """The Qdrant point id of one embedding of one segment (a UUID string)."""
-    return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{asset_id}#{int(segment_index)}#{embedding_type}"))
+def point_id(
+    asset_id: str, segment_index: int, embedding_type: str, content_version: str | None = None
+) -> str:
+    """The Qdrant point id of one embedding of one segment of one version of an asset (a UUID
+    string). The version is part of the id so that a changed asset's new points sit beside the
+    old ones until the new version is complete; rows without a version keep the plain id."""
+    name = f"{asset_id}#{int(segment_index)}#{embedding_type}"
+    if content_version:
+        name += f"#{content_version}"
+    return str(uuid.uuid5(POINT_ID_NAMESPACE, name))
 
 
 def _canonical(value: Any) -> Any:

@@ -17,7 +17,15 @@ import pyarrow as pa
 from pipelines.core import codes
 from pipelines.modalities import Registry, Usage, current
 
-OUTCOMES = ("embedded", "skipped_unchanged", "skipped_modality", "dead_lettered")
+OUTCOMES = (
+    "embedded",
+    "skipped_unchanged",
+    "skipped_dead_letter",
+    "skipped_modality",
+    "dead_lettered",
+    # Only after an aborted run: neither embedded nor failed; the next run takes it up.
+    "pending",
+)
 
 
 @dataclass
@@ -35,6 +43,7 @@ class AssetState:
     asset_id: str
     uri: str | None
     modality: str
+    content_version: str | None = None
     expected_segments: int | None = None
     segments_written: set[int] = field(default_factory=set)
     points_written: int = 0
@@ -74,9 +83,12 @@ class AssetLedger:
         self.modalities = modalities or current()
         self.assets: dict[str, AssetState] = {}
         self.progress = Progress()
+        self._completed: list[str] = []
 
-    def add(self, asset_id: str, uri: str | None, modality: str) -> None:
-        self.assets[asset_id] = AssetState(asset_id, uri, modality)
+    def add(
+        self, asset_id: str, uri: str | None, modality: str, content_version: str | None = None
+    ) -> None:
+        self.assets[asset_id] = AssetState(asset_id, uri, modality, content_version)
         self.progress.total += 1
 
     def skip(self, asset_id: str, outcome: str) -> None:
@@ -133,6 +145,12 @@ class AssetLedger:
         self.progress.points += points
         if st.complete and not was_complete:
             self.progress.settled += 1
+            self._completed.append(asset_id)
+
+    def drain_completed(self) -> list[AssetState]:
+        """Assets whose every segment reached the store since the last call (to journal)."""
+        done, self._completed = self._completed, []
+        return [self.assets[a] for a in done if self.assets[a].complete]
 
     def fail(self, asset_id: str, stage: str, code: str, message: str) -> None:
         st = self.assets[asset_id]
@@ -142,14 +160,23 @@ class AssetLedger:
                 self.progress.settled += 1
         st.failures.append(Failure(stage, code, message))
 
-    def finalize(self) -> list[str]:
-        """Decide every outcome; returns the asset ids whose partial points must be deleted."""
+    def finalize(self, pending: bool = False) -> list[str]:
+        """Decide every outcome; returns the asset ids whose partial points must be deleted.
+
+        ``pending`` (the run was aborted): an asset that neither completed nor failed is
+        ``pending`` rather than dead-lettered ``incomplete``.
+        """
         partial: list[str] = []
         for st in self.assets.values():
             if st.outcome is not None:
                 continue
             if st.complete:
                 st.outcome = "embedded"
+                continue
+            if pending and not st.failures:
+                st.outcome = "pending"
+                if st.points_written:
+                    partial.append(st.asset_id)
                 continue
             if not st.failures:
                 got = len(st.segments_written)

@@ -424,7 +424,12 @@ class QdrantStore(QdrantReadSide):
                 continue
             points.append(
                 models.PointStruct(
-                    id=point_id(row["asset_id"], row["segment_index"], row["embedding_type"]),
+                    id=point_id(
+                        row["asset_id"],
+                        row["segment_index"],
+                        row["embedding_type"],
+                        row.get("content_version"),
+                    ),
                     vector=vector,
                     payload=build_payload(
                         row, fp, self.positions.get(str(row["modality"]), POSITION_COLUMNS)
@@ -447,6 +452,41 @@ class QdrantStore(QdrantReadSide):
             result.batches += 1
         result.retries = self.retries - retries_before
         return result
+
+    def delete_versions(
+        self, versions: Sequence[tuple[str, str | None]], keep: bool = False
+    ) -> None:
+        """Delete the points of these (asset id, content version) pairs; with ``keep``, delete
+        every *other* version of each asset instead (a changed asset's stale points)."""
+        from qdrant_client import models
+
+        pairs = list(dict.fromkeys(versions))
+        for start in range(0, len(pairs), 100):
+            clauses: list[Any] = []
+            for asset_id, version in pairs[start : start + 100]:
+                same_asset = models.FieldCondition(
+                    key="asset_id", match=models.MatchValue(value=asset_id)
+                )
+                if version is None:
+                    this_version: Any = models.IsEmptyCondition(
+                        is_empty=models.PayloadField(key="content_version")
+                    )
+                else:
+                    this_version = models.FieldCondition(
+                        key="content_version", match=models.MatchValue(value=version)
+                    )
+                clauses.append(
+                    models.Filter(must=[same_asset], must_not=[this_version])
+                    if keep
+                    else models.Filter(must=[same_asset, this_version])
+                )
+            self._call(
+                "delete",
+                self.client.delete,
+                collection_name=self.collection,
+                points_selector=models.FilterSelector(filter=models.Filter(should=clauses)),
+                wait=True,
+            )
 
     def delete_assets(self, asset_ids: Sequence[str]) -> None:
         """Delete every point of these assets (removed assets, or partial writes to redo)."""

@@ -147,7 +147,9 @@ def test_write_in_batches_and_rewrite_overwrites(writer: QdrantStore) -> None:
     again = writer.write(_rows(3, seed=1))
     assert again.written == 9
     assert writer.count() == 9  # same ids: overwritten, not duplicated
-    point = writer.client.retrieve("test", [point_id("doc0.pdf", 1, "IMAGE")], with_vectors=True)[0]
+    point = writer.client.retrieve(
+        "test", [point_id("doc0.pdf", 1, "IMAGE", "etag:0")], with_vectors=True
+    )[0]
     stored = np.asarray(point.vector)
     expected = np.asarray(_rows(3, seed=1)[1]["vector"])
     assert np.allclose(stored, expected / np.linalg.norm(expected), atol=1e-5)
@@ -155,7 +157,7 @@ def test_write_in_batches_and_rewrite_overwrites(writer: QdrantStore) -> None:
 
 def test_payload_fields(writer: QdrantStore) -> None:
     writer.write(_rows(1))
-    point = writer.client.retrieve("test", [point_id("doc0.pdf", 2, "IMAGE")])[0]
+    point = writer.client.retrieve("test", [point_id("doc0.pdf", 2, "IMAGE", "etag:0")])[0]
     assert point.payload == {
         "asset_id": "doc0.pdf",
         "uri": "s3://corpus/doc0.pdf",
@@ -206,6 +208,22 @@ def test_delete_and_count_by_asset(writer: QdrantStore) -> None:
     assert writer.finish() == 4
 
 
+def test_versions_sit_side_by_side_until_the_stale_one_is_deleted(writer: QdrantStore) -> None:
+    old = _rows(2, segments=3)
+    writer.write(old)
+    new = [
+        {**r, "content_version": "v2"} for r in _rows(2, segments=2) if r["asset_id"] == "doc0.pdf"
+    ]
+    writer.write(new)
+    # The new version's points are beside the old ones (searchers keep the complete old version).
+    assert writer.count_by_asset(["doc0.pdf", "doc1.pdf"]) == {"doc0.pdf": 5, "doc1.pdf": 3}
+    writer.delete_versions([("doc0.pdf", "v2")], keep=True)  # the new one is complete
+    assert writer.holdings(["doc0.pdf"])["doc0.pdf"].content_versions == {"v2"}
+    assert writer.count_by_asset(["doc0.pdf", "doc1.pdf"]) == {"doc0.pdf": 2, "doc1.pdf": 3}
+    writer.delete_versions([("doc1.pdf", "etag:1")])  # a failed version's partial points
+    assert writer.count() == 2
+
+
 # ---- read side -------------------------------------------------------------------------------
 
 
@@ -227,7 +245,8 @@ def test_scan_streams_every_point_with_vector_and_payload(writer: QdrantStore) -
     assert len(got) == 9
     for row in rows:
         point = got[(row["asset_id"], row["segment_index"])]
-        assert point["point_id"] == point_id(row["asset_id"], row["segment_index"], "IMAGE")
+        pid = point_id(row["asset_id"], row["segment_index"], "IMAGE", row["content_version"])
+        assert point["point_id"] == pid
         unit = row["vector"] / np.linalg.norm(row["vector"])  # cosine collections normalise
         assert np.allclose(point["vector"], unit, atol=1e-6)
         assert json.loads(point["payload_json"])["content_version"] == row["content_version"]

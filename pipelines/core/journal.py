@@ -1,0 +1,287 @@
+"""The journal: the state of record of every collection's backfills.
+
+One SQLite file (``<state.path>/journal.sqlite``, on the driver's machine) holds, per physical
+collection and asset id, what the collection holds of the asset (content version, fingerprint,
+outcome, points, the run that wrote it), plus the runs, the fingerprints each collection was built
+with, and a lock per collection. SQLite because the journal must survive ``kill -9`` at any moment
+(transactions, write-ahead log), stream (lookups in chunks, no per-asset object in the driver) and
+hold tens of millions of rows with an index, without a server: it ships with Python.
+
+An entry is written only after the asset's points are in the store (and the points of its previous
+version removed), so a crash leaves at worst an asset that is embedded but not yet journaled: the
+next run embeds it again, to the same point ids.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.core.errors import ConfigError
+
+_CHUNK = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS assets (
+    collection TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    content_version TEXT,
+    modality TEXT,
+    fingerprint TEXT,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    permanent INTEGER NOT NULL DEFAULT 0,
+    points INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT,
+    updated_at REAL,
+    PRIMARY KEY (collection, asset_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fingerprints (
+    collection TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (collection, modality)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    collection TEXT,
+    status TEXT,
+    started_at REAL,
+    ended_at REAL,
+    host TEXT,
+    pid INTEGER,
+    report TEXT
+);
+CREATE TABLE IF NOT EXISTS locks (
+    collection TEXT PRIMARY KEY,
+    run_id TEXT,
+    host TEXT,
+    pid INTEGER,
+    heartbeat REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the journal knows of one asset in one collection."""
+
+    asset_id: str
+    content_version: str | None
+    modality: str | None
+    fingerprint: str | None
+    outcome: str  # embedded | dead_lettered
+    error_code: str | None = None
+    permanent: bool = False
+    points: int = 0
+
+
+class CollectionLocked(ConfigError):
+    """Another run is writing the same collection."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("qdrant.collection", message)
+
+
+def _fingerprint_key(fingerprint: str | None) -> str | None:
+    # "<16 hex>|<readable parameters>": the hash is what identifies the parameters.
+    return fingerprint.split("|", 1)[0] if fingerprint else None
+
+
+def same_fingerprint(a: str | None, b: str | None) -> bool:
+    return _fingerprint_key(a) == _fingerprint_key(b)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Journal:
+    """The journal file (see the module docstring). Use from one process, the driver."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / "journal.sqlite"
+        self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- lock ------------------------------------------------------------------------------------
+
+    def acquire(self, collection: str, run_id: str, stale_after_s: float) -> None:
+        """Take the collection's lock, or raise :class:`CollectionLocked` naming its holder. A lock
+        whose process is gone (same host) or whose heartbeat is older than ``stale_after_s`` is
+        taken over: a killed run never blocks the next one."""
+        host, pid, now = socket.gethostname(), os.getpid(), time.time()
+        with self._transaction(immediate=True):
+            row = self.db.execute(
+                "SELECT run_id, host, pid, heartbeat FROM locks WHERE collection = ?",
+                (collection,),
+            ).fetchone()
+            if row is not None and row[0] != run_id:
+                holder, h_host, h_pid, beat = row
+                dead = (h_host == host and not _alive(int(h_pid))) or now - beat > stale_after_s
+                if not dead:
+                    raise CollectionLocked(
+                        f"collection {collection!r} is being written by run {holder} "
+                        f"(pid {h_pid} on {h_host}, last seen {now - beat:.0f}s ago); "
+                        "wait for it to end, or stop it"
+                    )
+            self.db.execute(
+                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
+                (collection, run_id, host, pid, now),
+            )
+
+    def heartbeat(self, collection: str, run_id: str) -> None:
+        self.db.execute(
+            "UPDATE locks SET heartbeat = ? WHERE collection = ? AND run_id = ?",
+            (time.time(), collection, run_id),
+        )
+
+    def release(self, collection: str, run_id: str) -> None:
+        self.db.execute(
+            "DELETE FROM locks WHERE collection = ? AND run_id = ?", (collection, run_id)
+        )
+
+    # -- fingerprints ----------------------------------------------------------------------------
+
+    def fingerprints(self, collection: str) -> dict[str, str]:
+        rows = self.db.execute(
+            "SELECT modality, fingerprint FROM fingerprints WHERE collection = ?", (collection,)
+        )
+        return dict(rows.fetchall())
+
+    def record_fingerprints(self, collection: str, fingerprints: dict[str, str]) -> None:
+        with self._transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)",
+                [(collection, m, fp) for m, fp in fingerprints.items()],
+            )
+
+    # -- assets ----------------------------------------------------------------------------------
+
+    def lookup(self, collection: str, asset_ids: Sequence[str]) -> dict[str, Entry]:
+        """The entries of these assets (absent ones left out), queried in chunks."""
+        out: dict[str, Entry] = {}
+        for start in range(0, len(asset_ids), _CHUNK):
+            chunk = list(asset_ids[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT asset_id, content_version, modality, fingerprint, outcome, error_code, "
+                f"permanent, points FROM assets WHERE collection = ? AND asset_id IN ({marks})",
+                [collection, *chunk],
+            )
+            for r in rows:
+                out[r[0]] = Entry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), int(r[7]))
+        return out
+
+    def record(self, collection: str, run_id: str, entries: Iterable[Entry]) -> int:
+        """Write (or replace) entries in one transaction; returns how many."""
+        now = time.time()
+        rows = [
+            (
+                collection,
+                e.asset_id,
+                e.content_version,
+                e.modality,
+                e.fingerprint,
+                e.outcome,
+                e.error_code,
+                int(e.permanent),
+                e.points,
+                run_id,
+                now,
+            )
+            for e in entries
+        ]
+        if rows:
+            with self._transaction():
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO assets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+        return len(rows)
+
+    def forget(self, collection: str, asset_ids: Sequence[str]) -> None:
+        for start in range(0, len(asset_ids), _CHUNK):
+            chunk = list(asset_ids[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(
+                f"DELETE FROM assets WHERE collection = ? AND asset_id IN ({marks})",
+                [collection, *chunk],
+            )
+
+    def absent(self, collection: str, present: Iterable[str]) -> Iterator[list[Entry]]:
+        """Entries whose asset id is not in ``present`` (e.g. the manifest), in chunks."""
+        self.db.execute("DROP TABLE IF EXISTS temp.present")
+        self.db.execute("CREATE TEMP TABLE present (asset_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        batch: list[tuple[str]] = []
+        with self._transaction():
+            for asset_id in present:
+                batch.append((asset_id,))
+                if len(batch) >= _CHUNK:
+                    self.db.executemany("INSERT OR IGNORE INTO temp.present VALUES (?)", batch)
+                    batch = []
+            self.db.executemany("INSERT OR IGNORE INTO temp.present VALUES (?)", batch)
+        cursor = self.db.execute(
+            "SELECT asset_id, content_version, modality, fingerprint, outcome, error_code, "
+            "permanent, points FROM assets WHERE collection = ? AND asset_id NOT IN "
+            "(SELECT asset_id FROM temp.present)",
+            (collection,),
+        )
+        while rows := cursor.fetchmany(_CHUNK):
+            yield [Entry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), int(r[7])) for r in rows]
+
+    def count(self, collection: str, outcome: str | None = None) -> int:
+        if outcome is None:
+            row = self.db.execute("SELECT COUNT(*) FROM assets WHERE collection = ?", (collection,))
+        else:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM assets WHERE collection = ? AND outcome = ?",
+                (collection, outcome),
+            )
+        return int(row.fetchone()[0])
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, collection: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, 'running', ?, NULL, ?, ?, NULL)",
+            (run_id, collection, time.time(), socket.gethostname(), os.getpid()),
+        )
+
+    def end_run(self, run_id: str, status: str, report_path: str | None) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = ?, ended_at = ?, report = ? WHERE run_id = ?",
+            (status, time.time(), report_path, run_id),
+        )
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection, immediate: bool) -> None:
+            self.db, self.immediate = db, immediate
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def _transaction(self, immediate: bool = False) -> Journal._Tx:
+        return Journal._Tx(self.db, immediate)

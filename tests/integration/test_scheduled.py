@@ -1,0 +1,158 @@
+"""Scheduled backfills: what a re-run pays for, counted at the local endpoint and in the store.
+
+An unchanged re-run makes no call and decodes nothing; a changed asset costs its own calls and
+leaves no stale point; prune removes what left the manifest; a permanent dead letter is not paid
+again; parameters that would change the vectors are refused; an infrastructure failure mid-run
+ends the run cleanly (``aborted``, exit code 3) and the next run finishes the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nova_devkit.emulator.launch import Endpoints
+from nova_devkit.media import make_product_photo
+from pipelines.backfill import BackfillResult, run_backfill
+from pipelines.config.compose import compose_backfill
+from pipelines.core.errors import ConfigError
+from pipelines.stores.qdrant import QdrantStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
+
+WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")
+
+
+def _text(seed: int, chars: int) -> str:
+    out, i = [], seed
+    while sum(len(w) + 1 for w in out) < chars:
+        out.append(WORDS[i % len(WORDS)] + str(i % 7))
+        i += 3
+    return " ".join(out)
+
+
+def _corpus(root: Path, texts: dict[str, str], broken: bool = True) -> Path:
+    rows: list[dict[str, Any]] = [
+        {"asset_id": a, "uri": None, "modality": "text", "text": t} for a, t in texts.items()
+    ]
+    for i in range(2):
+        photo = make_product_photo(root / f"photo-{i}.jpg", seed=i, size=(96, 64))
+        rows.append({"asset_id": f"photo-{i}", "uri": str(photo), "modality": "image"})
+    if broken:
+        bad = root / "broken.jpg"
+        bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a whole jpeg")
+        rows.append({"asset_id": "broken", "uri": str(bad), "modality": "image"})
+    path = root / "manifest.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def _run(root: Path, emulator: Endpoints, *more: str) -> BackfillResult:
+    cfg = compose_backfill(
+        [
+            "usecase=mixed_media",
+            f"manifest={root / 'manifest.parquet'}",
+            *emulator.pipeline_overrides(),
+            f"qdrant.path={root / 'qdrant'}",
+            "qdrant.collection=nightly",
+            f"run_dir={root / 'runs'}",
+            f"state.path={root / 'state'}",
+            "segmentation.text_max_chars=400",
+            "segmentation.text_overlap_chars=0",
+            *more,
+        ]
+    )
+    return run_backfill(cfg)
+
+
+def _calls(emulator: Endpoints) -> int:
+    return sum(1 for r in emulator.emulator.requests if r.operation == "InvokeModel")
+
+
+def _store(root: Path) -> QdrantStore:
+    from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
+
+    cfg = QdrantConfig(path=str(root / "qdrant"), collection="nightly")
+    return QdrantStore(cfg, 1024, embedding=EmbeddingConfig(), segmentation=SegmentationConfig())
+
+
+def test_rerun_pays_only_for_what_changed(emulator: Endpoints, tmp_path: Path) -> None:
+    texts = {f"note-{i}": _text(i, 900) for i in range(5)}  # three 400-char chunks each
+    _corpus(tmp_path, texts)
+    first = _run(tmp_path, emulator)
+    rep = first.report
+    assert (rep["status"], rep["embedded"], rep["dead_lettered"]) == ("done", 7, 1)
+    assert first.exit_code == 0
+    calls_first = _calls(emulator)
+    assert calls_first == rep["bedrock_calls"] > 7
+
+    # Unchanged: no call, nothing decoded; the broken file is not paid for again.
+    second = _run(tmp_path, emulator).report
+    assert _calls(emulator) == calls_first
+    assert (second["bedrock_calls"], second["decoded"]) == (0, 0)
+    assert (second["skipped_unchanged"], second["skipped_dead_letter"]) == (7, 1)
+
+    # One text shrinks to one chunk: one call, and its old three points are gone.
+    texts["note-2"] = _text(99, 200)
+    _corpus(tmp_path, texts)
+    third = _run(tmp_path, emulator).report
+    assert _calls(emulator) - calls_first == 1 == third["bedrock_calls"]
+    assert (third["embedded"], third["skipped_unchanged"], third["changed"]) == (1, 6, 1)
+    with _store(tmp_path) as store:
+        held = store.holdings(["note-2"])["note-2"]
+        assert held.points == 1 and len(held.content_versions) == 1
+    assert third["count_check"]["ok"]
+
+    # The broken file again only when asked; removed assets pruned only when asked.
+    fourth = _run(tmp_path, emulator, "retry_dead_letters=true").report
+    assert (fourth["dead_lettered"], fourth["skipped_unchanged"]) == (1, 7)
+    del texts["note-4"]
+    _corpus(tmp_path, texts)
+    fifth = _run(tmp_path, emulator, "prune=true").report
+    assert fifth["pruned"] == 1 and fifth["bedrock_calls"] == 0
+    with _store(tmp_path) as store:
+        assert store.count_by_asset(["note-4", "note-3"]) == {"note-4": 0, "note-3": 3}
+
+
+def test_parameters_that_change_the_vectors_are_refused(
+    emulator: Endpoints, tmp_path: Path
+) -> None:
+    _corpus(tmp_path, {"note-0": _text(0, 300)}, broken=False)
+    _run(tmp_path, emulator)
+    with pytest.raises(ConfigError, match=r"jobs\.migrate") as info:
+        _run(tmp_path, emulator, "segmentation.text_max_chars=300")
+    assert info.value.key == "embedding"
+    # The query purpose is not part of the fingerprint: no refusal, nothing to do.
+    again = _run(tmp_path, emulator, "embedding.query_purpose=TEXT_RETRIEVAL").report
+    assert again["skipped_unchanged"] == 3 and again["bedrock_calls"] == 0
+
+
+def test_access_refused_mid_run_aborts_cleanly_and_the_rerun_finishes(
+    emulator: Endpoints, tmp_path: Path
+) -> None:
+    texts = {f"note-{i}": _text(i, 900) for i in range(6)}
+    _corpus(tmp_path, texts, broken=False)
+    # The first 6 calls succeed, then access is refused for good.
+    emulator.emulator.script(["ok"] * 6 + ["AccessDeniedException"] * 200)
+    aborted = _run(tmp_path, emulator)
+    rep = aborted.report
+    assert aborted.exit_code == 3 and rep["status"] == "aborted"
+    assert "AccessDenied" in rep["abort_reason"] or "refused" in rep["abort_reason"]
+    assert rep["embedded"] + rep["pending"] + rep["dead_lettered"] == 8
+    assert aborted.report_path.exists() and aborted.dead_letter_path.exists()
+    spent = _calls(emulator)
+
+    emulator.emulator.script([])
+    emulator.emulator.reset()
+    done = _run(tmp_path, emulator).report
+    assert done["status"] == "done" and done["count_check"]["ok"]
+    assert done["embedded"] + done["skipped_unchanged"] == 8
+    # Only what the aborted run did not finish is paid again.
+    assert done["bedrock_calls"] <= 6 * 3 + 2 - rep["embedded"]
+    assert spent >= 6
+    with _store(tmp_path) as store:
+        assert sum(store.count_by_asset(list(texts)).values()) == 6 * 3
