@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
+from pipelines.core import preflight
 from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
 from pipelines.core.errors import InfrastructureError
@@ -117,7 +118,11 @@ def _run_locked(
     try:
         # The store first: an unreachable store or a dimension clash fails before Bedrock.
         store.ensure_collection()
+        preflight.check_store(store)
         if plan.todo.num_rows:
+            if cfg.segmentation.mode == "service":
+                preflight.check_staging(cfg)
+            figures["preflight_calls"] = preflight.check_bedrock(cfg)
             pipeline = (arrange or backfill_pipeline)(cfg, plan, store)
             console.say(f"pipeline: {pipeline.describe()}")
             console.watch(lambda: _status(plan.ledger, pipeline))
@@ -293,7 +298,9 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
             cfg.embedding,
             cfg.segmentation,
             cfg.bedrock,
-            run_id=plan.run_id,
+            # A job's client token is derived from its input, the asset and its version, not the
+            # run: a resumed run gets the job a killed one started instead of paying twice.
+            run_id="",
             resources=Resources.of(
                 res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
             ),
@@ -394,6 +401,7 @@ def finish_backfill(
             **figures,
         },
     )
+    report["bedrock_calls"] += int(figures.get("preflight_calls", 0))
     exit_code = 3 if abort else 0
     limit = cfg.limits.max_dead_letter_fraction
     if not abort and limit is not None and plan.todo.num_rows:

@@ -77,6 +77,8 @@ def test_a_backfill_in_a_terminal_shows_a_live_status_and_no_ray_chatter(
         f"manifest={tmp_path / 'm.parquet'}",
         *emulator.pipeline_overrides(),
         f"bedrock.quota.requests_per_minute={QUOTA_PER_MIN}",
+        # Small embed batches: results reach the driver every few assets.
+        "resources.embed.max_in_flight=4",
         f"qdrant.path={tmp_path / 'qdrant'}",
         f"run_dir={tmp_path / 'runs'}",
     ]

@@ -121,9 +121,10 @@ def test_a_modality_registered_by_a_test_is_backfilled_end_to_end(
     ]
     # What crossed the wire: one text request per segment, with the readings.
     sent = [r for r in emulator.emulator.requests if r.operation == "InvokeModel"]
-    assert len(sent) == sum(segments.values()) == rep["bedrock_calls"]
+    assert len(sent) == sum(segments.values()) + rep["preflight_calls"] == rep["bedrock_calls"]
     texts = [r.body["singleEmbeddingParams"]["text"]["value"] for r in sent]
-    assert all(t.startswith("sensor readings ") for t in texts)
+    assert texts[0] == "."  # the preflight call, before any decoding
+    assert all(t.startswith("sensor readings ") for t in texts[1:])
     # The collection holds them with the modality's position fields and fingerprint.
     from qdrant_client import QdrantClient
 

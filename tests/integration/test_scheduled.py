@@ -96,11 +96,12 @@ def test_rerun_pays_only_for_what_changed(emulator: Endpoints, tmp_path: Path) -
     assert (second["bedrock_calls"], second["decoded"]) == (0, 0)
     assert (second["skipped_unchanged"], second["skipped_dead_letter"]) == (7, 1)
 
-    # One text shrinks to one chunk: one call, and its old three points are gone.
+    # One text shrinks to one chunk: one call (and the preflight's), its old three points gone.
     texts["note-2"] = _text(99, 200)
     _corpus(tmp_path, texts)
     third = _run(tmp_path, emulator).report
-    assert _calls(emulator) - calls_first == 1 == third["bedrock_calls"]
+    assert third["preflight_calls"] == 1
+    assert _calls(emulator) - calls_first == 2 == third["bedrock_calls"]
     assert (third["embedded"], third["skipped_unchanged"], third["changed"]) == (1, 6, 1)
     with _store(tmp_path) as store:
         held = store.holdings(["note-2"])["note-2"]
@@ -136,8 +137,8 @@ def test_access_refused_mid_run_aborts_cleanly_and_the_rerun_finishes(
 ) -> None:
     texts = {f"note-{i}": _text(i, 900) for i in range(6)}
     _corpus(tmp_path, texts, broken=False)
-    # The first 6 calls succeed, then access is refused for good.
-    emulator.emulator.script(["ok"] * 6 + ["AccessDeniedException"] * 200)
+    # The preflight call and the next 6 succeed, then access is refused for good.
+    emulator.emulator.script(["ok"] * 7 + ["AccessDeniedException"] * 200)
     aborted = _run(tmp_path, emulator)
     rep = aborted.report
     assert aborted.exit_code == 3 and rep["status"] == "aborted"
@@ -151,8 +152,8 @@ def test_access_refused_mid_run_aborts_cleanly_and_the_rerun_finishes(
     done = _run(tmp_path, emulator).report
     assert done["status"] == "done" and done["count_check"]["ok"]
     assert done["embedded"] + done["skipped_unchanged"] == 8
-    # Only what the aborted run did not finish is paid again.
-    assert done["bedrock_calls"] <= 6 * 3 + 2 - rep["embedded"]
+    # Only what the aborted run did not finish is paid again (and one preflight call).
+    assert done["bedrock_calls"] <= 1 + 6 * 3 + 2 - rep["points_written"]
     assert spent >= 6
     with _store(tmp_path) as store:
         assert sum(store.count_by_asset(list(texts)).values()) == 6 * 3
