@@ -2,10 +2,10 @@
 
 The job runs as a real process (its own Ray) over assets of a slow-decoding modality registered
 by that process (``slow_modality.py``), so that decode tasks and embed actors are both at work;
-once at least 40% of its calls reached the local endpoint, the driver, a decode task or an embed actor is killed with
-SIGKILL. The same command is then run again. The collection must end exactly as an uninterrupted
-run leaves it (ids, vectors, payloads), and the re-run pays only for the assets that were not
-complete.
+once at least 40% of its calls reached the local endpoint, the driver, a decode task or an embed
+actor is killed with SIGKILL. The same command is then run again. The collection must end exactly
+as an uninterrupted run leaves it (ids, vectors, payloads), and the re-run pays only for the
+assets that were not complete.
 """
 
 from __future__ import annotations
