@@ -60,11 +60,11 @@ def document_type(head: bytes, path: str | None = None) -> str | None:
         return "epub"
     if any(n.endswith(_XPS_MEMBERS) for n in lowered):
         return "xps"
+    # A comic book archive: images (and perhaps a ComicInfo.xml or a note), nothing else.
     files = [n for n in lowered if not n.endswith("/")]
-    if files and all(n.endswith(_IMAGE_MEMBERS) or n.endswith((".xml", ".txt")) for n in files):
-        if any(n.endswith(_IMAGE_MEMBERS) for n in files):
-            return "cbz"
-    return None
+    pages = [n for n in files if n.endswith(_IMAGE_MEMBERS)]
+    others = [n for n in files if not n.endswith((*_IMAGE_MEMBERS, ".xml", ".txt"))]
+    return "cbz" if pages and not others else None
 
 
 def _is_page_text(row: Mapping[str, Any]) -> bool:

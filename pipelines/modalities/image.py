@@ -100,7 +100,7 @@ class Image(Modality):
         if (
             len(head) > 6
             and head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")
-            and 0 < head[4]
+            and head[4] > 0
             and not head[5]
         ):
             return 1

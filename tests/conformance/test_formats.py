@@ -73,11 +73,7 @@ def _decode(row: dict[str, Any], cfg: BackfillJobConfig, **kw: Any) -> list[dict
 
 
 def test_every_file_is_in_the_table_and_in_the_sources() -> None:
-    on_disk = {
-        p.relative_to(FILES).as_posix()
-        for p in FILES.rglob("*")
-        if p.is_file()
-    }
+    on_disk = {p.relative_to(FILES).as_posix() for p in FILES.rglob("*") if p.is_file()}
     assert on_disk == set(EXPECTED)
     sources = (HERE / "SOURCES.md").read_text(encoding="utf-8")
     assert [n for n in sorted(on_disk) if f"`{n.split('/')[-1]}`" not in sources] == []
@@ -98,7 +94,7 @@ def test_each_file_ends_as_the_table_says(
     name: str, rows_by_file: dict[str, dict[str, Any]], cfg: BackfillJobConfig
 ) -> None:
     _, outcome, segments = EXPECTED[name]
-    rows = _decode(rows_by_file[name], cfg, takes=cfg.usecase.modalities)
+    rows = _decode(rows_by_file[name], cfg, accepts=cfg.usecase.modalities)
     codes = [r["error_code"] for r in rows if r.get("error_code")]
     assert "decode_internal" not in codes, [r.get("error_message") for r in rows]
     if outcome == "embedded":
@@ -141,7 +137,8 @@ def test_plain_text_image_formats_are_images_not_text(rows_by_file: dict[str, An
 
 
 @pytest.mark.parametrize(
-    "name", ["pymediainfo/mp4-with-audio.mp4", "generated/audio_only.webm", "pymediainfo/issue55.flv"]
+    "name",
+    ["pymediainfo/mp4-with-audio.mp4", "generated/audio_only.webm", "pymediainfo/issue55.flv"],
 )
 def test_a_video_row_for_an_audio_only_file_is_embedded_as_audio(
     name: str, cfg: BackfillJobConfig
@@ -149,7 +146,7 @@ def test_a_video_row_for_an_audio_only_file_is_embedded_as_audio(
     from pipelines.modalities import get
 
     row = {"asset_id": name, "uri": str(FILES / name), "modality": "video"}
-    rows = _decode(row, cfg, takes=cfg.usecase.modalities)
+    rows = _decode(row, cfg, accepts=cfg.usecase.modalities)
     assert [r["error_code"] for r in rows] == [None] * len(rows) and rows
     assert {r["input_kind"] for r in rows} == {"audio"}
     video = get("video")
@@ -161,7 +158,7 @@ def test_a_video_row_for_an_audio_only_file_is_embedded_as_audio(
         usage.audio_seconds * cfg.prices.audio_per_second
     )
     # A use case that takes no audio refuses it with a code of its own, never no_video_stream.
-    refused = _decode(row, cfg, takes=["video"])
+    refused = _decode(row, cfg, accepts=["video"])
     assert [(r["error_code"], r["segment_index"]) for r in refused] == [("audio_only_video", -1)]
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
-from pipelines.stages._decode_common import STAGE
 from pipelines.modalities.probing import real_video_streams
+from pipelines.stages._decode_common import STAGE
 from pipelines.stages.segment_audio import open_error_code, rewind
 from pipelines.stages.video.probe_result import PacketFacts, VideoProbe, make_probe
 from pipelines.stages.video.sample_table import probe_from_sample_table
