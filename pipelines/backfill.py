@@ -314,6 +314,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.segmentation,
         cfg.embedding,
         cfg.bedrock.s3_endpoint_url,
+        accepts=cfg.usecase.modalities,
         # Blocks of a few embed batches: every embed task is short, so both actors stay busy on
         # small assets and acknowledgements reach the driver (and the console) as the run goes.
         resources=Resources.of(

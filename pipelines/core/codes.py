@@ -31,6 +31,7 @@ IMAGE_TOO_LARGE = "image_too_large"  # over the pixel limit, or over the inline 
 
 # PDF documents
 PDF_NOT_PDF = "pdf_not_pdf"  # no %PDF- header
+DOCUMENT_UNSUPPORTED = "document_unsupported"  # not a page format PyMuPDF opens (PDF, XPS, ...)
 PDF_ENCRYPTED = "pdf_encrypted"  # a password is needed
 PDF_CORRUPT = "pdf_corrupt"  # cannot be opened or repaired, or truncated
 PDF_NO_PAGES = "pdf_no_pages"  # the document has no pages
@@ -52,6 +53,7 @@ CODEC_UNSUPPORTED = "codec_unsupported"  # no decoder for the stream in this FFm
 NO_AUDIO_STREAM = "no_audio_stream"  # an audio asset without an audio stream
 NO_VIDEO_STREAM = "no_video_stream"  # a video asset without a video stream
 NOT_A_VIDEO = "not_a_video"  # a still image opened as a one-frame video
+AUDIO_ONLY_VIDEO = "audio_only_video"  # a video asset holds only audio; the use case takes none
 REENCODE_REQUIRED = "reencode_required"  # video_reencode=never but the video must be re-encoded
 SEGMENT_TOO_LARGE = "segment_too_large"  # an encoded video segment is over the request size cap
 

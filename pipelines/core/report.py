@@ -58,6 +58,9 @@ def build_report(
             agg["retries"] += st.retries
             agg["input_tokens"] += st.usage.input_tokens
             agg["cost_usd"] += cost
+            for note in st.usage.notes if st.outcome == "embedded" else ():
+                # Assets embedded in a way worth saying (e.g. audio_only_video: as audio).
+                agg.setdefault("notes", {})[note] = agg.get("notes", {}).get(note, 0) + 1
     total["cost_usd"] = round(total["cost_usd"], 6)
     for agg in by_modality.values():
         agg["cost_usd"] = round(agg["cost_usd"], 6)

@@ -5,10 +5,22 @@ separators, or the full S3 key), ``uri`` (absolute local path, or ``s3://bucket/
 ``modality``, ``size`` (bytes), ``content_version`` and ``mtime`` (UTC). ``size`` and ``mtime`` are
 not contract columns, so they travel into each point's payload as user metadata.
 
-Modality comes from the file's **content** (magic bytes of the first 4 KiB); the extension only
-breaks ties inside containers that hold either audio or video (MP4/QuickTime ``ftyp`` without an
-audio brand, Matroska/WebM, Ogg without a known codec header). When content and extension disagree
-the content wins (a PNG named ``x.txt`` is an image), and the summary counts such files.
+Modality comes from the file's **content**, with the extension as a hint, never as the only
+evidence (:meth:`pipelines.modalities.Registry.identify`):
+
+- the first 4 KiB: each modality scores its own signatures (magic bytes); one signature alone
+  decides;
+- local files whose first bytes leave it open (a container that may hold audio or video, text
+  that may be a plain-text image format such as an ASCII PPM or XPM, a ZIP, nothing recognised)
+  get a deeper look by each modality: Pillow opens images, PyAV lists a container's streams
+  (video when it holds a video stream, audio when it holds only audio), a ZIP's members tell XPS,
+  EPUB and comic book archives apart. Text is chosen only for text that no format claims;
+- S3 objects stay on the cheap path (the first 4 KiB, one ranged GET each): there the extension
+  decides between audio and video for containers that may hold either. A misjudged container
+  is still embedded right: the video decoder cuts a file without a video stream as audio.
+
+When content and extension disagree the content wins (a PNG named ``x.txt`` is an image), and the
+summary counts such files.
 
 Files whose type cannot be recognised (and empty files) are **skipped**, never written with a null
 modality: the manifest reader would have to guess, and a later stage would fail on them. The summary
@@ -63,6 +75,18 @@ def sniff_modality(head: bytes, name: str = "") -> str | None:
     Returns None when the content is not a type the pipeline embeds.
     """
     modality = current().sniff(head, name)
+    return modality.name if modality is not None else None
+
+
+def identify_modality(path: str, head: bytes | None = None) -> str | None:
+    """The modality of the local file at ``path``: its first bytes, then, when they leave it
+    open, each modality's deeper look (:meth:`pipelines.modalities.Registry.identify`)."""
+    if head is None:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    if not head:
+        return None
+    modality = current().identify(head, path)
     return modality.name if modality is not None else None
 
 
@@ -135,7 +159,7 @@ def _local_entry(root: str, path: str, hash_max_bytes: int) -> _Entry:
         size=st.st_size,
         mtime=dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=dt.UTC),
         content_version=version,
-        modality=sniff_modality(head, path),
+        modality=identify_modality(path, head),
     )
 
 

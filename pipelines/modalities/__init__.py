@@ -69,7 +69,31 @@ class Registry(Mapping[str, Modality]):
     def sniff(self, head: bytes, path: str = "") -> Modality | None:
         """The modality of a file from its first bytes; the extension decides between modalities
         whose containers fit equally well. None when no modality recognises the content."""
-        scores = [(m.sniff(head), m) for m in self._by_name.values()]
+        return self._pick([(m.sniff(head), m) for m in self._by_name.values()], path)
+
+    def identify(self, head: bytes, path: str) -> Modality | None:
+        """The modality of the local file at ``path`` (``head``: its first bytes).
+
+        The first bytes decide when one modality recognises its own signature in them (score
+        2, alone); otherwise (a container that may hold audio or video, text that may be a
+        plain-text image format, nothing recognised) each modality's deeper look
+        (:meth:`Modality.identify`: Pillow, PyAV, the ZIP's members) replaces its sniff score
+        where it has an answer, and the extension breaks ties as in :meth:`sniff`.
+        """
+        cheap = [(m.sniff(head), m) for m in self._by_name.values()]
+        best = max((s for s, _ in cheap), default=0)
+        if best == 2 and sum(1 for s, _ in cheap if s == 2) == 1:
+            return self._pick(cheap, path)
+        scores = []
+        for score, m in cheap:
+            try:
+                deep = m.identify(path, head)
+            except Exception:  # a deeper look must not sink a scan
+                deep = None
+            scores.append((score if deep is None else deep, m))
+        return self._pick(scores, path)
+
+    def _pick(self, scores: list[tuple[int, Modality]], path: str) -> Modality | None:
         best = max((s for s, _ in scores), default=0)
         if best == 0:
             return None

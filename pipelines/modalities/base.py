@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipelines.bedrock import tokens
@@ -44,13 +44,19 @@ class Usage:
     text_chars: int = 0
     input_tokens: int = 0  # reported by the service (text), when it reports them
     images: int = 0
-    media_seconds: float = 0.0
+    media_seconds: float = 0.0  # priced at the modality's own rate (price_per_second)
+    audio_seconds: float = 0.0  # sent as audio input by another modality (audio-only video)
+    # Notes for the report, segments per note (e.g. "audio_only_video": embedded as audio).
+    notes: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Usage) -> None:
         self.text_chars += other.text_chars
         self.input_tokens += other.input_tokens
         self.images += other.images
         self.media_seconds += other.media_seconds
+        self.audio_seconds += other.audio_seconds
+        for note, n in other.notes.items():
+            self.notes[note] = self.notes.get(note, 0) + n
 
 
 class Modality:
@@ -79,6 +85,21 @@ class Modality:
         """How surely the file's first bytes are this modality: 0 no, 1 a container that may
         hold it (the extension decides between candidates), 2 its own signature."""
         return 0
+
+    def identify(self, path: str, head: bytes) -> int | None:
+        """A deeper look at a local file, when the first bytes leave its modality open (the
+        scanner calls it only then, and never for S3 objects): the same scores as
+        :meth:`sniff` from opening the file with the library that decodes it (Pillow, PyAV,
+        ...), or None when this modality has no deeper look or cannot tell (the sniff score
+        stands). Must not raise for any content."""
+        return None
+
+    def embedded_as(self, row: Mapping[str, Any]) -> tuple[str, str] | None:
+        """``(modality, dead-letter code)`` when this segment row is sent as another
+        modality's input (a video file that holds only audio: ``("audio",
+        "audio_only_video")``); the decode stage dead-letters the asset with the code when the
+        use case does not take that modality. None: the row is this modality's own input."""
+        return None
 
     # -- decoding -----------------------------------------------------------------------------
 
@@ -146,6 +167,7 @@ class Modality:
             text_tokens / 1000.0 * prices.text_per_1k_tokens
             + usage.images * prices.image_each
             + usage.media_seconds * self.price_per_second(prices)
+            + usage.audio_seconds * prices.audio_per_second
         )
 
     def price_per_second(self, prices: PricesConfig) -> float:
@@ -167,6 +189,13 @@ class TimedMedia(Modality):
     """Audio and video: segments placed by seconds, priced by the second."""
 
     position_fields: ClassVar[tuple[str, ...]] = ("start_s", "end_s")
+
+    def hinted(self, path: str) -> bool:
+        """The file's name says audio or video (either: the streams decide which)."""
+        from pipelines.modalities import current
+
+        named = current().for_path(path)
+        return isinstance(named, TimedMedia)
 
     def estimate_tokens(self, row: Mapping[str, Any]) -> int:
         return tokens.media_tokens(segment_seconds(row))

@@ -1,4 +1,9 @@
-"""Documents (PDF): pages rendered as images, or their text layer chunked, per ``pdf_mode``."""
+"""Documents: pages rendered as images, or their text layer chunked, per ``pdf_mode``.
+
+PDF and the other page formats PyMuPDF opens: XPS/OpenXPS, EPUB, MOBI, FictionBook (FB2), comic
+book archives (CBZ) and SVG. :func:`document_type` tells them apart by content (the decoder opens
+the file as that type); HTML and Markdown are text, not documents.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,53 @@ from pipelines.modalities.base import (
     image_request,
     text_request,
 )
+from pipelines.modalities.probing import xml_root, zip_names
 
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
     from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 
 _TEXT_CHUNKING = ("text_max_chars", "text_overlap_chars")
+# The PDF header may follow up to 1 KB of junk (PDF 1.7, Annex H).
+PDF_HEADER_WINDOW = 1024
+_IMAGE_MEMBERS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".jxr")
+_XPS_MEMBERS = (".fdseq", ".fpage", ".fdoc")
+
+
+def document_type(head: bytes, path: str | None = None) -> str | None:
+    """The PyMuPDF file type of a document (``pdf``, ``xps``, ``epub``, ``mobi``, ``fb2``,
+    ``cbz``, ``svg``) from its first bytes, and for a ZIP container from its member names when
+    ``path`` is a local file; None when it is none of them."""
+    if b"%PDF-" in head[:PDF_HEADER_WINDOW]:
+        return "pdf"
+    if head[60:68] in (b"BOOKMOBI", b"TEXtREAd"):
+        return "mobi"
+    root = xml_root(head)
+    if root == "svg":
+        return "svg"
+    if root == "FictionBook":
+        return "fb2"
+    if not head.startswith(b"PK\x03\x04"):
+        return None
+    if head[30:38] == b"mimetype" and b"application/epub+zip" in head[38:80]:
+        return "epub"
+    names = zip_names(path) if path else None
+    if names is None:
+        # Only the first bytes (an S3 object): the first members' names.
+        if any(marker.encode() in head for marker in (*_XPS_MEMBERS, "FixedDocSeq")):
+            return "xps"
+        first = head[30 : 30 + int.from_bytes(head[26:28], "little")].decode("latin-1").lower()
+        return "cbz" if first.endswith(_IMAGE_MEMBERS) else None
+    lowered = [n.lower() for n in names]
+    if "mimetype" in lowered and any(n.endswith(".opf") for n in lowered):
+        return "epub"
+    if any(n.endswith(_XPS_MEMBERS) for n in lowered):
+        return "xps"
+    # A comic book archive: images (and perhaps a ComicInfo.xml or a note), nothing else.
+    files = [n for n in lowered if not n.endswith("/")]
+    pages = [n for n in files if n.endswith(_IMAGE_MEMBERS)]
+    others = [n for n in files if not n.endswith((*_IMAGE_MEMBERS, ".xml", ".txt"))]
+    return "cbz" if pages and not others else None
 
 
 def _is_page_text(row: Mapping[str, Any]) -> bool:
@@ -29,7 +75,7 @@ def _is_page_text(row: Mapping[str, Any]) -> bool:
 class Document(Modality):
     name = "document"
     decoder = "pipelines.stages.decode_pdf:decode_pdf"
-    extensions = frozenset(("pdf",))
+    extensions = frozenset(("pdf", "xps", "oxps", "epub", "mobi", "azw", "fb2", "cbz", "svg"))
     # Pages are rendered: a byte of PDF is far more decoding than a byte of JPEG.
     work_per_byte = 16.0
     position_fields = ("page", "char_start", "char_end")
@@ -39,7 +85,20 @@ class Document(Modality):
     )
 
     def sniff(self, head: bytes) -> int:
-        return 2 if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"%PDF-") else 0
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"%PDF-"):
+            return 2
+        kind = document_type(head)
+        if kind is None:
+            return 0
+        # A PDF header after junk, or a ZIP told only by its first members: not sure.
+        return 1 if kind in ("pdf", "cbz") else 2
+
+    def identify(self, path: str, head: bytes) -> int | None:
+        """2 for a ZIP whose members make it an XPS, EPUB or comic book archive; 0 for another
+        ZIP (an office file, an archive: not a document PyMuPDF renders)."""
+        if not head.startswith(b"PK\x03\x04"):
+            return None
+        return 2 if document_type(head, path) is not None else 0
 
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None

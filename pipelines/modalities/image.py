@@ -1,7 +1,14 @@
-"""Images: one segment per image, re-encoded to a format the model accepts when needed."""
+"""Images: one segment per image, re-encoded to a format the model accepts when needed.
+
+Recognised by signature (:meth:`Image.sniff`: PNG, JPEG, GIF, WebP, TIFF, HEIF/AVIF, JPEG 2000,
+PSD, QOI, DDS, ICNS, Sun raster, FITS, netpbm binary and plain, XPM, XBM; BMP, ICO/CUR, SGI and
+PCX weakly) and, for a local file the first bytes leave open, by Pillow opening it
+(:meth:`Image.identify`: TGA, IM and any other format the installed Pillow reads).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +21,7 @@ from pipelines.modalities.base import (
     staged,
     valid,
 )
+from pipelines.modalities.probing import extension
 
 if TYPE_CHECKING:
     from pipelines.bedrock.request import EmbeddingRequest
@@ -22,29 +30,109 @@ if TYPE_CHECKING:
 # ftyp major brands of still images (HEIF/AVIF).
 IMAGE_BRANDS = frozenset((b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"))
 _DIB_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)
+# Signatures at offset 0 that are images for sure.
+_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",  # JPEG, MPO
+    b"GIF87a",
+    b"GIF89a",
+    b"II*\x00",
+    b"MM\x00*",
+    b"II+\x00",  # BigTIFF
+    b"MM\x00+",
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n",  # JPEG 2000 (jp2)
+    b"\xff\x4f\xff\x51",  # JPEG 2000 codestream (j2k)
+    b"8BPS",  # Photoshop
+    b"qoif",
+    b"DDS ",
+    b"icns",
+    b"\x59\xa6\x6a\x95",  # Sun raster
+    b"SIMPLE  =",  # FITS
+    b"/* XPM */",
+    b"DanM",  # MS Paint
+    b"LinS",
+    b"FTEX",
+    b"BLP1",
+    b"BLP2",
+)
+# netpbm: P1-P7 and PF/Pf, then whitespace (P1-P3 are plain text: they must beat text).
+_NETPBM = re.compile(rb"\AP[1-7Ff][ \t\r\n]+(?:#[^\n]*\n\s*)*(?:\d|WIDTH)")
+_XBM = re.compile(rb"\A\s*(?:/\*.*?\*/\s*)?#define[ \t]+\S*_width[ \t]+\d", re.DOTALL)
+# Pillow formats whose test is weak (no signature, or two bytes): trusted only when the file's
+# extension is one Pillow registers for them. MPEG is video (Pillow only reads its header).
+_WEAK_FORMATS = frozenset({"TGA", "IPTC", "PCD", "SPIDER", "XVTHUMB", "IMT", "MCIDAS", "GBR"})
+_NOT_IMAGES = frozenset({"MPEG", "PDF"})
 
 
 class Image(Modality):
     name = "image"
     decoder = "pipelines.stages.decode_image:decode_image"
-    extensions = frozenset(("png", "jpg", "jpeg", "gif", "webp", "bmp", "tif", "tiff"))
+    # What the installed Pillow reads (a few need a library: HEIF a plugin, EPS Ghostscript).
+    extensions = frozenset(
+        (
+            *("png", "apng", "jpg", "jpeg", "jpe", "jfif", "gif", "webp", "bmp", "dib"),
+            *("tif", "tiff", "tga", "icb", "vda", "vst", "sgi", "rgb", "rgba", "bw"),
+            *("ppm", "pgm", "pbm", "pnm", "pfm", "ico", "cur", "psd", "mpo", "qoi", "pcx"),
+            *("jp2", "j2k", "jpc", "jpf", "jpx", "j2c", "avif", "avifs", "heic", "heif"),
+            *("dcx", "dds", "xbm", "xpm", "icns", "msp", "ras", "im", "fits", "fit"),
+            *("blp", "ftc", "ftu", "pxr", "eps"),
+        )
+    )
     embedding_fields = ("image_detail_level",)
     segmentation_keys = frozenset(("mode", "image_max_side"))
     service_formats = frozenset(("png", "jpeg", "gif", "webp"))
 
     def sniff(self, head: bytes) -> int:
-        if head.startswith(b"\x89PNG\r\n\x1a\n") or head.startswith(b"\xff\xd8\xff"):
-            return 2
-        if head[:6] in (b"GIF87a", b"GIF89a") or head[:4] in (b"II*\x00", b"MM\x00*"):
+        if head.startswith(_MAGIC):
             return 2
         if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
             return 2
         if head[4:8] == b"ftyp" and head[8:12] in IMAGE_BRANDS:
             return 2
-        # BMP: a weak signature (the DIB header size), for content that is not text.
+        if _NETPBM.match(head) or _XBM.match(head):
+            return 2
+        if head.startswith((b"%!PS-Adobe-3.0 EPSF", b"\xc5\xd0\xd3\xc6")):
+            return 2  # EPS (read with Ghostscript)
+        # Weak signatures, for content that is not text: BMP (the DIB header size), ICO/CUR
+        # (reserved 0, type 1/2, a few images), SGI (magic 474), PCX (maker 10, RLE).
         if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _DIB_HEADER_SIZES:
             return 1
+        if (
+            len(head) > 6
+            and head[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")
+            and head[4] > 0
+            and not head[5]
+        ):
+            return 1
+        if head[:2] == b"\x01\xda" and head[2] in (0, 1) and head[3] in (1, 2):
+            return 1
+        if len(head) > 3 and head[0] == 10 and head[1] in (0, 2, 3, 4, 5) and head[2] == 1:
+            return 1
         return 0
+
+    def identify(self, path: str, head: bytes) -> int | None:
+        """2 when the installed Pillow opens the file (its header: no pixel is decoded)."""
+        import warnings
+
+        from PIL import Image as PILImage
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with PILImage.open(path) as im:
+                    fmt = str(im.format or "")
+        except PILImage.DecompressionBombError:
+            return 2  # an image, too big: the decoder refuses it with image_too_large
+        except Exception:
+            return 0
+        if fmt in _NOT_IMAGES:
+            return 0
+        if fmt in _WEAK_FORMATS:
+            PILImage.init()
+            registered = PILImage.registered_extensions()
+            if registered.get("." + extension(path)) != fmt:
+                return 0
+        return 2
 
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None

@@ -8,7 +8,10 @@ the previous one, so the loop always progresses. Spans never start or end on whi
 non-whitespace character of the text lies in at least one span.
 
 :func:`decode_text` turns a text asset (inline ``text`` column or a file at ``uri``) into one
-segment row per chunk, with ``char_start``/``char_end`` relative to the decoded text.
+segment row per chunk, with ``char_start``/``char_end`` relative to the decoded text. An HTML file
+(named ``.html``/``.htm``/``.xhtml``, or starting with a doctype or ``<html>``) is embedded by its
+visible text (:func:`pipelines.stages.html_text.html_text`: no markup, scripts or styles), and
+the positions index that text; Markdown and every other text file are embedded as they are.
 
 Dead-letter codes (stage ``decode``): ``missing_uri`` (neither text nor uri), ``bad_uri``,
 ``file_not_found``, ``file_unreadable``, ``empty_file`` (zero bytes), ``empty_text`` (only
@@ -32,6 +35,7 @@ from pipelines.stages._decode_common import (
     describe,
     local_source,
 )
+from pipelines.stages.html_text import html_text, looks_like_html
 
 STAGE = "decode"
 
@@ -196,7 +200,11 @@ def _load_text(asset: Mapping[str, Any], s3_endpoint_url: str | None) -> str:
                 data = fh.read()
         except OSError as exc:
             raise RecordError(STAGE, codes.FILE_UNREADABLE, describe(exc)) from exc
-    return decode_text_bytes(data)
+    text = decode_text_bytes(data)
+    name = str(asset.get("uri") or "").lower()
+    if name.endswith((".html", ".htm", ".xhtml")) or looks_like_html(text):
+        text = html_text(text)
+    return text
 
 
 def decode_text_bytes(data: bytes) -> str:

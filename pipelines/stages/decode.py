@@ -13,7 +13,7 @@ one odd file cannot stop a corpus.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -35,8 +35,15 @@ def decode_asset(
     emb: EmbeddingConfig,
     s3_endpoint_url: str | None = None,
     modalities: Registry | None = None,
+    accepts: Collection[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the segment rows of one asset (dead-letter rows for what cannot be decoded)."""
+    """Yield the segment rows of one asset (dead-letter rows for what cannot be decoded).
+
+    ``accepts``: the modalities the use case takes (None: any). A row the asset's modality sends
+    as another modality's input (:meth:`~pipelines.modalities.Modality.embedded_as`: a video
+    file that holds only audio) dead-letters the asset, with the code the modality gives, when
+    the use case does not take that modality.
+    """
     require_columns(asset, ASSET_COLUMNS, "decode")
     modality = (modalities or current()).get(str(asset["modality"]))
     if modality is None:
@@ -46,8 +53,22 @@ def decode_asset(
         yield dead_letter_row(asset, error)
         return
     produced = 0
+    decoded = modality.decode(asset, seg, emb, s3_endpoint_url)
     try:
-        for row in decoded_rows(asset, modality.decode(asset, seg, emb, s3_endpoint_url)):
+        for row in decoded_rows(asset, decoded):
+            other = modality.embedded_as(row) if accepts is not None else None
+            if other is not None and accepts is not None and other[0] not in accepts:
+                error = RecordError(
+                    "decode",
+                    other[1],
+                    f"the {modality.name} file is embedded as {other[0]}, "
+                    "which this use case does not take",
+                )
+                yield dead_letter_row(asset, error)
+                close = getattr(decoded, "close", None)
+                if close is not None:
+                    close()
+                return
             produced += 1
             yield row
     except Exception as exc:  # a decoder bug must not stop the corpus
@@ -93,9 +114,12 @@ class DecodeStage(Stage):
         max_rows_per_output: int = 32,
         max_bytes_per_output: int = 8 * 1024 * 1024,
         modalities: Registry | None = None,
+        accepts: Collection[str] | None = None,
     ) -> None:
         # The driver's registry travels with the stage (modalities registered at run time too).
         self.modalities = modalities or current()
+        # The use case's modalities (None: any); see decode_asset.
+        self.accepts = frozenset(accepts) if accepts is not None else None
         self.seg = seg
         self.emb = emb
         self.s3_endpoint_url = s3_endpoint_url
@@ -112,7 +136,7 @@ class DecodeStage(Stage):
         pending_bytes = 0
         for asset in batch.to_pylist():
             for row in decode_asset(
-                asset, self.seg, self.emb, self.s3_endpoint_url, self.modalities
+                asset, self.seg, self.emb, self.s3_endpoint_url, self.modalities, self.accepts
             ):
                 pending.append(row)
                 pending_bytes += len(row.get("input_bytes") or b"")

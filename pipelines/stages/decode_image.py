@@ -18,10 +18,17 @@ What it does, in order:
    real transparency or came from a lossless format, JPEG otherwise (and JPEG as the fallback
    when a PNG would exceed the inline size cap).
 
-Animated images (GIF, APNG, animated WebP) are embedded from their **first frame**, re-encoded as
-a still image, so the result does not depend on how the service treats animation. Multi-page
-TIFFs likewise use their first page. Colour profiles are not applied (CMYK is converted with
-Pillow's plain formula).
+Every format the installed Pillow reads is converted (TGA, SGI, netpbm, ICO, PSD, JPEG 2000,
+MPO, AVIF, QOI, DDS, XBM, XPM, ...). Multi-frame formats take one documented frame (the table is
+in ``docs/formats.md``): the **first frame** of animations (GIF, APNG, animated WebP, AVIF
+sequences, FLI), re-encoded as a still image so the result does not depend on how the service
+treats animation; the first page of a multi-page TIFF or DCX; the primary (first) image of an
+MPO; the largest image of an ICO, CUR or ICNS; the merged composite of a layered PSD. Colour
+profiles are not applied (CMYK is converted with Pillow's plain formula).
+
+Formats Pillow identifies but cannot decode here are ``image_unsupported`` (not
+``image_corrupt``): EPS without Ghostscript, and the formats Pillow only reads the header of
+(WMF/EMF, GRIB, BUFR, HDF5); so is HEIF without a HEIF plugin.
 
 Dead-letter codes (stage ``decode``): ``missing_uri``, ``bad_uri``, ``file_not_found``,
 ``file_unreadable``, ``empty_file``, ``image_unsupported`` (not an image format Pillow reads),
@@ -116,6 +123,7 @@ def encode_image_file(path: str, max_side: int, max_pixels: int) -> tuple[bytes,
         except Exception as exc:  # damaged headers raise many types (SyntaxError, ValueError...)
             raise _refused(codes.IMAGE_CORRUPT, describe(exc)) from exc
         with im:
+            _check_decodable(im)
             width, height = im.size
             if width < 1 or height < 1:
                 raise _refused(codes.IMAGE_CORRUPT, f"invalid image size {width}x{height}")
@@ -131,6 +139,19 @@ def encode_image_file(path: str, max_side: int, max_pixels: int) -> tuple[bytes,
                 raise
             except Exception as exc:  # truncated data, bad chunks, decoder errors
                 raise _refused(codes.IMAGE_CORRUPT, describe(exc)) from exc
+
+
+def _check_decodable(im: Image.Image) -> None:
+    """Raise image_unsupported for an image Pillow identified but cannot decode here."""
+    from PIL import EpsImagePlugin, ImageFile
+
+    if isinstance(im, ImageFile.StubImageFile):
+        raise _refused(
+            codes.IMAGE_UNSUPPORTED,
+            f"{im.format} is identified but not decoded by the installed Pillow",
+        )
+    if im.format == "EPS" and not EpsImagePlugin.has_ghostscript():
+        raise _refused(codes.IMAGE_UNSUPPORTED, "EPS needs Ghostscript, which is not installed")
 
 
 def _not_identified(path: str) -> RecordError:

@@ -1,4 +1,11 @@
-"""PDF decoder: one document asset -> segment rows (rendered pages and/or text chunks).
+"""Document decoder: one document asset -> segment rows (rendered pages and/or text chunks).
+
+PDF, and the other page formats PyMuPDF opens, told apart by content
+(:func:`pipelines.modalities.document.document_type`) and opened as that type: XPS/OpenXPS, EPUB,
+MOBI, FictionBook (FB2), comic book archives (CBZ) and SVG. Reflowable formats (EPUB, MOBI, FB2)
+are laid out on PyMuPDF's default page (A5-like, 400 x 600 pt) and their pages rendered like a
+PDF's; an SVG is one page; a CBZ has one page per image. Everything below applies to them all,
+except the encryption and ``%%EOF`` truncation checks, which are PDF's.
 
 The document is opened from a local path (``open_local`` downloads ``s3://`` objects to a temp
 file) and read one page at a time: memory is bounded by one rendered page, not the document.
@@ -30,7 +37,9 @@ on: the page's :class:`RecordError` is yielded, not raised). Whole-document fail
 :class:`RecordError` (one dead-letter row, ``segment_index = -1``).
 
 Dead-letter codes (stage ``decode``): ``missing_uri``, ``bad_uri``, ``file_not_found``,
-``file_unreadable``, ``empty_file`` (zero bytes), ``pdf_not_pdf`` (no ``%PDF-`` header),
+``file_unreadable``, ``empty_file`` (zero bytes), ``pdf_not_pdf`` (a ``.pdf`` file, or one
+without an extension, with no ``%PDF-`` header), ``document_unsupported`` (another file that is
+none of the formats above),
 ``pdf_encrypted`` (a password is needed), ``pdf_corrupt`` (cannot be opened or repaired),
 ``pdf_no_pages``, ``pdf_no_text`` (``text`` mode and no extractable text: use ``auto``/``image``),
 and per page ``pdf_page_failed`` (render or text extraction failed) and ``pdf_page_too_large``.
@@ -50,6 +59,7 @@ from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
 from pipelines.core.rows import segment_row
+from pipelines.modalities.document import document_type
 from pipelines.stages._decode_common import (
     MAX_INLINE_IMAGE_BYTES,
     describe,
@@ -86,8 +96,8 @@ AUTO_MIN_TEXT_CHARS = 200
 AUTO_MAX_IMAGE_SHARE = 0.3
 AUTO_MAX_FILL_SHARE = 0.1
 JPEG_QUALITY = 85
-# The PDF header may follow up to 1 KB of junk (PDF 1.7, Annex H).
-_HEADER_WINDOW = 1024
+# Bytes read to tell the document type (the PDF header may follow up to 1 KB of junk).
+SNIFF_WINDOW = 4096
 # A complete PDF ends with %%EOF (some writers append a little junk after it).
 _TAIL_WINDOW = 4096
 
@@ -117,7 +127,7 @@ def decode_pdf(
     :class:`RecordError` and the other pages go on.
     """
     with local_source(asset, s3_endpoint_url, "a document asset") as path:
-        doc = _open_pdf(path)
+        doc = _open_pdf(path, str(asset.get("uri") or ""))
         try:
             if seg.pdf_mode == PdfMode.IMAGE:
                 yield from _image_mode(asset, doc, seg, emb)
@@ -127,21 +137,32 @@ def decode_pdf(
             doc.close()
 
 
-def _open_pdf(path: str) -> pymupdf.Document:
-    """The open document; raises :class:`RecordError` saying why it cannot be used."""
+def _open_pdf(path: str, name: str = "") -> pymupdf.Document:
+    """The open document; raises :class:`RecordError` saying why it cannot be used.
+
+    ``name`` (the asset's uri) only chooses the code for a file that is no document format."""
     import pymupdf
 
     with open(path, "rb") as fh:
-        head = fh.read(_HEADER_WINDOW)
+        head = fh.read(SNIFF_WINDOW)
         fh.seek(max(0, os.fstat(fh.fileno()).st_size - _TAIL_WINDOW))
         tail = fh.read(_TAIL_WINDOW)
-    if b"%PDF-" not in head:
-        raise _error(codes.PDF_NOT_PDF, "no %PDF- header in the first 1024 bytes: not a PDF file")
-    truncated = b"%%EOF" not in tail
+    kind = document_type(head, path)
+    if kind is None:
+        ext = os.path.splitext(name or path)[1].lower()
+        if ext in ("", ".pdf"):
+            raise _error(
+                codes.PDF_NOT_PDF, "no %PDF- header in the first 1024 bytes: not a PDF file"
+            )
+        raise _error(
+            codes.DOCUMENT_UNSUPPORTED,
+            "not a document format that can be rendered (PDF, XPS, EPUB, MOBI, FB2, CBZ, SVG)",
+        )
+    truncated = kind == "pdf" and b"%%EOF" not in tail
     try:
-        doc = pymupdf.open(path, filetype="pdf")
+        doc = pymupdf.open(path, filetype=kind)
     except Exception as exc:  # FileDataError, EmptyFileError, RuntimeError from MuPDF
-        raise _error(codes.PDF_CORRUPT, f"cannot open the PDF: {describe(exc)}") from exc
+        raise _error(codes.PDF_CORRUPT, f"cannot open the {kind.upper()}: {describe(exc)}") from exc
     try:
         if doc.needs_pass:
             # MuPDF has already tried the empty user password.

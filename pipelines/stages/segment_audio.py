@@ -172,14 +172,30 @@ def check_file(path: str) -> None:
 
 
 def open_media(path: str) -> Any:
-    """Open a local media file with PyAV; RecordError with a dead-letter code when it cannot be."""
+    """Open a local media file with PyAV; RecordError with a dead-letter code when it cannot be.
+
+    Container and stream tags may be in any encoding (Latin-1 titles in old MP4s, raw bytes):
+    PyAV decodes them as UTF-8 when it opens the file, and undecodable bytes become U+FFFD
+    instead of failing the open (``metadata_errors="replace"``). The pipeline never uses tags.
+    """
     import av
 
     check_file(path)
     try:
-        return av.open(path, "r")
-    except (av.error.FFmpegError, OSError) as exc:
+        return av.open(path, "r", metadata_errors="replace")
+    except (av.error.FFmpegError, OSError, UnicodeError) as exc:
         raise RecordError(STAGE, open_error_code(exc), f"cannot open media: {exc}") from exc
+
+
+def rewind(container: Any) -> bool:
+    """Seek back to the start; False when the demuxer cannot seek (an FLV without an index)."""
+    import av
+
+    try:
+        container.seek(0)
+    except av.error.FFmpegError:
+        return False
+    return True
 
 
 def _decoder_name(stream: Any) -> str:
@@ -193,7 +209,8 @@ def _decoder_name(stream: Any) -> str:
 def probe_audio(container: Any, stream: Any) -> AudioProbe:
     """Measure an audio stream by demuxing its packets (decoding only if they have no times).
 
-    Leaves the container rewound to the start. Raises RecordError on unreadable input.
+    Tries to leave the container rewound to the start (the caller reopens the file to decode:
+    some demuxers cannot seek). Raises RecordError on unreadable input.
     """
     import av
 
@@ -220,7 +237,7 @@ def probe_audio(container: Any, stream: Any) -> AudioProbe:
                     hi = stop if stop > hi else hi
             if lo is not None and hi is not None:
                 first, end = float(lo * time_base), float(hi * time_base)
-        container.seek(0)
+        rewind(container)
         if first is None or end is None:
             # No timestamps: count decoded samples instead (slow path, bounded memory).
             samples = 0
@@ -228,7 +245,7 @@ def probe_audio(container: Any, stream: Any) -> AudioProbe:
             for frame in container.decode(stream):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
-            container.seek(0)
+            rewind(container)
             measured = samples / rate if rate else 0.0
         else:
             measured = max(0.0, end - first)
@@ -294,16 +311,25 @@ def _segment_audio(
     s3_endpoint_url: str | None,
 ) -> Iterator[dict[str, Any]]:
 
-    with (
-        local_source(asset, s3_endpoint_url, "an audio asset") as source,
-        open_media(source) as container,
-    ):
+    with local_source(asset, s3_endpoint_url, "an audio asset") as source:
+        yield from audio_file_rows(asset, source, audio_format, window, hop)
+
+
+def audio_file_rows(
+    asset: dict[str, Any], source: str, audio_format: str, window: float, hop: float
+) -> Iterator[dict[str, Any]]:
+    """The audio segment rows of the local media file ``source`` (its first audio stream), for
+    ``asset``; the video decoder calls it for a file that holds only audio."""
+    with open_media(source) as container:
         if not container.streams.audio:
             raise RecordError(
                 STAGE, codes.NO_AUDIO_STREAM, f"no audio stream in {asset.get('uri')}"
             )
-        stream = container.streams.audio[0]
-        probe = probe_audio(container, stream)
+        index = container.streams.audio[0].index
+        probe = probe_audio(container, container.streams.audio[0])
+    # A fresh demuxer for the decoding pass: not every container can seek back to the start.
+    with open_media(source) as container:
+        stream = container.streams[index]
         yield from _stream_windows(asset, container, stream, probe, audio_format, window, hop)
 
 

@@ -26,9 +26,21 @@ A segment never carries frames or samples past its planned end: a dropped tail g
 is not even read), an audio packet straddling a stream-copy cut goes to neither side, and
 re-encoded audio loses up to one AAC frame rather than decode to more than ``END_SLACK_S`` past
 the window, so no segment decodes to more than 30 s.
-Codes: ``file_not_found``, ``empty_file``, ``media_corrupt``, ``no_video_stream``, ``not_a_video``,
-``codec_unsupported``, ``media_empty``, ``media_truncated``, ``reencode_required``,
-``segment_too_large``.
+A file that holds audio and no video stream (cover art does not count: an MP3's or M4A's
+attached picture is not video) plays as audio: it is cut by the audio decoder
+(:func:`pipelines.stages.segment_audio.audio_file_rows`) with the use case's audio settings
+(``audio_window_s``, ``audio_overlap_s``, ``audio_format``) and its rows have
+``input_kind="audio"``: the video modality sends them as audio input, and the report counts the
+asset under ``notes.audio_only_video`` (a use case that takes no audio dead-letters it with
+``audio_only_video``, in the decode stage).
+
+Container and stream tags in any encoding never fail a decode (see
+:func:`pipelines.stages.segment_audio.open_media`); the file is opened again for the cut after
+the probe, since some demuxers (FLV without an index) cannot seek back to the start.
+
+Codes: ``file_not_found``, ``empty_file``, ``media_corrupt``, ``no_video_stream`` (neither video
+nor audio), ``not_a_video``, ``codec_unsupported``, ``media_empty``, ``media_truncated``,
+``reencode_required``, ``segment_too_large``; for an audio-only file, the audio decoder's.
 """
 
 from __future__ import annotations
@@ -38,9 +50,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.core import codes
 from pipelines.core.errors import RecordError
-from pipelines.stages._decode_common import local_source
-from pipelines.stages.segment_audio import open_media, window_params
+from pipelines.modalities.probing import real_video_streams
+from pipelines.stages._decode_common import STAGE, local_source
+from pipelines.stages.segment_audio import audio_file_rows, open_media, window_params
 from pipelines.stages.video.plan import VideoCutPlan, plan_video_cuts
 from pipelines.stages.video.probe import probe_video
 from pipelines.stages.video.reencode import reencode_segments
@@ -80,15 +94,28 @@ def _segment_video(
 ) -> Iterator[dict[str, Any] | RecordError]:
 
     uri = asset.get("uri")
-    with (
-        local_source(asset, s3_endpoint_url, "a video asset") as source,
-        open_media(source) as container,
-    ):
-        probe = probe_video(container)
+    with local_source(asset, s3_endpoint_url, "a video asset") as source:
+        with open_media(source) as container:
+            audio_only = not real_video_streams(container) and bool(container.streams.audio)
+            if not audio_only:
+                if not container.streams.video and not container.streams.audio:
+                    raise RecordError(
+                        STAGE,
+                        codes.NO_VIDEO_STREAM,
+                        "the file has neither a video nor an audio stream",
+                    )
+                probe = probe_video(container)
+        if audio_only:
+            logger.debug("video %s holds only audio: cut as audio", uri)
+            a_window, a_hop = window_params(seg.audio_window_s, seg.audio_overlap_s)
+            yield from audio_file_rows(asset, source, seg.audio_format.lower(), a_window, a_hop)
+            return
         plan = plan_video_cuts(probe, window, hop, seg.video_reencode, seg.video_max_height)
         logger.debug("video %s: %s, %d segments (%s)", uri, plan.method,
                      len(plan.segments), plan.reason)  # fmt: skip
         if on_plan is not None:
             on_plan(plan)
         cutter = copy_segments if plan.method == "copy" else reencode_segments
-        yield from cutter(asset, container, probe, plan, seg)
+        # A fresh demuxer for the cut: not every container can seek back after the probe.
+        with open_media(source) as container:
+            yield from cutter(asset, container, probe, plan, seg)

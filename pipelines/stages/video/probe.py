@@ -12,8 +12,9 @@ from typing import Any
 
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
+from pipelines.modalities.probing import real_video_streams
 from pipelines.stages._decode_common import STAGE
-from pipelines.stages.segment_audio import open_error_code
+from pipelines.stages.segment_audio import open_error_code, rewind
 from pipelines.stages.video.probe_result import PacketFacts, VideoProbe, make_probe
 from pipelines.stages.video.sample_table import probe_from_sample_table
 
@@ -34,7 +35,7 @@ def probe_video(container: Any) -> VideoProbe:
 
     Raises RecordError for no video stream, no decoder, or unreadable packets.
     """
-    if not container.streams.video:
+    if not real_video_streams(container):
         raise RecordError(STAGE, codes.NO_VIDEO_STREAM, "the file has no video stream")
     fmt_names = set(str(container.format.name or "").split(","))
     if fmt_names & _IMAGE_DEMUXERS or any(n.endswith("_pipe") for n in fmt_names):
@@ -45,7 +46,7 @@ def probe_video(container: Any) -> VideoProbe:
             codes.NOT_A_VIDEO,
             f"the file is a still image ({container.format.name}), not a video",
         )
-    vstream = container.streams.video[0]
+    vstream = main_video_stream(container)
     vctx = vstream.codec_context
     if vctx is None or vctx.codec is None:
         raise RecordError(
@@ -58,7 +59,7 @@ def probe_video(container: Any) -> VideoProbe:
         except Exception:  # any surprise in the sample table: the demux pass decides
             logger.debug("sample-table probe failed; demuxing instead", exc_info=True)
             probe = None
-        container.seek(0)
+        rewind(container)
         if probe is not None:
             return probe
     return probe_by_demux(container, vstream, astream)
@@ -95,7 +96,7 @@ def probe_by_demux(container: Any, vstream: Any, astream: Any) -> VideoProbe:
                 a_pts.append(pts)
                 a_end.append(pts + (packet.duration or 0))
                 a_size.append(size)
-        container.seek(0)
+        rewind(container)
     except av.error.FFmpegError as exc:
         raise RecordError(STAGE, open_error_code(exc), f"cannot demux video: {exc}") from exc
     if not v_pts:
@@ -105,6 +106,11 @@ def probe_by_demux(container: Any, vstream: Any, astream: Any) -> VideoProbe:
         a_pts=a_pts, a_size=a_size, a_end=max(a_end) if a_end else None,
     )  # fmt: skip
     return make_probe(container, vstream, astream, packets)
+
+
+def main_video_stream(container: Any) -> Any:
+    """The first video stream that is not cover art (an attached picture)."""
+    return real_video_streams(container)[0]
 
 
 def audio_stream(container: Any) -> Any:

@@ -23,7 +23,7 @@ from pipelines.config.schema import SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
 from pipelines.stages.video.plan import END_SLACK_S, VideoCutPlan
-from pipelines.stages.video.probe import audio_stream
+from pipelines.stages.video.probe import audio_stream, main_video_stream
 from pipelines.stages.video.probe_result import VideoProbe
 from pipelines.stages.video.rows import SegmentRows
 
@@ -114,7 +114,7 @@ def reencode_segments(
     rows = SegmentRows(asset, probe, plan)
     bounds = plan.segments
     last = len(bounds) - 1
-    vstream = container.streams.video[0]
+    vstream = main_video_stream(container)
     vstream.thread_type = "AUTO"
     astream = audio_stream(container)
     streams = [vstream] + ([astream] if astream is not None else [])

@@ -320,3 +320,47 @@ def test_scan_s3_prefix(s3_endpoint: str, media: dict[str, bytes], tmp_path: Pat
     )
     loaded = load_manifest("s3://corpus/manifests/m.parquet", s3_endpoint_url=s3_endpoint)
     assert loaded.num_rows == 3
+
+
+# ---- local files: a deeper look when the first bytes leave the modality open -----------------
+
+
+def test_local_scan_looks_inside_containers_and_text(tmp_path: Path) -> None:
+    import zipfile
+
+    from PIL import Image
+
+    root = tmp_path / "c"
+    root.mkdir()
+    # An audio-only isom MP4 named .mp4: the streams say audio (the first bytes alone: video).
+    song = _audio("aac", "mp4")
+    (root / "song.mp4").write_bytes(song)
+    assert sniff_modality(song[:4096], "song.mp4") == "video"
+    # An ASCII PPM: text to a naive sniff, an image to Pillow.
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 3), (10, 20, 30)).save(buf, format="PPM")  # binary P6 ...
+    plain = b"P3\n4 3\n255\n" + b"10 20 30\n" * 12  # ... and its plain (ASCII) form
+    (root / "plain.ppm").write_bytes(plain)
+    (root / "picture.txt").write_bytes(plain)  # content wins over the name
+    # A TGA has no signature: Pillow opens it, and its extension is Pillow's.
+    Image.new("RGB", (5, 5), (200, 10, 10)).save(root / "x.tga", format="TGA")
+    # ZIPs: an office-like archive is skipped, a comic book archive is a document.
+    with zipfile.ZipFile(root / "report.docx", "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("word/document.xml", "<w:document/>")
+    with zipfile.ZipFile(root / "comic.cbz", "w") as zf:
+        zf.writestr("p1.png", _image("PNG"))
+    # Text named like media stays text.
+    (root / "notes.mp4").write_text("not a video at all\n" * 20)
+    result = scan_source(str(root))
+    got = {r["asset_id"]: r["modality"] for r in result.table.to_pylist()}
+    assert got == {
+        "song.mp4": "audio",
+        "plain.ppm": "image",
+        "picture.txt": "image",
+        "x.tga": "image",
+        "comic.cbz": "document",
+        "notes.mp4": "text",
+    }
+    assert result.skipped_unknown == ["report.docx"]
+    assert sorted(result.extension_mismatches) == ["notes.mp4", "picture.txt", "song.mp4"]

@@ -203,3 +203,21 @@ def test_make_article_is_deterministic_and_on_topic() -> None:
         others = set().union(*(v for t, (_, v) in TOPICS.items() if t != article_topic(seed)))
         assert len(words & own) >= 10
         assert not words & others
+
+
+def test_html_files_are_embedded_by_their_visible_text(tmp_path: Path) -> None:
+    page = (
+        "<!DOCTYPE html><html><head><title>T</title><style>p {color: red}</style>"
+        "<script>var secret = 1;</script></head><body><h1>Head&amp;line</h1>"
+        "<p>First&nbsp;para <b>bold</b></p><!-- note --><ul><li>a</li><li>b</li></ul>"
+        "</body></html>"
+    )
+    for name in ("page.html", "page.txt"):  # by extension, or by its doctype
+        path = tmp_path / name
+        path.write_text(page)
+        [row] = _decoded(_asset(uri=str(path)))
+        assert row["input_text"] == "T\n\nHead&line\n\nFirst para bold\n\na\n\nb"
+    md = tmp_path / "notes.md"
+    md.write_text("# Title\n\n<b>kept</b> as written\n")
+    [row] = _decoded(_asset(uri=str(md)))
+    assert row["input_text"] == "# Title\n\n<b>kept</b> as written"

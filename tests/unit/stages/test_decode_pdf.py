@@ -280,3 +280,26 @@ def test_unknown_mode_is_a_config_error() -> None:
         validate_segmentation(SegmentationConfig(pdf_mode="ocr"))
     with pytest.raises(ConfigError, match="text_overlap_chars"):
         validate_segmentation(SegmentationConfig(text_max_chars=300, text_overlap_chars=600))
+
+
+def test_other_zip_files_are_document_unsupported(tmp_path: Path) -> None:
+    import zipfile
+
+    docx = tmp_path / "report.docx"
+    with zipfile.ZipFile(docx, "w") as zf:
+        zf.writestr("[Content_Types].xml", "<Types/>")
+        zf.writestr("word/document.xml", "<w:document/>")
+    assert [r["error_code"] for r in _rows(docx)] == ["document_unsupported"]
+    renamed = tmp_path / "report.pdf"
+    renamed.write_bytes(docx.read_bytes())
+    assert [r["error_code"] for r in _rows(renamed)] == ["pdf_not_pdf"]
+
+
+def test_svg_is_one_rendered_page(tmp_path: Path) -> None:
+    svg = tmp_path / "drawing.svg"
+    svg.write_text(
+        '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="200" '
+        'height="100"><rect width="200" height="100" fill="#3366cc"/></svg>\n'
+    )
+    [row] = _rows(svg, pdf_mode="image")
+    assert row["error_code"] is None and row["page"] == 1 and row["input_format"] == "png"

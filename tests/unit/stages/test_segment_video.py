@@ -151,9 +151,38 @@ def test_empty_missing_and_not_media(tmp_path: Path) -> None:
     )  # fmt: skip
 
 
-def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
-    [row] = run(make_tone_audio(tmp_path / "a.m4a", 2.0))[0]
-    assert row["error_code"] == "no_video_stream"
+def test_audio_only_file_is_cut_as_audio(tmp_path: Path) -> None:
+    # A video asset that holds only audio plays: it is cut with the audio settings and its
+    # rows are audio input (the video modality sends them as audio).
+    rows, plans = run(make_tone_audio(tmp_path / "a.m4a", 12.0), audio_window_s=5.0)
+    assert plans == []
+    assert [r["error_code"] for r in rows] == [None, None, None]
+    assert {r["input_kind"] for r in rows} == {"audio"}
+    assert {r["input_format"] for r in rows} == {"mp3"}
+    assert [(r["start_s"], round(r["end_s"])) for r in rows] == [(0.0, 5), (5.0, 10), (10.0, 12)]
+    assert rows[0]["input_bytes"][:3] in (b"ID3", b"\xff\xfb", b"\xff\xf3")
+
+
+def test_tags_in_any_encoding_do_not_fail_the_decode(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    path = tmp_path / "latin1.mp4"
+    # Latin-1 bytes where readers expect UTF-8: PyAV failed the open with UnicodeDecodeError.
+    with av.open(str(path), "w", format="mp4", metadata_encoding="latin-1") as out:
+        out.metadata["title"] = "Café société"
+        stream: Any = out.add_stream("libx264", rate=10)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        stream.metadata["handler_name"] = "Vidéo"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 20, np.uint8), "rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    assert b"Caf\xe9" in path.read_bytes()
+    rows, _ = run(path)
+    assert [r["error_code"] for r in rows] == [None]
+    assert rows[0]["input_kind"] == "video"
 
 
 def test_truncated_mp4_is_corrupt(media: Path, tmp_path: Path) -> None:
