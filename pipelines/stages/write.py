@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.core import codes
+from pipelines.core.errors import InfrastructureError
 from pipelines.core.rows import EMBEDDED, is_dead_letter
 from pipelines.core.stage import Resources, Stage
 from pipelines.stores.base import VectorStore
@@ -51,7 +52,16 @@ class WriteStage(Stage):
 
     def process(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        result = self.store.write([r for r in rows if not is_dead_letter(r)])
+        try:
+            result = self.store.write([r for r in rows if not is_dead_letter(r)])
+        except InfrastructureError:
+            raise
+        except Exception as exc:
+            # The store's transient errors were retried already: whatever is left means the
+            # store cannot take the run's writes (refused rows come back as dead letters).
+            raise InfrastructureError(
+                f"the store failed to write: {type(exc).__name__}: {exc}"
+            ) from exc
         refused = {
             (r["asset_id"], r.get("segment_index"), r.get("embedding_type")): r
             for r in result.rejected

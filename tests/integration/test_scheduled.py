@@ -157,3 +157,50 @@ def test_access_refused_mid_run_aborts_cleanly_and_the_rerun_finishes(
     assert spent >= 6
     with _store(tmp_path) as store:
         assert sum(store.count_by_asset(list(texts)).values()) == 6 * 3
+
+
+def test_the_store_failing_mid_run_aborts_cleanly_and_the_rerun_finishes(
+    emulator: Endpoints, tmp_path: Path
+) -> None:
+    import sqlite3
+    import threading
+    import time
+
+    texts = {f"note-{i}": _text(i, 900) for i in range(8)}
+    _corpus(tmp_path, texts, broken=False)
+    emulator.emulator.configure(latency={"text": 100.0})
+    storage = tmp_path / "qdrant" / "collection" / "nightly" / "storage.sqlite"
+    locked = threading.Event()
+    release = threading.Event()
+
+    def break_the_store() -> None:
+        # Another writer takes the embedded store's file: every write of the run now fails.
+        deadline = time.monotonic() + 120
+        while _calls(emulator) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        db = sqlite3.connect(storage, timeout=30, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(300)
+        db.execute("ROLLBACK")
+        db.close()
+
+    breaker = threading.Thread(target=break_the_store, daemon=True)
+    breaker.start()
+    try:
+        aborted = _run(tmp_path, emulator)
+    finally:
+        release.set()
+        breaker.join(30)
+    assert locked.is_set()
+    rep = aborted.report
+    assert aborted.exit_code == 3 and rep["status"] == "aborted"
+    assert "store" in rep["abort_reason"]
+    assert aborted.report_path.exists() and aborted.dead_letter_path.exists()
+
+    emulator.emulator.reset()
+    done = _run(tmp_path, emulator).report
+    assert done["status"] == "done" and done["count_check"]["ok"]
+    assert done["embedded"] + done["skipped_unchanged"] == 10
+    with _store(tmp_path) as store:
+        assert sum(store.count_by_asset(list(texts)).values()) == 8 * 3
