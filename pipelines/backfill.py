@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
-from pipelines.core import preflight
+from pipelines.core import codes, preflight
 from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
 from pipelines.core.errors import InfrastructureError
@@ -65,6 +66,10 @@ class BackfillPlan:
     fingerprints: dict[str, str] = field(default_factory=dict)
     # asset id -> the version the collection held before this run (removed once replaced)
     changed: dict[str, str | None] = field(default_factory=dict)
+    # Identical content under another asset id: embedded once, then copied (follower -> leader,
+    # and the follower's manifest row).
+    copies: dict[str, str] = field(default_factory=dict)
+    copy_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 Arrangement = Callable[[BackfillJobConfig, BackfillPlan, VectorStore], Pipeline]
@@ -133,7 +138,7 @@ def _run_locked(
                 by_stage = run_pipeline(
                     pipeline, cfg.ray, accounting, batch_size=None, worker_env=worker_env
                 )
-                figures = {k: v for stage in by_stage.values() for k, v in stage.items()}
+                figures.update({k: v for stage in by_stage.values() for k, v in stage.items()})
             finally:
                 console.stop()
                 accounting.flush(force=True)
@@ -224,12 +229,42 @@ def plan_backfill(
         for asset_id in d.dead_letter:
             ledger.skip(asset_id, "skipped_dead_letter")
         todo, changed = d.todo, d.changed
+    todo, copies, copy_rows = _same_content(todo)
     say(
         f"manifest {cfg.manifest}: {manifest.num_rows} rows, {todo.num_rows} to embed "
         f"for use case {cfg.usecase.name!r} into collection {cfg.qdrant.collection!r}"
         + (f" ({len(changed)} changed)" if changed else "")
+        + (f" ({len(copies)} with the same content as another)" if copies else "")
     )
-    return BackfillPlan(run_id, run_dir, todo, ledger, collection, fingerprints, changed)
+    return BackfillPlan(
+        run_id, run_dir, todo, ledger, collection, fingerprints, changed, copies, copy_rows
+    )
+
+
+def _same_content(
+    todo: pa.Table,
+) -> tuple[pa.Table, dict[str, str], dict[str, dict[str, Any]]]:
+    """Rows whose content hash another row of this run has too: embedded once (the first), the
+    others get copies of its points (``sha256:`` versions only: a hash of the content itself)."""
+    rows = todo.select(["asset_id", "modality", "content_version"]).to_pylist()
+    leaders: dict[tuple[str, str], str] = {}
+    copies: dict[str, str] = {}
+    keep: list[bool] = []
+    for row in rows:
+        version = row["content_version"]
+        key = (row["modality"], version)
+        if version and version.startswith("sha256:") and key in leaders:
+            copies[row["asset_id"]] = leaders[key]
+            keep.append(False)
+            continue
+        if version and version.startswith("sha256:"):
+            leaders[key] = row["asset_id"]
+        keep.append(True)
+    if not copies:
+        return todo, {}, {}
+    mask = pa.array(keep, pa.bool_())
+    followers = todo.filter(pc.invert(mask)).to_pylist()
+    return todo.filter(mask), copies, {r["asset_id"]: r for r in followers}
 
 
 def _held_points(cfg: BackfillJobConfig, table: pa.Table) -> dict[str, int]:
@@ -355,6 +390,8 @@ def finish_backfill(
     points_in_collection: int | None = None
     count_check: dict[str, Any] = {"ok": None}
     pruned = 0
+    if abort is None and plan.copies:
+        _copy_same_content(plan, store)
     partial = ledger.finalize(pending=abort is not None)
     try:
         if partial:
@@ -423,6 +460,29 @@ def finish_backfill(
         journal.end_run(plan.run_id, report["status"], str(report_path))
     _summary(console, report, report_path, dead_path)
     return BackfillResult(plan.run_dir, report_path, dead_path, report, exit_code)
+
+
+def _copy_same_content(plan: BackfillPlan, store: VectorStore) -> None:
+    """Give each asset whose content another asset of the run had the other one's points."""
+    ledger = plan.ledger
+    for follower, leader in plan.copies.items():
+        source, target = ledger.assets[leader], ledger.assets[follower]
+        if not source.complete:
+            why = source.failures[0] if source.failures else None
+            ledger.fail(
+                follower,
+                why.stage if why else "embed",
+                why.code if why else codes.INCOMPLETE,
+                f"same content as {leader!r}, which was not embedded"
+                + (f": {why.message}" if why else ""),
+            )
+            continue
+        points = store.copy_asset(leader, source.content_version, plan.copy_rows[follower])
+        target.expected_segments = source.expected_segments
+        for segment in sorted(source.segments_written):
+            ledger.written(follower, segment, points=0)
+        target.points_written = points
+        ledger.progress.points += points
 
 
 def _prune(cfg: BackfillJobConfig, store: VectorStore, journal: Journal, plan: BackfillPlan) -> int:

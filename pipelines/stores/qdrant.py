@@ -488,6 +488,47 @@ class QdrantStore(QdrantReadSide):
                 wait=True,
             )
 
+    def copy_asset(self, source: str, version: str | None, target: Mapping[str, Any]) -> int:
+        """Write the points of ``source`` (at ``version``) again as the asset row ``target``
+        (identical content under another asset id): same vectors and segments, the target's
+        identity and metadata. Returns the points written."""
+        from qdrant_client import models
+
+        must: list[Any] = [
+            models.FieldCondition(key="asset_id", match=models.MatchValue(value=source))
+        ]
+        if version is not None:
+            must.append(
+                models.FieldCondition(key="content_version", match=models.MatchValue(value=version))
+            )
+        written = 0
+        offset = None
+        while True:
+            records, offset = self._call(
+                "scroll",
+                self.client.scroll,
+                collection_name=self.collection,
+                scroll_filter=models.Filter(must=must),
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=True,
+            )
+            rows = []
+            for record in records:
+                held = record.payload or {}
+                row = {**held, **dict(target), "vector": record.vector}
+                row.update(
+                    segment_index=held["segment_index"],
+                    segment_count=held["segment_count"],
+                    embedding_type=held["embedding_type"],
+                )
+                rows.append(row)
+            result = self.write(rows)
+            written += result.written
+            if offset is None:
+                return written
+
     def delete_assets(self, asset_ids: Sequence[str]) -> None:
         """Delete every point of these assets (removed assets, or partial writes to redo)."""
         from qdrant_client import models

@@ -204,3 +204,25 @@ def test_the_store_failing_mid_run_aborts_cleanly_and_the_rerun_finishes(
     assert done["embedded"] + done["skipped_unchanged"] == 10
     with _store(tmp_path) as store:
         assert sum(store.count_by_asset(list(texts)).values()) == 8 * 3
+
+
+def test_identical_content_under_two_ids_is_embedded_once(
+    emulator: Endpoints, tmp_path: Path
+) -> None:
+    same = _text(5, 900)
+    _corpus(tmp_path, {"note-a": same, "note-b": same, "note-c": _text(6, 300)}, broken=False)
+    rep = _run(tmp_path, emulator).report
+    assert rep["embedded"] == 5 and rep["count_check"]["ok"]
+    # 3 chunks once, 1 chunk, 2 photos, and the preflight call: note-b costs nothing.
+    assert rep["bedrock_calls"] == _calls(emulator) == 3 + 1 + 2 + 1
+    with _store(tmp_path) as store:
+        held = store.holdings(["note-a", "note-b"])
+        assert held["note-a"].points == held["note-b"].points == 3
+        points = {
+            (p["asset_id"], p["segment_index"]): p
+            for t in store.scan(with_vectors=True)
+            for p in t.to_pylist()
+        }
+    for k in range(3):
+        a, b = points[("note-a", k)], points[("note-b", k)]
+        assert a["vector"] == b["vector"] and a["point_id"] != b["point_id"]
