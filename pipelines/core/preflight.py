@@ -2,7 +2,10 @@
 
 - the store is reachable and writable (one probe point upserted and deleted);
 - Bedrock accepts the job's credentials and model (one embedding of a single character, counted in
-  the report's ``bedrock_calls`` and ``preflight_calls``), only when there is something to embed;
+  the report's ``bedrock_calls`` and ``preflight_calls``), only when there is something to embed.
+  Refused access, unknown credentials, a refused model or parameters, and an endpoint that does
+  not answer stop the run; throttling or a model error on the test call do not (they say nothing
+  about access, and the run's own retries handle them);
 - the staging bucket is writable when service segmentation needs it (one object put and deleted).
 
 A failure raises :class:`PreflightError` (exit code 2) with one line saying what to fix, seconds
@@ -11,13 +14,16 @@ after the start instead of minutes into a run.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from pipelines.config.schema import BackfillJobConfig
+from pipelines.core import codes
 from pipelines.core.errors import ConfigError
 from pipelines.stores.base import VectorStore
 
 PROBE_ASSET = "__preflight__"
+log = logging.getLogger(__name__)
 
 
 class PreflightError(ConfigError):
@@ -64,6 +70,10 @@ def check_bedrock(cfg: BackfillJobConfig) -> int:
     try:
         result = client.embed_with_retry(request, 4)
     except BedrockCallError as exc:
+        unreachable = exc.code in (codes.CONNECTION_ERROR, codes.READ_TIMEOUT)
+        if exc.error_class in (ErrorClass.THROTTLED, ErrorClass.TRANSIENT) and not unreachable:
+            log.warning("preflight: the test call failed (%s), going on: %s", exc.code, exc)
+            return 4
         what = {
             ErrorClass.FATAL: "check the credentials, the region and the model's access",
             ErrorClass.PERMANENT: "check embedding.model_id and the embedding parameters",

@@ -208,6 +208,7 @@ def test_throttles_and_transient_errors_are_retried_and_counted(
 ) -> None:
     emulator.emulator.script(
         [
+            "ok",  # the preflight call
             "ThrottlingException",
             "ThrottlingException",
             "InternalServerException",
@@ -259,6 +260,7 @@ def test_audio_video_separate_gives_two_points_per_segment_and_handles_silent_vi
     assert by_asset["vid-1"].count("AUDIO") == by_asset["vid-1"].count("VIDEO") >= 2
     assert set(by_asset["vid-silent"]) == {"VIDEO"}
     sent = [r for r in emulator.emulator.requests if r.operation == "InvokeModel"]
+    sent = [r for r in sent if "video" in r.body["singleEmbeddingParams"]]  # not the preflight
     assert {r.body["singleEmbeddingParams"]["video"]["embeddingMode"] for r in sent} == {
         "AUDIO_VIDEO_SEPARATE"
     }
@@ -293,4 +295,6 @@ def test_service_segmentation_stages_to_s3_and_maps_segments_to_points(
     assert started and all(
         r.body["modelInput"]["taskType"] == "SEGMENTED_EMBEDDING" for r in started
     )
-    assert not [r for r in emulator.emulator.requests if r.operation == "InvokeModel"]
+    # One synchronous call only: the preflight's, proving access to the model before any work.
+    sync = [r for r in emulator.emulator.requests if r.operation == "InvokeModel"]
+    assert [r.body["singleEmbeddingParams"]["text"]["value"] for r in sync] == ["."]
