@@ -501,33 +501,17 @@ class QdrantStore(QdrantReadSide):
             must.append(
                 models.FieldCondition(key="content_version", match=models.MatchValue(value=version))
             )
-        written = 0
-        offset = None
-        while True:
-            records, offset = self._call(
-                "scroll",
-                self.client.scroll,
-                collection_name=self.collection,
-                scroll_filter=models.Filter(must=must),
-                limit=256,
-                offset=offset,
-                with_payload=True,
-                with_vectors=True,
+        rows = []
+        for record in self._scroll(models.Filter(must=must), with_vectors=True, payload=True):
+            held = record.payload or {}
+            row = {**held, **dict(target), "vector": record.vector}
+            row.update(
+                segment_index=held["segment_index"],
+                segment_count=held["segment_count"],
+                embedding_type=held["embedding_type"],
             )
-            rows = []
-            for record in records:
-                held = record.payload or {}
-                row = {**held, **dict(target), "vector": record.vector}
-                row.update(
-                    segment_index=held["segment_index"],
-                    segment_count=held["segment_count"],
-                    embedding_type=held["embedding_type"],
-                )
-                rows.append(row)
-            result = self.write(rows)
-            written += result.written
-            if offset is None:
-                return written
+            rows.append(row)
+        return self.write(rows).written
 
     def delete_assets(self, asset_ids: Sequence[str]) -> None:
         """Delete every point of these assets (removed assets, or partial writes to redo)."""
