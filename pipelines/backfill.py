@@ -350,11 +350,10 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.embedding,
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
-        # Blocks of a few embed batches: every embed task is short, so both actors stay busy on
-        # small assets and acknowledgements reach the driver (and the console) as the run goes.
-        resources=Resources.of(
-            res.decode, batch_size=1, rows_per_block=2 * res.embed.max_in_flight
-        ),
+        # Blocks of one embed batch: every embed task is short, so both actors stay busy on small
+        # assets, and acknowledgements reach the driver (the journal, the console) as the run goes:
+        # a killed run loses at most the batches in flight.
+        resources=Resources.of(res.decode, batch_size=1, rows_per_block=res.embed.max_in_flight),
     )
     embed = EmbedStage(
         cfg.bedrock,
