@@ -208,8 +208,15 @@ def get_or_create_budget(
         def snapshot(self) -> dict[str, Any]:
             return self.budget.snapshot()
 
+    # A budget actor that dies is restarted by Ray (with the configured quota: what it had learned
+    # is lost, and the first throttles teach it again); calls made while it restarts are retried.
     actor = RateBudgetActor.options(  # type: ignore[attr-defined]
-        name=name, namespace=BUDGET_NAMESPACE, get_if_exists=True, lifetime=None
+        name=name,
+        namespace=BUDGET_NAMESPACE,
+        get_if_exists=True,
+        lifetime=None,
+        max_restarts=-1,
+        max_task_retries=-1,
     ).remote(settings)
     if reset:
         ray.get(actor.configure.remote(settings))

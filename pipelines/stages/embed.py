@@ -27,13 +27,17 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config.schema import BedrockConfig, EmbeddingConfig
-from pipelines.core.errors import RecordError
+from pipelines.core.errors import InfrastructureError, RecordError
 from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import EMBEDDED, SEGMENT, SEGMENT_COLUMNS, dead_letter_row, is_dead_letter
 from pipelines.core.stage import Resources, Stage
 from pipelines.modalities import Registry, current
 
 log = logging.getLogger(__name__)
+
+# How long one reservation may wait for the budget actor (it answers in microseconds; a restart
+# takes a second or two).
+BUDGET_TIMEOUT_S = 60.0
 
 
 class EmbedStage(Stage):
@@ -127,7 +131,11 @@ class EmbedStage(Stage):
             return {}
         import ray
 
-        return {"rate_budget": ray.get(self.budget.snapshot.remote())}
+        try:
+            return {"rate_budget": ray.get(self.budget.snapshot.remote(), timeout=10)}
+        except Exception as exc:  # the figures are for the report; the run's work is done
+            log.warning("rate budget state unavailable: %s", exc)
+            return {"rate_budget": None}
 
     # -- rate budget ----------------------------------------------------------------------------
     def _reserve(self, tokens: int) -> None:
@@ -135,7 +143,15 @@ class EmbedStage(Stage):
             return
         import ray
 
-        delay = ray.get(self.budget.reserve.remote(tokens))
+        try:
+            delay = ray.get(self.budget.reserve.remote(tokens), timeout=BUDGET_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            # Ray restarts the budget actor when it dies; this one could not be reached: no call
+            # may go out unpaced, so the run stops (cleanly: an infrastructure failure).
+            raise InfrastructureError(
+                f"the rate budget actor {self.budget_name!r} is gone and could not be restarted "
+                f"({type(exc).__name__}); no call may go out unpaced"
+            ) from exc
         if delay > 0:
             time.sleep(delay)
 

@@ -8,6 +8,8 @@ ends the run cleanly (``aborted``, exit code 3) and the next run finishes the wo
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +165,6 @@ def test_the_store_failing_mid_run_aborts_cleanly_and_the_rerun_finishes(
     emulator: Endpoints, tmp_path: Path
 ) -> None:
     import sqlite3
-    import threading
-    import time
 
     texts = {f"note-{i}": _text(i, 900) for i in range(8)}
     _corpus(tmp_path, texts, broken=False)
@@ -226,3 +226,55 @@ def test_identical_content_under_two_ids_is_embedded_once(
     for k in range(3):
         a, b = points[("note-a", k)], points[("note-b", k)]
         assert a["vector"] == b["vector"] and a["point_id"] != b["point_id"]
+
+
+def _kill_budget_after(emulator: Endpoints, calls: int, restart: bool) -> threading.Thread:
+    import ray
+
+    def kill() -> None:
+        deadline = time.monotonic() + 120
+        while _calls(emulator) < calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        actor = ray.get_actor("nova-mme-rate-budget-nightly", namespace="nova-embed-pipelines")
+        ray.kill(actor, no_restart=not restart)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_a_lost_rate_budget_is_restarted_or_the_run_aborts(
+    restart: bool, emulator: Endpoints, tmp_path: Path
+) -> None:
+    texts = {f"note-{i}": _text(i, 900) for i in range(8)}
+    _corpus(tmp_path, texts, broken=False)
+    emulator.emulator.configure(latency={"text": 100.0})
+    killer = _kill_budget_after(emulator, 8, restart)
+    result = _run(tmp_path, emulator)
+    killer.join(30)
+    if restart:
+        # Ray restarted the budget: the run went on and finished.
+        assert result.exit_code == 0 and result.report["embedded"] == 10
+    else:
+        assert result.exit_code == 3 and result.report["status"] == "aborted"
+        assert "rate budget" in result.report["abort_reason"]
+        emulator.emulator.reset()
+        done = _run(tmp_path, emulator).report
+        assert done["status"] == "done" and done["embedded"] + done["skipped_unchanged"] == 10
+
+
+def test_verify_embeds_again_what_the_store_lost(emulator: Endpoints, tmp_path: Path) -> None:
+    texts = {f"note-{i}": _text(i, 900) for i in range(3)}
+    _corpus(tmp_path, texts, broken=False)
+    _run(tmp_path, emulator)
+    with _store(tmp_path) as store:
+        store.delete_assets(["note-1"])  # behind the journal's back
+    before = _calls(emulator)
+    plain = _run(tmp_path, emulator).report
+    assert plain["bedrock_calls"] == 0  # the journal alone cannot know
+    verified = _run(tmp_path, emulator, "verify=true").report
+    assert (verified["embedded"], verified["skipped_unchanged"]) == (1, 4)
+    assert _calls(emulator) - before == verified["bedrock_calls"] == 3 + 1  # its chunks + preflight
+    with _store(tmp_path) as store:
+        assert store.count_by_asset(["note-1"]) == {"note-1": 3}
