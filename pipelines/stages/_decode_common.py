@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pipelines.core import codes
-from pipelines.core.errors import RecordError
+from pipelines.core.errors import InfrastructureError, RecordError
 
 # Largest encoded image we put inline in a request. The whole request body may be 25 MB after
 # base64 (4/3 growth); 10 MB of image leaves ample room for the JSON around it.
@@ -95,7 +95,12 @@ def local_source(
         except Exception as exc:
             mapped = source_error(exc, stage)
             if mapped is None:
-                raise
+                # Not this asset's fault (S3 unreachable, access refused): the whole run would
+                # fail the same way, so it stops as an infrastructure failure instead of
+                # dead-lettering every row.
+                raise InfrastructureError(
+                    f"cannot read {str(uri)!r}: {type(exc).__name__}: {exc}"
+                ) from exc
             raise mapped from exc
         if size == 0:
             raise RecordError(stage, codes.EMPTY_FILE, "the file has zero bytes")

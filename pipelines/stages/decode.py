@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
-from pipelines.core.errors import RecordError
+from pipelines.core.errors import InfrastructureError, RecordError
 from pipelines.core.rows import ASSET, ASSET_COLUMNS, SEGMENT, dead_letter_row, require_columns
 from pipelines.core.stage import Resources, Stage
 from pipelines.modalities import Registry, current
@@ -71,6 +71,8 @@ def decode_asset(
                 return
             produced += 1
             yield row
+    except InfrastructureError:
+        raise  # the source's storage failed: the run stops cleanly, nothing is dead-lettered
     except Exception as exc:  # a decoder bug must not stop the corpus
         log.exception("decoder failed on asset %s", asset.get("asset_id"))
         error = RecordError(

@@ -278,3 +278,25 @@ def test_verify_embeds_again_what_the_store_lost(emulator: Endpoints, tmp_path: 
     assert _calls(emulator) - before == verified["bedrock_calls"] == 3 + 1  # its chunks + preflight
     with _store(tmp_path) as store:
         assert store.count_by_asset(["note-1"]) == {"note-1": 3}
+
+
+def test_s3_unreachable_stops_the_run_instead_of_dead_lettering_every_row(
+    emulator: Endpoints, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    rows = [{"asset_id": "note-0", "uri": None, "text": _text(0, 300), "content_version": "v1"}]
+    rows += [
+        {"asset_id": f"photo-{i}", "uri": f"s3://corpus/photo-{i}.jpg", "text": None,
+         "content_version": "v1"}
+        for i in range(3)
+    ]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "manifest.parquet")
+    result = _run(tmp_path, emulator, f"bedrock.s3_endpoint_url=http://127.0.0.1:{dead}")
+    rep = result.report
+    assert result.exit_code == 3 and rep["status"] == "aborted"
+    assert "cannot read" in rep["abort_reason"] and "photo-" in rep["abort_reason"]
+    assert rep["dead_lettered"] == 0  # nothing blamed on the assets
