@@ -300,3 +300,39 @@ def test_s3_unreachable_stops_the_run_instead_of_dead_lettering_every_row(
     assert result.exit_code == 3 and rep["status"] == "aborted"
     assert "cannot read" in rep["abort_reason"] and "photo-" in rep["abort_reason"]
     assert rep["dead_lettered"] == 0  # nothing blamed on the assets
+
+
+def test_an_async_job_a_killed_run_started_is_reused_not_paid_twice(
+    emulator: Endpoints, tmp_path: Path, bucket: str
+) -> None:
+    from pipelines.core.manifest import load_manifest
+    from pipelines.stages.embed_service import ServiceSegmentEmbedder
+
+    rows = [
+        {"asset_id": f"note-{i}", "text": _text(i, 1800), "content_version": "v1"} for i in range(3)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "manifest.parquet")
+    service = [
+        "usecase.modalities=[text]",
+        "segmentation.mode=service",
+        "segmentation.service_max_chars=800",
+        f"bedrock.s3_staging_uri=s3://{bucket}/staging",
+        "bedrock.async_poll_min_s=0.1",
+        "bedrock.async_poll_max_s=0.5",
+    ]
+    cfg = compose_backfill(
+        [*emulator.pipeline_overrides(), *service, f"manifest={tmp_path / 'manifest.parquet'}"]
+    )
+    # What a killed run left behind: the async job of note-1, started and never collected.
+    asset = load_manifest(str(tmp_path / "manifest.parquet")).to_pylist()[1]
+    killed = ServiceSegmentEmbedder(cfg.embedding, cfg.segmentation, cfg.bedrock)
+    assert not any(r.get("error_code") for r in killed.embed_asset(asset))
+
+    rep = _run(tmp_path, emulator, *service).report
+    assert rep["embedded"] == 3 and rep["count_check"]["ok"]
+    # Four starts reached the endpoint (the killed run's and the run's three), but only three
+    # jobs exist: the run's start of note-1 got the job the killed run had started.
+    starts = [r for r in emulator.emulator.requests if r.operation == "StartAsyncInvoke"]
+    assert len(starts) == 4
+    jobs = emulator.bedrock_runtime_client().list_async_invokes()["asyncInvokeSummaries"]
+    assert len({j["invocationArn"] for j in jobs}) == 3
