@@ -45,6 +45,9 @@ class SegmentationConfig:
     # Images: longest side cap, and the decompression-bomb limit in pixels.
     image_max_side: int = 2048
     image_max_pixels: int = 89_478_485
+    # Multi-page TIFF: embed the "first" page (one point per file) or "all" pages (one point each,
+    # placed by ``page``).
+    tiff_pages: str = "first"
     # Audio / video windows (seconds); the sync API accepts at most 30 s.
     audio_window_s: float = 30.0
     audio_overlap_s: float = 0.0

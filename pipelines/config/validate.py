@@ -60,6 +60,7 @@ def validate_segmentation(cfg: SegmentationConfig, prefix: str = "segmentation")
     _one_of(f"{prefix}.pdf_mode", cfg.pdf_mode, ("image", "text", "auto"))
     _one_of(f"{prefix}.audio_format", cfg.audio_format, ("mp3", "wav", "ogg"))
     _one_of(f"{prefix}.video_reencode", cfg.video_reencode, ("auto", "always", "never"))
+    _one_of(f"{prefix}.tiff_pages", cfg.tiff_pages, ("first", "all"))
     if not 100 <= cfg.text_max_chars <= 50_000:
         raise ConfigError(
             f"{prefix}.text_max_chars", f"must be in 100..50000, got {cfg.text_max_chars}"

@@ -79,7 +79,9 @@ class Image(Modality):
         )
     )
     embedding_fields = ("image_detail_level",)
-    segmentation_keys = frozenset(("mode", "image_max_side"))
+    segmentation_keys = frozenset(("mode", "image_max_side", "tiff_pages"))
+    # Set for the pages of a multi-page TIFF embedded one by one (segmentation.tiff_pages=all).
+    position_fields = ("page",)
     service_formats = frozenset(("png", "jpeg", "gif", "webp"))
 
     def sniff(self, head: bytes) -> int:
@@ -159,4 +161,6 @@ class Image(Modality):
         return {"detail_level": emb.image_detail_level}
 
     def fingerprint_fields(self, seg: SegmentationConfig) -> FingerprintFields:
+        if seg.tiff_pages != "first":  # the default keeps the fingerprints of existing collections
+            return self.embedding_fields, ("mode", "image_max_side", "tiff_pages")
         return self.embedding_fields, ("mode", "image_max_side")

@@ -92,6 +92,21 @@ def decode_image(
     and ``detail_level=emb.image_detail_level``. Raises :class:`RecordError` for a bad image.
     """
     with local_source(asset, s3_endpoint_url, "an image asset") as source:
+        if seg.tiff_pages == "all":
+            pages = list(encode_tiff_pages(source, seg.image_max_side, seg.image_max_pixels))
+            if len(pages) > 1:
+                for k, (data, fmt) in enumerate(pages):
+                    yield segment_row(
+                        asset,
+                        segment_index=k,
+                        segment_count=len(pages),
+                        input_kind="image",
+                        input_format=fmt,
+                        input_bytes=data,
+                        detail_level=emb.image_detail_level,
+                        page=k + 1,
+                    )
+                return
         data, fmt = encode_image_file(source, seg.image_max_side, seg.image_max_pixels)
     yield segment_row(
         asset,
@@ -102,6 +117,38 @@ def decode_image(
         input_bytes=data,
         detail_level=emb.image_detail_level,
     )
+
+
+def encode_tiff_pages(path: str, max_side: int, max_pixels: int) -> Iterator[tuple[bytes, str]]:
+    """Every page of a multi-page TIFF, encoded like a single image (PNG: TIFF is lossless); a
+    file that is not a multi-page TIFF yields nothing (the caller encodes it as one image)."""
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+    except Exception:
+        return  # encode_image_file says why, with the right code
+    with im:
+        frames = int(getattr(im, "n_frames", 1))
+        if im.format != "TIFF" or frames < 2:
+            return
+        for k in range(frames):
+            try:
+                im.seek(k)
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise _refused(
+                        codes.IMAGE_TOO_LARGE,
+                        f"page {k + 1}: {width}x{height} is over segmentation.image_max_pixels",
+                    )
+                page = _normalise_mode(im.copy())
+                if max(page.size) > max_side:
+                    page.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+                yield _encode(page, prefer_png=True)
+            except RecordError:
+                raise
+            except Exception as exc:
+                raise _refused(codes.IMAGE_CORRUPT, f"page {k + 1}: {describe(exc)}") from exc
 
 
 def encode_image_file(path: str, max_side: int, max_pixels: int) -> tuple[bytes, str]:

@@ -232,3 +232,30 @@ def test_broken_and_foreign_files(tmp_path: Path) -> None:
     row = _decode(text)
     assert row["error_stage"] == "decode" and row["asset_id"] == "img"
     assert row["segment_index"] == -1
+
+
+def test_multipage_tiff_gives_its_first_page_or_every_page(tmp_path: Path) -> None:
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    pages = [Image.new("RGB", (40, 30), c) for c in colours]
+    path = tmp_path / "scan.tiff"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    asset = {"asset_id": "scan", "uri": str(path), "modality": "image"}
+
+    first = list(decoded_rows(asset, decode_image(asset, SegmentationConfig(), EMB)))
+    assert len(first) == 1 and first[0]["page"] is None
+
+    seg = SegmentationConfig(tiff_pages="all")
+    rows = list(decoded_rows(asset, decode_image(asset, seg, EMB)))
+    assert [(r["segment_index"], r["segment_count"], r["page"]) for r in rows] == [
+        (0, 3, 1),
+        (1, 3, 2),
+        (2, 3, 3),
+    ]
+    for row, colour in zip(rows, colours, strict=True):
+        with Image.open(io.BytesIO(row["input_bytes"])) as im:
+            assert im.convert("RGB").getpixel((5, 5)) == colour
+    # A single-page image is one segment either way.
+    single = tmp_path / "one.png"
+    pages[0].save(single)
+    one = {**asset, "uri": str(single)}
+    assert len(list(decoded_rows(one, decode_image(one, seg, EMB)))) == 1
