@@ -140,6 +140,11 @@ class Modality:
         """Whether this modality can be cut by the service (it builds segmented requests)."""
         return type(self).service_request is not Modality.service_request
 
+    def service_modality(self, path: str | None) -> Modality:
+        """The modality whose request the service gets for the local file at ``path`` (None: not
+        local); a container can turn out to hold another kind of media."""
+        return self
+
     def accepts_service_format(self, fmt: str) -> bool:
         """Whether the async API takes a file of this (normalised) extension."""
         return fmt in self.service_formats

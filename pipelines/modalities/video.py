@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.modalities.audio import av_container
 from pipelines.modalities.base import (
     FingerprintFields,
+    Modality,
     TimedMedia,
     Usage,
     audio_request,
@@ -93,6 +94,18 @@ class Video(TimedMedia):
 
     def price_per_second(self, prices: PricesConfig) -> float:
         return prices.video_per_second
+
+    def service_modality(self, path: str | None) -> Modality:
+        """An audio-only container goes to the service as audio (or is refused as a format the
+        service takes no audio in), never as a video without a picture."""
+        if path is None:
+            return self
+        streams = media_streams(path)
+        if streams is not None and streams.audio and not streams.video:
+            from pipelines.modalities.audio import Audio
+
+            return Audio()
+        return self
 
     def service_request(
         self, fmt: str, source_uri: str, emb: EmbeddingConfig, seg: SegmentationConfig

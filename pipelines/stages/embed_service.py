@@ -171,6 +171,9 @@ class ServiceSegmentEmbedder:
         modality = self.modalities.get(str(asset.get("modality"))) or self.modalities.for_path(
             asset.get("uri")
         )
+        uri = asset.get("uri")
+        if modality is not None:
+            modality = modality.service_modality(local_file_path(str(uri)) if uri else None)
         if modality is None or not modality.service_segmentation:
             raise RecordError(
                 STAGE,

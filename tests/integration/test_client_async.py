@@ -239,3 +239,19 @@ def test_service_access_denied_fails_the_job(emulator: Any, s3: Any) -> None:
     emulator.emulator.script(["AccessDeniedException"])
     with pytest.raises(InfrastructureError, match="AccessDeniedException"):
         _embedder(emulator)(_asset("x1", None, "text", long_text(1200)))
+
+
+def test_service_sends_an_audio_only_video_as_audio(
+    emulator: Any, s3: Any, tmp_path: Path, media: Any
+) -> None:
+    ensure_bucket(s3)
+    clip = tmp_path / "voice-memo.wav"
+    clip.write_bytes(media.audio(((6.0, (440.0,)),), fmt="wav"))
+    rows = _embedder(emulator)(_asset("v-audio", str(clip), "video"))  # the manifest says video
+    assert rows and not any(is_dead_letter(r) for r in rows)
+    assert {r["input_kind"] for r in rows} == {"audio"} and {r["modality"] for r in rows} == {
+        "video"
+    }
+    started = [b for b in recorded_bodies(emulator.emulator) if "modelInput" in b]
+    params = started[-1]["modelInput"]["segmentedEmbeddingParams"]
+    assert "audio" in params and "video" not in params
