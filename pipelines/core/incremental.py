@@ -2,8 +2,9 @@
 
 For every manifest row the use case takes:
 
-- its **content version**: the manifest's ``content_version``, or a content hash computed here
-  (``sha256:`` of inline text or of a local file, ``etag:`` of an S3 object);
+- its **content version**: the manifest's ``content_version``, or one computed here as the scanner
+  computes it (``sha256:`` of inline text or of a local file up to 8 MiB, ``stat:`` mtime and size
+  of a larger one, ``etag:`` of an S3 object);
 - **unchanged** (``skipped_unchanged``): the journal holds it embedded, same version, same
   fingerprint; it is neither decoded nor sent to Bedrock;
 - **failed for good** (``skipped_dead_letter``): the journal holds it dead-lettered for a permanent
@@ -29,8 +30,6 @@ import pyarrow as pa
 from pipelines.core import codes
 from pipelines.core.errors import ConfigError
 from pipelines.core.journal import Entry, Journal, same_fingerprint
-
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass
@@ -61,7 +60,12 @@ def content_versions(table: pa.Table, s3_endpoint_url: str | None = None) -> pa.
 
 
 def _content_hash(uri: str | None, text: str | None, s3_endpoint_url: str | None) -> str | None:
-    from pipelines.core.io import local_file_path, s3_client, split_s3_uri
+    from pipelines.core.io import (
+        local_content_version,
+        local_file_path,
+        s3_client,
+        split_s3_uri,
+    )
 
     if text is not None:
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -77,14 +81,10 @@ def _content_hash(uri: str | None, text: str | None, s3_endpoint_url: str | None
     path = local_file_path(uri)
     if path is None:
         return None
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                digest.update(chunk)
+        return local_content_version(path)  # as the scanner versions files
     except OSError:
         return None
-    return "sha256:" + digest.hexdigest()
 
 
 def check_fingerprints(

@@ -8,6 +8,7 @@ file that is removed when the context exits.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -66,3 +67,21 @@ def read_bytes(uri: str, s3_endpoint_url: str | None = None) -> bytes:
     """The whole asset as bytes (only for small assets: text files, images)."""
     with open_local(uri, s3_endpoint_url) as path, open(path, "rb") as fh:
         return fh.read()
+
+
+# Local files up to this size are versioned by a hash of their content; larger ones (audio,
+# video) by their mtime and size, so that versioning a media library does not read all of it.
+DEFAULT_HASH_MAX_BYTES = 8 * 1024 * 1024
+
+
+def local_content_version(path: str, hash_max_bytes: int = DEFAULT_HASH_MAX_BYTES) -> str:
+    """``sha256:<hex>`` of a local file's content, or ``stat:<mtime_ns>-<size>`` above
+    ``hash_max_bytes``. Raises OSError when the file cannot be read."""
+    st = os.stat(path)
+    if st.st_size > hash_max_bytes:
+        return f"stat:{st.st_mtime_ns}-{st.st_size}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"

@@ -22,7 +22,8 @@ from pipelines.core import codes
 from pipelines.core.errors import ConfigError
 from pipelines.stores.base import VectorStore
 
-PROBE_ASSET = "__preflight__"
+# Attempts of the test call (the run's own retries handle a throttled start).
+ATTEMPTS = 4
 log = logging.getLogger(__name__)
 
 
@@ -31,26 +32,9 @@ class PreflightError(ConfigError):
 
 
 def check_store(store: VectorStore) -> None:
-    """Write and delete one probe point (the collection exists: ``ensure_collection`` ran)."""
-    probe = {
-        "asset_id": PROBE_ASSET,
-        "uri": None,
-        "modality": next(iter(getattr(store, "fingerprints", {"text": ""}))),
-        "content_version": uuid.uuid4().hex,
-        "segment_index": 0,
-        "segment_count": 1,
-        "embedding_type": "TEXT",
-        "vector": [1.0] + [0.0] * (int(getattr(store, "dimension", 1)) - 1),
-    }
+    """The store takes a write (the collection exists: ``ensure_collection`` ran)."""
     try:
-        result = store.write([probe])
-        if result.rejected:
-            raise PreflightError(
-                "qdrant.collection", f"the store refused a probe point: {result.rejected[0]}"
-            )
-        store.delete_assets([PROBE_ASSET])
-    except PreflightError:
-        raise
+        store.check_writable()
     except Exception as exc:
         raise PreflightError(
             "qdrant.url", f"preflight: cannot write to the store: {type(exc).__name__}: {exc}"
@@ -60,20 +44,37 @@ def check_store(store: VectorStore) -> None:
 def check_bedrock(cfg: BackfillJobConfig) -> int:
     """One tiny embedding with the job's client, model and parameters; returns the calls made."""
     from pipelines.bedrock.client import NovaEmbeddingsClient, make_bedrock_client
-    from pipelines.bedrock.errors import BedrockCallError, ErrorClass
+    from pipelines.bedrock.errors import (
+        BedrockCallError,
+        BedrockRetryRule,
+        ErrorClass,
+        retry_policy,
+    )
     from pipelines.bedrock.request import EmbeddingRequest
+    from pipelines.core.retry import retry_call
 
     client = NovaEmbeddingsClient(make_bedrock_client(cfg.bedrock), cfg.embedding.model_id)
     request = EmbeddingRequest.for_text(
         ".", purpose=cfg.embedding.index_purpose, dimension=cfg.embedding.dimension
     )
+    calls = 0
+
+    def count(_attempt: int) -> None:
+        nonlocal calls
+        calls += 1
+
     try:
-        result = client.embed_with_retry(request, 4)
+        retry_call(
+            lambda: client.embed(request),
+            BedrockRetryRule(ATTEMPTS - 1),
+            retry_policy(cfg.bedrock),
+            before_attempt=count,
+        )
     except BedrockCallError as exc:
         unreachable = exc.code in (codes.CONNECTION_ERROR, codes.READ_TIMEOUT)
         if exc.error_class in (ErrorClass.THROTTLED, ErrorClass.TRANSIENT) and not unreachable:
             log.warning("preflight: the test call failed (%s), going on: %s", exc.code, exc)
-            return 4
+            return calls
         what = {
             ErrorClass.FATAL: "check the credentials, the region and the model's access",
             ErrorClass.PERMANENT: "check embedding.model_id and the embedding parameters",
@@ -81,7 +82,7 @@ def check_bedrock(cfg: BackfillJobConfig) -> int:
         raise PreflightError(
             "bedrock", f"preflight: Bedrock refused a test call ({exc.code}: {exc.message}); {what}"
         ) from exc
-    return int(result.calls or 1)
+    return calls
 
 
 def check_staging(cfg: BackfillJobConfig) -> None:

@@ -6,7 +6,7 @@ when it is made: consecutive row types must chain, and driver stages come last.
 ``map_batches`` per Ray stage (tasks or an actor pool, as its
 :class:`~pipelines.core.stage.Resources` say), iterates the result in the driver, passes each
 batch through the driver stages and hands it to the caller's ``on_batch`` (the job's
-accounting). Every few seconds it calls ``on_tick`` (progress). Finally every stage's
+accounting; a job's console reads what it shows on its own thread). Finally every stage's
 ``on_finish`` figures are returned, keyed by stage name.
 
 Sources: :class:`BlocksSource` hands Ray its blocks at once (a planned asset table); a streaming
@@ -19,7 +19,6 @@ from __future__ import annotations
 import abc
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -336,8 +335,6 @@ def run_pipeline(
     on_batch: Callable[[pa.Table], None],
     *,
     batch_size: int | None = 256,
-    on_tick: Callable[[], None] | None = None,
-    tick_s: float = 2.0,
     worker_env: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run ``pipeline`` to the end; ``on_batch`` gets every batch the last stage gives.
@@ -363,7 +360,6 @@ def run_pipeline(
     driver_stages = [s for s in pipeline.stages if s.resources.on_driver]
     for stage in driver_stages:
         stage.setup()
-    last_tick = time.monotonic()
     try:
         for window in _windows(pipeline, cluster_cpus()):
             ds, driver = build(pipeline, window, stage_env)
@@ -373,9 +369,6 @@ def run_pipeline(
                     out = list(_outputs(stage, batch))
                     batch = pa.concat_tables(out) if out else stage.gives.empty()
                 on_batch(batch)
-                if on_tick is not None and time.monotonic() - last_tick >= tick_s:
-                    last_tick = time.monotonic()
-                    on_tick()
     finally:
         for stage in driver_stages:
             stage.teardown()

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
-import hashlib
 import os
 import time
 from collections import Counter
@@ -49,11 +48,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.core.io import s3_client, split_s3_uri
+from pipelines.core.io import (
+    DEFAULT_HASH_MAX_BYTES,
+    local_content_version,
+    s3_client,
+    split_s3_uri,
+)
 from pipelines.modalities import current
 
 SNIFF_BYTES = 4096
-DEFAULT_HASH_MAX_BYTES = 8 * 1024 * 1024
 _WORKERS = 16
 
 MANIFEST_SCHEMA = pa.schema(
@@ -145,13 +148,7 @@ def _local_entry(root: str, path: str, hash_max_bytes: int) -> _Entry:
     st = os.stat(path)
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
-        if st.st_size <= hash_max_bytes:
-            digest = hashlib.sha256(head)
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-            version = f"sha256:{digest.hexdigest()}"
-        else:
-            version = f"stat:{st.st_mtime_ns}-{st.st_size}"
+    version = local_content_version(path, hash_max_bytes)
     relative = os.path.relpath(path, root).replace(os.sep, "/")
     return _Entry(
         asset_id=relative,

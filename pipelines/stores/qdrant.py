@@ -54,6 +54,8 @@ from pipelines.stores.qdrant_read import ID_CHUNK, QdrantReadSide, asset_filter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# The asset id of the preflight's probe point (written and removed before a run's first write).
+PROBE_ASSET = "__preflight__"
 
 PAYLOAD_INDEXES = ("asset_id", "modality", "label", "content_version")
 # Qdrant's default indexing_threshold, used to restore indexing when the collection was already
@@ -487,6 +489,22 @@ class QdrantStore(QdrantReadSide):
                 points_selector=models.FilterSelector(filter=models.Filter(should=clauses)),
                 wait=True,
             )
+
+    def check_writable(self) -> None:
+        """Write and remove one probe point under a reserved asset id (preflight)."""
+        modality = next(iter(self.fingerprints))
+        probe = {
+            "asset_id": PROBE_ASSET,
+            "modality": modality,
+            "segment_index": 0,
+            "segment_count": 1,
+            "embedding_type": "PROBE",
+            "vector": [1.0] + [0.0] * (self.dimension - 1),
+        }
+        result = self.write([probe])
+        if result.rejected:
+            raise InfrastructureError(f"the store refused a probe point: {result.rejected[0]}")
+        self.delete_assets([PROBE_ASSET])
 
     def copy_asset(self, source: str, version: str | None, target: Mapping[str, Any]) -> int:
         """Write the points of ``source`` (at ``version``) again as the asset row ``target``
