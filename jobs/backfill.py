@@ -27,6 +27,7 @@ register_configs()
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="backfill")
 def main(dcfg: DictConfig) -> None:
     from pipelines.backfill import run_backfill
+    from pipelines.estimate import run_estimate
 
     # botocore logs every credential lookup at INFO under Hydra's default logging.
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -34,6 +35,9 @@ def main(dcfg: DictConfig) -> None:
     assert isinstance(cfg, BackfillJobConfig)
     # Exit codes: docs/scheduled-backfills.md.
     try:
+        if cfg.dry_run or cfg.plan_only:
+            run_estimate(cfg)  # estimate.json in the run folder; nothing is called or written
+            sys.exit(0)
         result = run_backfill(cfg)
     except (ConfigError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)

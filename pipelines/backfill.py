@@ -2,7 +2,8 @@
 
 Plan, build, drive, finish:
 
-- :func:`plan_backfill` reads and validates the manifest and gives every row a ledger entry;
+- :func:`pipelines.planning.plan_backfill` streams the manifest through validation and the
+  journal, and gives every row a ledger entry (on disk: nothing per asset in the driver);
 - :func:`backfill_pipeline` arranges the stages (decode, embed, write; or service embed, write);
 - :func:`pipelines.core.runner.run_pipeline` drives them, the ledger accounting for every
   acknowledgement;
@@ -15,29 +16,36 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
-from pipelines.core import codes, preflight
+from pipelines.core import preflight
 from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
-from pipelines.core.errors import InfrastructureError
-from pipelines.core.incremental import check_fingerprints, content_versions, diff, entries_of
+from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.incremental import entries_of
 from pipelines.core.journal import Journal
-from pipelines.core.ledger import AssetLedger, Progress
+from pipelines.core.ledger import Progress, RunLedger, Settled
 from pipelines.core.report import build_report, write_report
-from pipelines.core.runner import BlocksSource, Pipeline, run_pipeline
+from pipelines.core.runner import Pipeline, run_pipeline
 from pipelines.core.stage import Resources
+from pipelines.planning import BackfillPlan, new_run_id, plan_backfill, settle_copies
 from pipelines.stores import VectorStore, open_store
+
+__all__ = [
+    "BackfillPlan",
+    "BackfillResult",
+    "backfill_pipeline",
+    "finish_backfill",
+    "plan_backfill",
+    "run_backfill",
+]
 
 
 @dataclass
@@ -53,25 +61,6 @@ class BackfillResult:
     exit_code: int = 0
 
 
-@dataclass
-class BackfillPlan:
-    """The manifest rows to embed, and a ledger entry for every row."""
-
-    run_id: str
-    run_dir: Path
-    todo: pa.Table
-    ledger: AssetLedger
-    # The journal's key of the physical collection, and the run's fingerprint per modality.
-    collection: str = ""
-    fingerprints: dict[str, str] = field(default_factory=dict)
-    # asset id -> the version the collection held before this run (removed once replaced)
-    changed: dict[str, str | None] = field(default_factory=dict)
-    # Identical content under another asset id: embedded once, then copied (follower -> leader,
-    # and the follower's manifest row).
-    copies: dict[str, str] = field(default_factory=dict)
-    copy_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
 Arrangement = Callable[[BackfillJobConfig, BackfillPlan, VectorStore], Pipeline]
 
 
@@ -83,6 +72,12 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
     credentials, Bedrock's access) ends it cleanly: the report says ``aborted`` and why, and the
     result's ``exit_code`` is 3 (see ``docs/scheduled-backfills.md``).
     """
+    if cfg.dry_run or cfg.plan_only:
+        # Never a real run by mistake: python -m jobs.backfill dry_run=true estimates instead.
+        raise ConfigError(
+            "dry_run" if cfg.dry_run else "plan_only",
+            "run_backfill makes a real run; estimate with pipelines.estimate.run_estimate",
+        )
     started = time.monotonic()
     validate_backfill(cfg)
     console = Console("backfill", quota_rpm=cfg.bedrock.quota.requests_per_minute)
@@ -93,7 +88,7 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
         apply_to_environment(credentials)
         console.say(credentials.describe() + " (driver and every worker)")
     journal = Journal(cfg.state.path)
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     key = collection_key(cfg)
     try:
         journal.acquire(key, run_id, cfg.state.lock_stale_after_s)
@@ -114,9 +109,13 @@ def _run_locked(
     worker_env: dict[str, str],
     started: float,
 ) -> BackfillResult:
-    plan = plan_backfill(cfg, console, journal, run_id)
     store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
     store.open()
+    try:
+        plan = plan_backfill(cfg, console, journal, run_id, store, collection_key(cfg))
+    except BaseException:
+        store.close()
+        raise
     journal.start_run(run_id, plan.collection)
     figures: dict[str, Any] = {}
     abort: str | None = None
@@ -124,13 +123,13 @@ def _run_locked(
         # The store first: an unreachable store or a dimension clash fails before Bedrock.
         store.ensure_collection()
         preflight.check_store(store)
-        if plan.todo.num_rows:
+        if plan.todo_rows:
             if cfg.segmentation.mode == "service":
                 preflight.check_staging(cfg)
             figures["preflight_calls"] = preflight.check_bedrock(cfg)
             pipeline = (arrange or backfill_pipeline)(cfg, plan, store)
             console.say(f"pipeline: {pipeline.describe()}")
-            console.watch(lambda: _status(plan.ledger, pipeline))
+            console.watch(lambda: _status(plan.ledger.progress, pipeline))
             accounting = _Accounting(plan, store, journal)
             try:
                 # Blocks as they come (the store batches its own upserts): the accounting, the
@@ -172,119 +171,13 @@ def infrastructure_cause(exc: BaseException) -> InfrastructureError | None:
     return None
 
 
-def plan_backfill(
-    cfg: BackfillJobConfig,
-    console: Console | None = None,
-    journal: Journal | None = None,
-    run_id: str | None = None,
-) -> BackfillPlan:
-    """Read the manifest; every row gets a ledger entry now, so nothing can vanish later. With a
-    journal, rows whose content and parameters are those the collection already holds are
-    skipped (see :mod:`pipelines.core.incremental`)."""
-    from pipelines.core.ids import fingerprint
-    from pipelines.core.manifest import load_manifest
-
-    assert cfg.manifest is not None
-    say = (console or Console("backfill")).say
-    manifest = load_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url)
-    if cfg.limit is not None:
-        manifest = manifest.slice(0, cfg.limit)
-    run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    run_dir = Path(cfg.run_dir) / cfg.usecase.name / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    collection = collection_key(cfg)
-    fingerprints = {
-        m: fingerprint(cfg.embedding, cfg.segmentation, m) for m in cfg.usecase.modalities
-    }
-
-    wanted = set(cfg.usecase.modalities)
-    modality = manifest.column("modality").to_pylist()
-    keep = [i for i, m in enumerate(modality) if m in wanted]
-    todo = manifest.take(pa.array(keep, type=pa.int64())) if keep else manifest.slice(0, 0)
-    todo = content_versions(todo, cfg.bedrock.s3_endpoint_url)
-    ids, versions_col = todo.column("asset_id"), todo.column("content_version")
-    versions = dict(zip(ids.to_pylist(), versions_col.to_pylist(), strict=True))
-    ledger = AssetLedger()
-    for row in manifest.select(["asset_id", "uri", "modality"]).to_pylist():
-        ledger.add(row["asset_id"], row["uri"], row["modality"], versions.get(row["asset_id"]))
-        if row["modality"] not in wanted:
-            ledger.skip(row["asset_id"], "skipped_modality")
-
-    changed: dict[str, str | None] = {}
-    if journal is not None:
-        check_fingerprints(journal, collection, fingerprints, list(wanted))
-        held = None
-        if cfg.verify:
-            held = _held_points(cfg, todo)
-        d = diff(
-            journal,
-            collection,
-            todo,
-            fingerprints,
-            retry_dead_letters=cfg.retry_dead_letters,
-            held_points=held,
-        )
-        for asset_id in d.unchanged:
-            ledger.skip(asset_id, "skipped_unchanged")
-        for asset_id in d.dead_letter:
-            ledger.skip(asset_id, "skipped_dead_letter")
-        todo, changed = d.todo, d.changed
-    todo, copies, copy_rows = _same_content(todo)
-    say(
-        f"manifest {cfg.manifest}: {manifest.num_rows} rows, {todo.num_rows} to embed "
-        f"for use case {cfg.usecase.name!r} into collection {cfg.qdrant.collection!r}"
-        + (f" ({len(changed)} changed)" if changed else "")
-        + (f" ({len(copies)} with the same content as another)" if copies else "")
-    )
-    return BackfillPlan(
-        run_id, run_dir, todo, ledger, collection, fingerprints, changed, copies, copy_rows
-    )
-
-
-def _same_content(
-    todo: pa.Table,
-) -> tuple[pa.Table, dict[str, str], dict[str, dict[str, Any]]]:
-    """Rows whose content hash another row of this run has too: embedded once (the first), the
-    others get copies of its points (``sha256:`` versions only: a hash of the content itself)."""
-    rows = todo.select(["asset_id", "modality", "content_version"]).to_pylist()
-    leaders: dict[tuple[str, str], str] = {}
-    copies: dict[str, str] = {}
-    keep: list[bool] = []
-    for row in rows:
-        version = row["content_version"]
-        key = (row["modality"], version)
-        if version and version.startswith("sha256:") and key in leaders:
-            copies[row["asset_id"]] = leaders[key]
-            keep.append(False)
-            continue
-        if version and version.startswith("sha256:"):
-            leaders[key] = row["asset_id"]
-        keep.append(True)
-    if not copies:
-        return todo, {}, {}
-    mask = pa.array(keep, pa.bool_())
-    followers = todo.filter(pc.invert(mask)).to_pylist()
-    return todo.filter(mask), copies, {r["asset_id"]: r for r in followers}
-
-
-def _held_points(cfg: BackfillJobConfig, table: pa.Table) -> dict[str, int]:
-    """Points the store holds per asset (verify runs), read before the run starts writing."""
-    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
-    try:
-        store.open()
-        if not store.exists():
-            return {}
-        return store.count_by_asset(table.column("asset_id").to_pylist())
-    finally:
-        store.close()
-
-
 class _Accounting:
     """The driver's handling of acknowledgements: the ledger, and the journal as assets finish.
 
-    Every second (and at the end) the assets that became complete have their previous version's
-    points removed and are then journaled: a crash loses at most the last second's entries, whose
-    assets the next run embeds again to the same point ids.
+    Every second (and at the end) the ledger's buffer goes to its file; the assets that became
+    complete have their previous version's points removed and are then journaled: a crash loses
+    at most the last second's entries, whose assets the next run embeds again to the same point
+    ids.
     """
 
     def __init__(self, plan: BackfillPlan, store: VectorStore, journal: Journal) -> None:
@@ -296,31 +189,35 @@ class _Accounting:
         self.flush()
 
     def flush(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self.last < 1.0:
+        ledger = self.plan.ledger
+        if not force and time.monotonic() - self.last < 1.0 and ledger.buffered() < 20_000:
             return
         self.last = time.monotonic()
-        done = self.plan.ledger.drain_completed()
-        if not done:
-            return
-        stale = [
-            (st.asset_id, st.content_version) for st in done if st.asset_id in self.plan.changed
-        ]
-        if stale:
-            self.store.delete_versions(stale, keep=True)
-        self.journal.record(
-            self.plan.collection, self.plan.run_id, entries_of(done, self.plan.fingerprints)
-        )
+        settle(self.plan, self.store, self.journal, ledger.flush())
         self.journal.heartbeat(self.plan.collection, self.plan.run_id)
+
+
+def settle(
+    plan: BackfillPlan, store: VectorStore, journal: Journal | None, done: Iterable[Settled]
+) -> None:
+    """Assets whose outcome is decided: the earlier version of a complete one leaves the store,
+    then the journal records them."""
+    done = list(done)
+    if not done:
+        return
+    stale = [(s.asset_id, s.content_version) for s in done if s.changed and s.outcome == "embedded"]
+    if stale:
+        store.delete_versions(stale, keep=True)
+    if journal is not None:
+        journal.record(plan.collection, plan.run_id, entries_of(done, plan.fingerprints))
 
 
 def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorStore) -> Pipeline:
     """The backfill's stages: decode, embed, write (or, with service segmentation, embed, write)."""
-    from pipelines.core.plan import asset_blocks
-    from pipelines.core.rows import ASSET
     from pipelines.stages.write import WriteStage
 
     res = cfg.resources
-    source = BlocksSource(ASSET, plan.todo, cut=asset_blocks)
+    source = plan.source()
     write = WriteStage(
         store,
         resources=Resources.of(res.write, actor=True, batch_size=cfg.qdrant.batch_size),
@@ -389,38 +286,31 @@ def finish_backfill(
     points_in_collection: int | None = None
     count_check: dict[str, Any] = {"ok": None}
     pruned = 0
-    if abort is None and plan.copies:
-        _copy_same_content(plan, store)
-    partial = ledger.finalize(pending=abort is not None)
+    left = 0
     try:
-        if partial:
+        if abort is None and plan.copy_rows:
+            _copy_same_content(plan, store, journal)
+        ledger.finalize(cfg.prices, pending=abort is not None)
+        for pairs in ledger.partial():
             # Only this run's version: a changed asset keeps its previous, complete version.
-            store.delete_versions([(a, ledger.assets[a].content_version) for a in partial])
-        if journal is not None:
-            decided = [st for st in ledger.assets.values() if st.outcome == "dead_lettered"]
-            done = ledger.drain_completed()
-            stale = [
-                (st.asset_id, st.content_version) for st in done if st.asset_id in plan.changed
-            ]
-            if stale:
-                store.delete_versions(stale, keep=True)
-            entries = entries_of(done + decided, plan.fingerprints)
-            journal.record(plan.collection, plan.run_id, entries)
-            if abort is None:
-                journal.record_fingerprints(plan.collection, plan.fingerprints)
-                if cfg.prune:
-                    pruned = _prune(cfg, store, journal, plan)
+            left += len(pairs)
+            store.delete_versions(pairs)
+        for failed in ledger.dead_lettered():
+            settle(plan, store, journal, failed)
+        if journal is not None and abort is None:
+            journal.record_fingerprints(plan.collection, plan.fingerprints)
+            if cfg.prune:
+                pruned = _prune(cfg, store, journal, plan)
         points_in_collection = store.finish()
         count_check = _count_check(store, ledger)
     except Exception as exc:
         if abort is None or infrastructure_cause(exc) is None:
             raise
-        cleanup = {"error": f"{type(exc).__name__}: {exc}", "left_for_next_run": len(partial)}
+        cleanup = {"error": f"{type(exc).__name__}: {exc}", "left_for_next_run": left}
     duration = time.monotonic() - started
     status = "aborted" if abort else "done"
     report = build_report(
         ledger,
-        cfg.prices,
         duration,
         extra={
             "status": status,
@@ -428,8 +318,8 @@ def finish_backfill(
             "usecase": cfg.usecase.name,
             "collection": cfg.qdrant.collection,
             "manifest": cfg.manifest,
-            "decoded": plan.todo.num_rows,
-            "changed": len(plan.changed),
+            "decoded": plan.todo_rows,
+            "changed": plan.changed,
             "pruned": pruned,
             "points_in_collection": points_in_collection,
             "count_check": count_check,
@@ -441,8 +331,8 @@ def finish_backfill(
     report["bedrock_calls"] += int(figures.get("preflight_calls", 0))
     exit_code = 3 if abort else 0
     limit = cfg.limits.max_dead_letter_fraction
-    if not abort and limit is not None and plan.todo.num_rows:
-        fraction = report["dead_lettered"] / plan.todo.num_rows
+    if not abort and limit is not None and plan.todo_rows:
+        fraction = report["dead_lettered"] / plan.todo_rows
         if fraction > limit:
             report["status"] = "failed"
             report["failure"] = (
@@ -450,48 +340,34 @@ def finish_backfill(
                 f"limits.max_dead_letter_fraction={limit}"
             )
             exit_code = 5
-    dlq = DeadLetterWriter(plan.run_dir / "dead_letter.parquet")
-    for r in ledger.dead_letters():
-        dlq.add(r)
-    dead_path = Path(dlq.close())
+    with DeadLetterWriter(plan.run_dir / "dead_letter.parquet") as dlq:
+        dlq.add_many(ledger.dead_letters())
+    dead_path = Path(dlq.path)
     report_path = write_report(report, plan.run_dir)
     if journal is not None:
         journal.end_run(plan.run_id, report["status"], str(report_path))
+    ledger.close()
     _summary(console, report, report_path, dead_path)
     return BackfillResult(plan.run_dir, report_path, dead_path, report, exit_code)
 
 
-def _copy_same_content(plan: BackfillPlan, store: VectorStore) -> None:
+def _copy_same_content(plan: BackfillPlan, store: VectorStore, journal: Journal | None) -> None:
     """Give each asset whose content another asset of the run had the other one's points."""
-    ledger = plan.ledger
-    for follower, leader in plan.copies.items():
-        source, target = ledger.assets[leader], ledger.assets[follower]
-        if not source.complete:
-            why = source.failures[0] if source.failures else None
-            ledger.fail(
-                follower,
-                why.stage if why else "embed",
-                why.code if why else codes.INCOMPLETE,
-                f"same content as {leader!r}, which was not embedded"
-                + (f": {why.message}" if why else ""),
-            )
-            continue
-        points = store.copy_asset(leader, source.content_version, plan.copy_rows[follower])
-        target.expected_segments = source.expected_segments
-        for segment in sorted(source.segments_written):
-            ledger.written(follower, segment, points=0)
-        target.points_written = points
-        ledger.progress.points += points
+    settle_copies(
+        plan,
+        lambda leader, row: store.copy_asset(leader.asset_id, leader.content_version, row),
+        lambda done: settle(plan, store, journal, done),
+    )
 
 
 def _prune(cfg: BackfillJobConfig, store: VectorStore, journal: Journal, plan: BackfillPlan) -> int:
     """Delete the points and journal entries of assets the manifest no longer lists."""
-    from pipelines.core.manifest import load_manifest
+    from pipelines.core.manifest import iter_asset_ids
 
     assert cfg.manifest is not None
-    ids = load_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url).column("asset_id").to_pylist()
     pruned = 0
-    for chunk in journal.absent(plan.collection, ids):
+    present = iter_asset_ids(cfg.manifest, cfg.bedrock.s3_endpoint_url)
+    for chunk in journal.absent(plan.collection, present):
         gone = [e.asset_id for e in chunk]
         store.delete_assets(gone)
         journal.forget(plan.collection, gone)
@@ -499,10 +375,10 @@ def _prune(cfg: BackfillJobConfig, store: VectorStore, journal: Journal, plan: B
     return pruned
 
 
-def _status(ledger: AssetLedger, pipeline: Pipeline) -> Progress:
+def _status(ledger_progress: Progress, pipeline: Pipeline) -> Progress:
     """The ledger's totals, with live call counts from the stages (the rate budget counts calls
     as they are made, the ledger when their results arrive)."""
-    progress = dataclasses.replace(ledger.progress)
+    progress = dataclasses.replace(ledger_progress)
     for stage in pipeline.stages:
         live = stage.live()
         progress.bedrock_calls = max(progress.bedrock_calls, int(live.get("bedrock_calls", 0)))
@@ -510,19 +386,24 @@ def _status(ledger: AssetLedger, pipeline: Pipeline) -> Progress:
     return progress
 
 
-def _count_check(store: VectorStore, ledger: AssetLedger) -> dict[str, Any]:
-    """Exact per-asset point counts in the store against what this run wrote."""
-    embedded = {a: s for a, s in ledger.assets.items() if s.outcome == "embedded"}
-    if not embedded:
-        return {"assets": 0, "expected_points": 0, "found_points": 0, "ok": True}
-    found = store.count_by_asset(list(embedded))
-    mismatched = sorted(a for a, s in embedded.items() if found.get(a, 0) != s.points_written)
+def _count_check(store: VectorStore, ledger: RunLedger) -> dict[str, Any]:
+    """Exact per-asset point counts in the store against what this run wrote (in chunks)."""
+    assets = expected = found_total = 0
+    mismatched: list[str] = []
+    for chunk in ledger.embedded():
+        found = store.count_by_asset([a for a, _ in chunk])
+        for asset_id, points in chunk:
+            assets += 1
+            expected += points
+            found_total += found.get(asset_id, 0)
+            if found.get(asset_id, 0) != points and len(mismatched) < 20:
+                mismatched.append(asset_id)
     return {
-        "assets": len(embedded),
-        "expected_points": sum(s.points_written for s in embedded.values()),
-        "found_points": sum(found.get(a, 0) for a in embedded),
+        "assets": assets,
+        "expected_points": expected,
+        "found_points": found_total,
         "ok": not mismatched,
-        "mismatched_assets": mismatched[:20],
+        **({"mismatched_assets": mismatched} if assets else {}),
     }
 
 

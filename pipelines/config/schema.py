@@ -212,6 +212,10 @@ class BackfillJobConfig:
     prune: bool = False
     # Embed again the unchanged assets that failed for a permanent reason last time.
     retry_dead_letters: bool = False
+    # Estimate instead of running: plan, decode and count without calling Bedrock or writing
+    # (python -m jobs.estimate sets it); plan_only: plan without decoding. See docs/estimates.md.
+    dry_run: bool = False
+    plan_only: bool = False
     # Check a sample of (or, with verify=true, every) asset the journal says is embedded against
     # the collection's points and payloads, and repair what differs by embedding it again.
     verify: bool = False

@@ -21,7 +21,7 @@ collection would make its search meaningless): that is a migration.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import pyarrow as pa
 from pipelines.core import codes
 from pipelines.core.errors import ConfigError
 from pipelines.core.journal import Entry, Journal, same_fingerprint
+from pipelines.core.ledger import Settled
 
 
 @dataclass
@@ -163,21 +164,18 @@ def _decide(
     return "todo"
 
 
-def entries_of(ledger_states: list[Any], fingerprints: Mapping[str, str]) -> list[Entry]:
+def entries_of(settled: Iterable[Settled], fingerprints: Mapping[str, str]) -> list[Entry]:
     """Journal entries for assets whose outcome this run decided."""
-    out = []
-    for st in ledger_states:
-        code = st.failures[0].code if st.failures else None
-        out.append(
-            Entry(
-                asset_id=st.asset_id,
-                content_version=st.content_version,
-                modality=st.modality,
-                fingerprint=fingerprints.get(st.modality),
-                outcome="embedded" if st.complete and not st.failures else "dead_lettered",
-                error_code=code,
-                permanent=codes.is_permanent(code),
-                points=st.points_written,
-            )
+    return [
+        Entry(
+            asset_id=s.asset_id,
+            content_version=s.content_version,
+            modality=s.modality,
+            fingerprint=fingerprints.get(s.modality),
+            outcome=s.outcome,
+            error_code=s.error_code,
+            permanent=codes.is_permanent(s.error_code),
+            points=s.points,
         )
-    return out
+        for s in settled
+    ]

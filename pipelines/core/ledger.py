@@ -1,21 +1,37 @@
-"""Per-asset accounting: every manifest row ends embedded, skipped or dead-lettered.
+"""The run ledger: every manifest row ends embedded, skipped or dead-lettered, and nothing per
+asset lives in the driver's memory.
 
-The driver feeds the ledger every row that comes out of the pipeline (embedded or dead letter)
-and every write acknowledgement. An asset is *embedded* only when every one of its segments was
-written; otherwise it is dead-lettered with the first failure's stage, code and message, and its
-partial points are removed so that the index never holds half an asset.
+The ledger is one SQLite file in the run folder (``<run_dir>/ledger.sqlite``), private to the run
+and written by the driver only: a row per manifest row (what the plan decided, then what the run
+made of it), a row per segment that reached the store, a row per failure. The plan fills it
+(:meth:`RunLedger.plan_rows`); the driver then feeds it every batch that comes out of the pipeline
+(:meth:`RunLedger.account`), which only adds to a small buffer of per-asset deltas; every second
+(:meth:`RunLedger.flush`) the buffer goes to the file in one transaction, and the assets it made
+complete are returned (to journal them). At the end :meth:`RunLedger.finalize` decides every
+outcome in SQL, and the report, the dead letters and the journal entries are read back in chunks.
+
+An asset is *embedded* only when every one of its segments was written; otherwise it is
+dead-lettered with its failures (the first one's stage, code and message in the journal), and its
+partial points are removed so that the index never holds half an asset. The file is a scratch
+table, not a state of record (that is :mod:`pipelines.core.journal`): it is written without
+``fsync`` and a killed run's ledger is never read again.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from pipelines.core import codes
 from pipelines.modalities import Registry, Usage, current
+
+if TYPE_CHECKING:
+    from pipelines.config.schema import PricesConfig
 
 OUTCOMES = (
     "embedded",
@@ -26,6 +42,63 @@ OUTCOMES = (
     # Only after an aborted run: neither embedded nor failed; the next run takes it up.
     "pending",
 )
+# What the plan decides per row: embed it, copy another row's points (same content), or skip it.
+TODO, COPY = "todo", "copy"
+_CHUNK = 5000
+# Flush the buffer at least this often (rows accounted), whatever the clock says.
+_MAX_BUFFERED_ASSETS = 20_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS plan (
+    seq INTEGER PRIMARY KEY,            -- the row's position in the manifest
+    asset_id TEXT NOT NULL UNIQUE,
+    uri TEXT,
+    modality TEXT NOT NULL,
+    content_version TEXT,
+    decision TEXT NOT NULL,             -- todo | copy | skipped_*
+    changed INTEGER NOT NULL DEFAULT 0, -- the collection holds an earlier version
+    leader TEXT,                        -- copy: the asset whose points it gets
+    outcome TEXT,
+    expected INTEGER,                   -- segments the asset has (known once decoded)
+    segments INTEGER NOT NULL DEFAULT 0,
+    points INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    calls INTEGER NOT NULL DEFAULT 0,
+    throttles INTEGER NOT NULL DEFAULT 0,
+    retries INTEGER NOT NULL DEFAULT 0,
+    text_chars INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    images INTEGER NOT NULL DEFAULT 0,
+    media_seconds REAL NOT NULL DEFAULT 0,
+    audio_seconds REAL NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS segments (
+    asset_id TEXT NOT NULL,
+    segment_index INTEGER NOT NULL,
+    PRIMARY KEY (asset_id, segment_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    asset_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT,
+    segment_index INTEGER
+);
+CREATE INDEX IF NOT EXISTS failures_asset ON failures (asset_id);
+CREATE TABLE IF NOT EXISTS notes (
+    asset_id TEXT NOT NULL,
+    note TEXT NOT NULL,
+    segments INTEGER NOT NULL,
+    PRIMARY KEY (asset_id, note)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leaders (
+    modality TEXT NOT NULL,
+    content_version TEXT NOT NULL,
+    asset_id TEXT NOT NULL,
+    PRIMARY KEY (modality, content_version)
+) WITHOUT ROWID;
+"""
 
 
 @dataclass
@@ -36,32 +109,37 @@ class Failure:
     segment_index: int | None = None
 
 
-@dataclass
-class AssetState:
-    """What is known of one asset while the run goes on."""
+@dataclass(frozen=True)
+class Settled:
+    """An asset whose outcome the run decided (to journal, and to clean up after)."""
 
     asset_id: str
-    uri: str | None
     modality: str
-    content_version: str | None = None
-    expected_segments: int | None = None
-    segments_written: set[int] = field(default_factory=set)
-    points_written: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    outcome: str | None = None
-    bedrock_calls: int = 0
-    throttles: int = 0
-    retries: int = 0
-    # What the embedded segments used (the modality's cost rule prices it).
-    usage: Usage = field(default_factory=Usage)
+    content_version: str | None
+    outcome: str  # embedded | dead_lettered
+    points: int
+    error_code: str | None = None
+    # The collection held an earlier version of it (removed once this one is complete).
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class AssetView:
+    """One asset's row of the ledger, read back (copies, tests)."""
+
+    asset_id: str
+    modality: str
+    content_version: str | None
+    decision: str
+    outcome: str | None
+    expected: int | None
+    segments: int
+    points: int
+    failures: tuple[Failure, ...]
 
     @property
     def complete(self) -> bool:
-        return (
-            not self.failures
-            and self.expected_segments is not None
-            and len(self.segments_written) >= self.expected_segments
-        )
+        return not self.failures and self.expected is not None and self.segments >= self.expected
 
 
 @dataclass
@@ -76,52 +154,150 @@ class Progress:
     throttles: int = 0
 
 
-class AssetLedger:
-    """Tracks every asset of a run from plan to outcome."""
+@dataclass
+class _Delta:
+    """What one flush adds to one asset's row."""
 
-    def __init__(self, modalities: Registry | None = None) -> None:
+    expected: int | None = None
+    written: set[int] = field(default_factory=set)
+    failures: list[Failure] = field(default_factory=list)
+    calls: int = 0
+    throttles: int = 0
+    retries: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+
+class RunLedger:
+    """Tracks every asset of a run from plan to outcome, on disk (see the module docstring)."""
+
+    def __init__(self, path: str | Path, modalities: Registry | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.modalities = modalities or current()
-        self.assets: dict[str, AssetState] = {}
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        # A scratch file: no fsync, rollback journal in memory, a bounded page cache.
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.execute("PRAGMA journal_mode=MEMORY")
+        self.db.execute("PRAGMA cache_size=-32768")
+        self.db.executescript(_SCHEMA)
         self.progress = Progress()
-        self._completed: list[str] = []
+        self._buffer: dict[str, _Delta] = {}
 
-    def add(
-        self, asset_id: str, uri: str | None, modality: str, content_version: str | None = None
-    ) -> None:
-        self.assets[asset_id] = AssetState(asset_id, uri, modality, content_version)
-        self.progress.total += 1
+    def close(self) -> None:
+        self.db.close()
 
-    def skip(self, asset_id: str, outcome: str) -> None:
-        if outcome not in OUTCOMES or not outcome.startswith("skipped"):
-            raise ValueError(f"not a skip outcome: {outcome!r}")
-        self.assets[asset_id].outcome = outcome
-        self.progress.total -= 1
+    # -- the plan --------------------------------------------------------------------------------
+
+    def plan_rows(self, rows: Sequence[tuple[Any, ...]]) -> str | None:
+        """Add planned rows ``(seq, asset_id, uri, modality, content_version, decision, changed,
+        leader)``; returns the first asset id already planned (a duplicate), else None. A skipped
+        row's outcome is its decision."""
+        try:
+            with self._tx():
+                self.db.executemany(
+                    "INSERT INTO plan (seq, asset_id, uri, modality, content_version, decision, "
+                    "changed, leader, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*r, None if r[5] in (TODO, COPY) else r[5]) for r in rows],
+                )
+        except sqlite3.IntegrityError:
+            ids = [r[1] for r in rows]
+            held = self._existing(ids)
+            return next(a for a in ids if a in held)
+        self.progress.total += sum(1 for r in rows if r[5] in (TODO, COPY))
+        return None
+
+    def first_seq(self, asset_id: str) -> int | None:
+        row = self.db.execute("SELECT seq FROM plan WHERE asset_id = ?", (asset_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _existing(self, ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT asset_id FROM plan WHERE asset_id IN ({marks})", chunk)
+            out.update(r[0] for r in rows)
+        return out
+
+    def leaders(self, candidates: Sequence[tuple[str, str, str]]) -> dict[str, str]:
+        """For ``(asset_id, modality, content_version)`` rows to embed, the rows whose content an
+        earlier row of the run has: asset id -> that earlier row's asset id."""
+        if not candidates:
+            return {}
+        with self._tx():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO leaders (asset_id, modality, content_version) "
+                "VALUES (?, ?, ?)",
+                candidates,
+            )
+        out: dict[str, str] = {}
+        for chunk in _chunks(candidates, 300):
+            marks = ",".join("(?, ?)" for _ in chunk)
+            params = [v for _, m, c in chunk for v in (m, c)]
+            held = {
+                (m, c): a
+                for m, c, a in self.db.execute(
+                    "SELECT modality, content_version, asset_id FROM leaders "
+                    f"WHERE (modality, content_version) IN (VALUES {marks})",
+                    params,
+                )
+            }
+            for asset_id, modality, version in chunk:
+                leader = held.get((modality, version))
+                if leader is not None and leader != asset_id:
+                    out[asset_id] = leader
+        return out
+
+    def asset_ids(self) -> Iterator[str]:
+        """Every planned asset id, in manifest order, streamed."""
+        cursor = self.db.execute("SELECT asset_id FROM plan ORDER BY seq")
+        while rows := cursor.fetchmany(_CHUNK):
+            yield from (r[0] for r in rows)
+
+    def count(self, decision: str | None = None, outcome: str | None = None) -> int:
+        where, params = ["1"], []
+        if decision is not None:
+            where.append("decision = ?")
+            params.append(decision)
+        if outcome is not None:
+            where.append("outcome = ?")
+            params.append(outcome)
+        sql = f"SELECT COUNT(*) FROM plan WHERE {' AND '.join(where)}"
+        return int(self.db.execute(sql, params).fetchone()[0])
+
+    def changed_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM plan WHERE changed = 1").fetchone()[0])
+
+    def leader_of(self, asset_id: str) -> str:
+        """The asset whose points a ``copy`` row gets."""
+        row = self.db.execute("SELECT leader FROM plan WHERE asset_id = ?", (asset_id,)).fetchone()
+        if row is None or row[0] is None:
+            raise KeyError(f"{asset_id!r} is not a copy")
+        return str(row[0])
+
+    # -- accounting ------------------------------------------------------------------------------
 
     def account(self, batch: pa.Table) -> None:
         """Account for one batch of write acknowledgements (the last stage's output)."""
         for row in batch.to_pylist():
             self.observe(row)
             if row.get("error_code") is None:
-                self.written(row["asset_id"], row["segment_index"])
+                self._delta(row["asset_id"]).written.add(int(row["segment_index"]))
 
     def observe(self, row: dict[str, Any]) -> None:
         """Account for one row out of the embed stage (before it is written)."""
-        st = self.assets[row["asset_id"]]
+        delta = self._delta(row["asset_id"])
         count = row.get("segment_count")
         if count and count > 0:
-            st.expected_segments = int(count)
+            delta.expected = int(count)
         calls = int(row.get("bedrock_calls") or 0)
         throttles = int(row.get("throttles") or 0)
-        st.bedrock_calls += calls
-        st.throttles += throttles
-        st.retries += int(row.get("retries") or 0)
+        delta.calls += calls
+        delta.throttles += throttles
+        delta.retries += int(row.get("retries") or 0)
         self.progress.bedrock_calls += calls
         self.progress.throttles += throttles
         if row.get("error_code") is not None:
-            if not st.failures and not st.complete:
-                self.progress.failed += 1
-                self.progress.settled += 1
-            st.failures.append(
+            delta.failures.append(
                 Failure(
                     row.get("error_stage") or "unknown",
                     row["error_code"],
@@ -130,87 +306,290 @@ class AssetLedger:
                 )
             )
             return
-        st.usage.input_tokens += int(row.get("input_tokens") or 0)
+        delta.usage.input_tokens += int(row.get("input_tokens") or 0)
         # Usage for the cost estimate is counted once per segment (its first embedding row).
         if row.get("bedrock_calls"):
-            modality = self.modalities.get(st.modality)
+            modality = self.modalities.get(str(row.get("modality")))
             if modality is not None:
-                st.usage.add(modality.usage(row))
-
-    def written(self, asset_id: str, segment_index: int, points: int = 1) -> None:
-        st = self.assets[asset_id]
-        was_complete = st.complete
-        st.segments_written.add(int(segment_index))
-        st.points_written += points
-        self.progress.points += points
-        if st.complete and not was_complete:
-            self.progress.settled += 1
-            self._completed.append(asset_id)
-
-    def drain_completed(self) -> list[AssetState]:
-        """Assets whose every segment reached the store since the last call (to journal)."""
-        done, self._completed = self._completed, []
-        return [self.assets[a] for a in done if self.assets[a].complete]
+                delta.usage.add(modality.usage(row))
 
     def fail(self, asset_id: str, stage: str, code: str, message: str) -> None:
-        st = self.assets[asset_id]
-        if not st.failures:
-            self.progress.failed += 1
-            if not st.complete:
-                self.progress.settled += 1
-        st.failures.append(Failure(stage, code, message))
+        """Fail a whole asset from the driver (e.g. a copy whose source failed)."""
+        self._delta(asset_id).failures.append(Failure(stage, code, message))
 
-    def finalize(self, pending: bool = False) -> list[str]:
-        """Decide every outcome; returns the asset ids whose partial points must be deleted.
+    def buffered(self) -> int:
+        return len(self._buffer)
 
-        ``pending`` (the run was aborted): an asset that neither completed nor failed is
-        ``pending`` rather than dead-lettered ``incomplete``.
-        """
-        partial: list[str] = []
-        for st in self.assets.values():
-            if st.outcome is not None:
-                continue
-            if st.complete:
-                st.outcome = "embedded"
-                continue
-            if pending and not st.failures:
-                st.outcome = "pending"
-                if st.points_written:
-                    partial.append(st.asset_id)
-                continue
-            if not st.failures:
-                got = len(st.segments_written)
-                st.failures.append(
-                    Failure(
-                        "write",
-                        codes.INCOMPLETE,
-                        f"{got} of {st.expected_segments} segments reached the index",
+    def _delta(self, asset_id: str) -> _Delta:
+        delta = self._buffer.get(asset_id)
+        if delta is None:
+            delta = self._buffer[asset_id] = _Delta()
+        return delta
+
+    def flush(self) -> list[Settled]:
+        """Write the buffered deltas in one transaction; returns the assets they made complete."""
+        if not self._buffer:
+            return []
+        buffer, self._buffer = self._buffer, {}
+        ids = list(buffer)
+        with self._tx():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO segments VALUES (?, ?)",
+                [(a, s) for a, d in buffer.items() for s in d.written],
+            )
+            self.db.executemany(
+                "INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
+                [
+                    (a, f.stage, f.code, f.message, f.segment_index)
+                    for a, d in buffer.items()
+                    for f in d.failures
+                ],
+            )
+            self.db.executemany(
+                "INSERT INTO notes VALUES (?, ?, ?) ON CONFLICT (asset_id, note) "
+                "DO UPDATE SET segments = segments + excluded.segments",
+                [(a, n, k) for a, d in buffer.items() for n, k in d.usage.notes.items()],
+            )
+            newly_failed = 0
+            for chunk in _chunks(ids, 900):
+                marks = ",".join("?" * len(chunk))
+                newly_failed += self.db.execute(
+                    f"UPDATE plan SET failed = 1 WHERE failed = 0 AND asset_id IN ({marks}) "
+                    "AND EXISTS (SELECT 1 FROM failures f WHERE f.asset_id = plan.asset_id)",
+                    chunk,
+                ).rowcount
+            self.db.executemany(
+                "UPDATE plan SET expected = COALESCE(?, expected), calls = calls + ?, "
+                "throttles = throttles + ?, retries = retries + ?, text_chars = text_chars + ?, "
+                "input_tokens = input_tokens + ?, images = images + ?, "
+                "media_seconds = media_seconds + ?, audio_seconds = audio_seconds + ?, "
+                "segments = (SELECT COUNT(*) FROM segments s WHERE s.asset_id = plan.asset_id) "
+                "WHERE asset_id = ?",
+                [
+                    (
+                        d.expected,
+                        d.calls,
+                        d.throttles,
+                        d.retries,
+                        d.usage.text_chars,
+                        d.usage.input_tokens,
+                        d.usage.images,
+                        d.usage.media_seconds,
+                        d.usage.audio_seconds,
+                        a,
                     )
-                )
-            st.outcome = "dead_lettered"
-            if st.points_written:
-                partial.append(st.asset_id)
-        return partial
+                    for a, d in buffer.items()
+                ],
+            )
+            self.db.executemany(
+                "UPDATE plan SET points = segments WHERE asset_id = ? AND decision = ?",
+                [(a, TODO) for a in ids],
+            )
+            done = self._complete_among(ids)
+        self.progress.failed += newly_failed
+        self.progress.settled += newly_failed + len(done)
+        self.progress.points += sum(len(d.written) for d in buffer.values())
+        return done
 
-    def outcome_counts(self) -> Counter[str]:
-        return Counter(st.outcome or "pending" for st in self.assets.values())
+    def _complete_among(self, ids: Sequence[str]) -> list[Settled]:
+        """Mark the assets among ``ids`` that just became complete ``embedded``; return them."""
+        done: list[Settled] = []
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT asset_id, modality, content_version, points, changed FROM plan "
+                f"WHERE asset_id IN ({marks}) AND outcome IS NULL AND failed = 0 "
+                "AND expected IS NOT NULL AND segments >= expected",
+                chunk,
+            ).fetchall()
+            done.extend(
+                Settled(a, m, v, "embedded", int(p), None, bool(c)) for a, m, v, p, c in rows
+            )
+        self.db.executemany(
+            "UPDATE plan SET outcome = 'embedded' WHERE asset_id = ?", [(s.asset_id,) for s in done]
+        )
+        return done
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        """One row per failure of every dead-lettered asset."""
-        rows = []
-        for st in self.assets.values():
-            if st.outcome != "dead_lettered":
-                continue
-            for f in st.failures:
-                rows.append(
-                    {
-                        "asset_id": st.asset_id,
-                        "uri": st.uri,
-                        "modality": st.modality,
-                        "stage": f.stage,
-                        "error_code": f.code,
-                        "message": f.message,
-                        "segment_index": f.segment_index,
-                    }
+    def settle_copy(self, asset_id: str, expected: int, points: int) -> Settled:
+        """A copy got its leader's points: complete and ``embedded``."""
+        with self._tx():
+            self.db.execute(
+                "UPDATE plan SET expected = ?, segments = ?, points = ?, outcome = 'embedded' "
+                "WHERE asset_id = ?",
+                (expected, expected, points, asset_id),
+            )
+            row = self.db.execute(
+                "SELECT modality, content_version, changed FROM plan WHERE asset_id = ?",
+                (asset_id,),
+            ).fetchone()
+        self.progress.settled += 1
+        self.progress.points += points
+        return Settled(asset_id, row[0], row[1], "embedded", points, None, bool(row[2]))
+
+    def view(self, asset_id: str) -> AssetView:
+        row = self.db.execute(
+            "SELECT asset_id, modality, content_version, decision, outcome, expected, segments, "
+            "points FROM plan WHERE asset_id = ?",
+            (asset_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(asset_id)
+        failures = tuple(
+            Failure(s, c, m, i)
+            for s, c, m, i in self.db.execute(
+                "SELECT stage, code, message, segment_index FROM failures WHERE asset_id = ? "
+                "ORDER BY rowid",
+                (asset_id,),
+            )
+        )
+        a, m, v, d, o, e, n, p = row
+        return AssetView(a, m, v, d, o, e, int(n), int(p), failures)
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def finalize(self, prices: PricesConfig, pending: bool = False) -> None:
+        """Decide every outcome (after the last :meth:`flush`); price every asset's usage.
+
+        An asset neither complete nor failed is dead-lettered ``incomplete``, or, when the run was
+        aborted (``pending``), left ``pending`` for the next run.
+        """
+        self.flush()
+        open_rows = "outcome IS NULL AND decision IN ('todo', 'copy')"
+        with self._tx():
+            self.db.execute(
+                f"UPDATE plan SET outcome = 'embedded' WHERE {open_rows} AND failed = 0 "
+                "AND expected IS NOT NULL AND segments >= expected"
+            )
+            if pending:
+                self.db.execute(
+                    f"UPDATE plan SET outcome = 'pending' WHERE {open_rows} AND failed = 0"
                 )
-        return rows
+            self.db.execute(
+                "INSERT INTO failures SELECT asset_id, 'write', ?, segments || ' of ' || "
+                "COALESCE(expected, 'an unknown number of') || ' segments reached the index', "
+                f"NULL FROM plan WHERE {open_rows} AND failed = 0",
+                (codes.INCOMPLETE,),
+            )
+            self.db.execute(
+                f"UPDATE plan SET failed = 1, outcome = 'dead_lettered' WHERE {open_rows}"
+            )
+        self._price(prices)
+
+    def _price(self, prices: PricesConfig) -> None:
+        """Every asset's cost, by its modality's cost rule, from its summed usage."""
+        cursor = self.db.execute(
+            "SELECT asset_id, modality, text_chars, input_tokens, images, media_seconds, "
+            "audio_seconds FROM plan WHERE calls > 0"
+        )
+        costs = []
+        while rows := cursor.fetchmany(_CHUNK):
+            for asset_id, name, chars, tokens, images, media, audio in rows:
+                modality = self.modalities.get(name)
+                usage = Usage(chars, tokens, images, media, audio)
+                costs.append((modality.cost(usage, prices) if modality else 0.0, asset_id))
+        with self._tx():
+            self.db.executemany("UPDATE plan SET cost = ? WHERE asset_id = ?", costs)
+
+    def partial(self) -> Iterator[list[tuple[str, str | None]]]:
+        """``(asset_id, content_version)`` of assets not embedded that have points, in chunks."""
+        cursor = self.db.execute(
+            "SELECT asset_id, content_version FROM plan WHERE outcome IN "
+            "('dead_lettered', 'pending') AND points > 0"
+        )
+        while rows := cursor.fetchmany(_CHUNK):
+            yield [(r[0], r[1]) for r in rows]
+
+    def dead_lettered(self) -> Iterator[list[Settled]]:
+        """The dead-lettered assets (to journal), with their first failure's code, in chunks."""
+        cursor = self.db.execute(
+            "SELECT asset_id, modality, content_version, points, changed, (SELECT code FROM "
+            "failures f WHERE f.asset_id = plan.asset_id ORDER BY rowid LIMIT 1) FROM plan "
+            "WHERE outcome = 'dead_lettered'"
+        )
+        while rows := cursor.fetchmany(_CHUNK):
+            yield [
+                Settled(a, m, v, "dead_lettered", int(p), code, bool(c))
+                for a, m, v, p, c, code in rows
+            ]
+
+    def embedded(self) -> Iterator[list[tuple[str, int]]]:
+        """``(asset_id, points)`` of the assets this run embedded, in chunks."""
+        cursor = self.db.execute(
+            "SELECT asset_id, points FROM plan WHERE outcome = 'embedded' ORDER BY seq"
+        )
+        while rows := cursor.fetchmany(_CHUNK):
+            yield [(r[0], int(r[1])) for r in rows]
+
+    def dead_letters(self) -> Iterator[dict[str, Any]]:
+        """One row per failure of every dead-lettered asset, in manifest order."""
+        cursor = self.db.execute(
+            "SELECT p.asset_id, p.uri, p.modality, f.stage, f.code, f.message, f.segment_index "
+            "FROM plan p JOIN failures f ON f.asset_id = p.asset_id "
+            "WHERE p.outcome = 'dead_lettered' ORDER BY p.seq, f.rowid"
+        )
+        keys = ("asset_id", "uri", "modality", "stage", "error_code", "message", "segment_index")
+        while rows := cursor.fetchmany(_CHUNK):
+            yield from (dict(zip(keys, r, strict=True)) for r in rows)
+
+    def totals(self) -> Iterator[dict[str, Any]]:
+        """Sums per modality and outcome (the report's figures)."""
+        cursor = self.db.execute(
+            "SELECT modality, COALESCE(outcome, 'pending'), COUNT(*), SUM(segments), "
+            "SUM(CASE WHEN outcome = 'embedded' THEN points ELSE 0 END), SUM(calls), "
+            "SUM(throttles), SUM(retries), SUM(input_tokens), SUM(cost) FROM plan "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        keys = (
+            "modality",
+            "outcome",
+            "rows",
+            "segments",
+            "points_written",
+            "bedrock_calls",
+            "throttled",
+            "retries",
+            "input_tokens",
+            "cost_usd",
+        )
+        for row in cursor.fetchall():
+            yield dict(zip(keys, row, strict=True))
+
+    def usage_by_modality(self) -> dict[str, dict[str, float]]:
+        """Summed usage per modality (estimates): characters, images and seconds sent."""
+        rows = self.db.execute(
+            "SELECT modality, SUM(text_chars), SUM(images), SUM(media_seconds), "
+            "SUM(audio_seconds) FROM plan GROUP BY modality"
+        )
+        keys = ("text_chars", "images", "media_seconds", "audio_seconds")
+        return {m: dict(zip(keys, vals, strict=True)) for m, *vals in rows}
+
+    def notes(self) -> dict[str, dict[str, int]]:
+        """Per modality: note -> embedded assets it applies to (e.g. ``audio_only_video``)."""
+        out: dict[str, dict[str, int]] = {}
+        rows = self.db.execute(
+            "SELECT p.modality, n.note, COUNT(*) FROM notes n JOIN plan p ON "
+            "p.asset_id = n.asset_id WHERE p.outcome = 'embedded' GROUP BY 1, 2"
+        )
+        for modality, note, count in rows:
+            out.setdefault(modality, {})[note] = int(count)
+        return out
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN")
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+    def _tx(self) -> RunLedger._Tx:
+        return RunLedger._Tx(self.db)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

@@ -25,6 +25,7 @@ import decimal
 import json
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -110,12 +111,15 @@ def read_manifest(uri: str, s3_endpoint_url: str | None = None) -> pa.Table:
 class _FirstError:
     """Keeps the error with the lowest row number among the checks that found one."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_row: int = 0) -> None:
+        # Position in the file of the table's first row (a manifest read in batches).
+        self.first_row = first_row
         self.row: int | None = None
         self.column: str | None = None
         self.message = ""
 
     def offer(self, row: int, column: str, message: str) -> None:
+        row += self.first_row
         if self.row is None or row < self.row:
             self.row, self.column, self.message = row, column, message
 
@@ -137,7 +141,7 @@ def _first_valid_row(column: pa.ChunkedArray) -> int:
     return 0 if row is None else row
 
 
-def _as_string(table: pa.Table, name: str, allow_int: bool) -> pa.ChunkedArray:
+def _as_string(table: pa.Table, name: str, allow_int: bool, first_row: int = 0) -> pa.ChunkedArray:
     """The column as ``string``, or a ManifestError naming its first non-null row."""
     col = table.column(name)
     typ = col.type
@@ -155,7 +159,7 @@ def _as_string(table: pa.Table, name: str, allow_int: bool) -> pa.ChunkedArray:
         expected = "string or integer" if allow_int else "string"
         raise ManifestError(
             f"column type is {typ}, expected {expected} {ROW_NOTE}",
-            row=_first_valid_row(col),
+            row=_first_valid_row(col) + first_row,
             column=name,
         )
     return col.cast(pa.string())
@@ -182,7 +186,8 @@ def _check_duplicates(asset_id: pa.ChunkedArray, errors: _FirstError) -> None:
     errors.offer(
         row,
         "asset_id",
-        f"duplicate asset_id {asset_id[row].as_py()!r}: rows {first} and {row} have the same id",
+        f"duplicate asset_id {asset_id[row].as_py()!r}: rows {first + errors.first_row} and "
+        f"{row + errors.first_row} have the same id",
     )
 
 
@@ -208,7 +213,7 @@ def _metadata_column(table: pa.Table, errors: _FirstError) -> pa.ChunkedArray:
             obj = dict(value) if isinstance(value, list) else value  # map -> list of pairs
             dumped.append(json.dumps(_json_safe(obj), ensure_ascii=False))
         return pa.chunked_array([pa.array(dumped, pa.string())])
-    col = _as_string(table, "metadata", allow_int=False)
+    col = _as_string(table, "metadata", allow_int=False, first_row=errors.first_row)
     # Parse each distinct value once: manifests often repeat the same metadata.
     encoded = pc.dictionary_encode(col).combine_chunks()
     bad_codes: list[int] = []
@@ -318,13 +323,14 @@ def _payload_column(table: pa.Table, unknown: list[str]) -> pa.ChunkedArray:
     return pc.if_else(any_set, obj, pa.scalar(None, pa.string()))
 
 
-def validate_manifest(table: pa.Table) -> pa.Table:
+def validate_manifest(table: pa.Table, first_row: int = 0) -> pa.Table:
     """Check a manifest table and normalise it to ``ASSET_COLUMNS`` (all ``string``).
 
     Raises :class:`ManifestError` naming the row (0-based position in the file) and column of the
     first problem: missing ``asset_id`` column, null/empty or duplicate ``asset_id``, neither
     ``uri`` nor ``text`` set, unsupported ``uri`` scheme, unknown or uninferable ``modality``,
-    ``metadata`` that is not a JSON object, or a column of the wrong type.
+    ``metadata`` that is not a JSON object, or a column of the wrong type. ``first_row``: the
+    position in the file of the table's first row (a manifest validated in batches).
     """
     if "asset_id" not in table.column_names:
         raise ManifestError(
@@ -336,12 +342,12 @@ def validate_manifest(table: pa.Table) -> pa.Table:
     def string_column(name: str, allow_int: bool = False) -> pa.ChunkedArray:
         if name not in table.column_names:
             return pa.chunked_array([pa.nulls(n, pa.string())])
-        return _as_string(table, name, allow_int)
+        return _as_string(table, name, allow_int, first_row)
 
     # Types first: every later check relies on them.
     cols = {name: string_column(name) for name in _STRING_COLUMNS}
     cols.update({name: string_column(name, allow_int=True) for name in _STRING_OR_INT_COLUMNS})
-    errors = _FirstError()
+    errors = _FirstError(first_row)
 
     asset_id = cols["asset_id"]
     row = _first_true(_blank(asset_id))
@@ -424,5 +430,67 @@ def validate_manifest(table: pa.Table) -> pa.Table:
 
 
 def load_manifest(uri: str, s3_endpoint_url: str | None = None) -> pa.Table:
-    """:func:`read_manifest` then :func:`validate_manifest`."""
+    """:func:`read_manifest` then :func:`validate_manifest` (the whole manifest in memory: small
+    manifests and tests; jobs stream it with :func:`iter_manifest`)."""
     return validate_manifest(read_manifest(uri, s3_endpoint_url))
+
+
+BATCH_ROWS = 65_536
+
+
+def _batches(
+    uri: str, s3_endpoint_url: str | None, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.Table]:
+    """The manifest file (or folder of files) as tables of about ``batch_rows`` rows, in order."""
+    import pyarrow.dataset as pads
+
+    try:
+        fs, path = resolve_filesystem(uri, s3_endpoint_url)
+    except ValueError as exc:
+        raise ManifestError(str(exc)) from exc
+    try:
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+        if columns is not None:
+            columns = [c for c in columns if c in dataset.schema.names]
+        schema = (
+            dataset.schema
+            if columns is None
+            else pa.schema([dataset.schema.field(c) for c in columns])
+        )
+        pending: list[pa.RecordBatch] = []
+        rows, given = 0, False
+        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= batch_rows:
+                yield pa.Table.from_batches(pending, schema=schema)
+                pending, rows, given = [], 0, True
+        if pending or not given:
+            # An empty manifest is still one (empty) table: its columns are checked.
+            yield pa.Table.from_batches(pending, schema=schema)
+    except FileNotFoundError as exc:
+        raise ManifestError(f"no manifest at {uri!r}") from exc
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ManifestError(f"cannot read the manifest at {uri!r} as Parquet: {exc}") from exc
+
+
+def iter_manifest(
+    uri: str, s3_endpoint_url: str | None = None, batch_rows: int | None = None
+) -> Iterator[tuple[int, pa.Table]]:
+    """The manifest, validated batch by batch: ``(position of the batch's first row, rows)``.
+
+    Memory is bounded by the batch, whatever the manifest's size. Each batch is checked as
+    :func:`validate_manifest` checks a whole table, with errors naming the row's position in the
+    file; an ``asset_id`` repeated in two batches is for the caller to find (the run ledger does).
+    """
+    offset = 0
+    for table in _batches(uri, s3_endpoint_url, batch_rows or BATCH_ROWS):
+        yield offset, validate_manifest(table, first_row=offset)
+        offset += table.num_rows
+
+
+def iter_asset_ids(uri: str, s3_endpoint_url: str | None = None) -> Iterator[str]:
+    """Every ``asset_id`` of the manifest, streamed (only that column is read)."""
+    for table in _batches(uri, s3_endpoint_url, BATCH_ROWS, columns=["asset_id"]):
+        if "asset_id" in table.column_names:
+            yield from table.column("asset_id").cast(pa.string()).to_pylist()

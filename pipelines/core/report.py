@@ -7,60 +7,48 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from pipelines.config.schema import PricesConfig
-from pipelines.core.ledger import AssetLedger, AssetState
-from pipelines.modalities import Registry
+from pipelines.core.ledger import RunLedger
 
-
-def asset_cost(st: AssetState, prices: PricesConfig, modalities: Registry) -> float:
-    """On-demand cost of one asset's calls, by its modality's cost rule."""
-    modality = modalities.get(st.modality)
-    return modality.cost(st.usage, prices) if modality is not None else 0.0
+_COUNTS = (
+    "rows",
+    "embedded",
+    "skipped_unchanged",
+    "skipped_dead_letter",
+    "skipped_modality",
+    "dead_lettered",
+    "pending",
+    "segments",
+    "points_written",
+    "bedrock_calls",
+    "throttled",
+    "retries",
+    "input_tokens",
+    "cost_usd",
+)
 
 
 def build_report(
-    ledger: AssetLedger,
-    prices: PricesConfig,
-    duration_s: float,
-    extra: dict[str, Any] | None = None,
+    ledger: RunLedger, duration_s: float, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Aggregate the ledger into the report's fields (see the architecture doc)."""
+    """Aggregate the ledger (after ``finalize``) into the report's fields (see the architecture
+    doc); sums are taken in SQL, never over per-asset objects."""
 
     def blank() -> dict[str, Any]:
-        return {
-            "rows": 0,
-            "embedded": 0,
-            "skipped_unchanged": 0,
-            "skipped_dead_letter": 0,
-            "skipped_modality": 0,
-            "dead_lettered": 0,
-            "pending": 0,
-            "segments": 0,
-            "points_written": 0,
-            "bedrock_calls": 0,
-            "throttled": 0,
-            "retries": 0,
-            "input_tokens": 0,
-            "cost_usd": 0.0,
-        }
+        return {k: 0.0 if k == "cost_usd" else 0 for k in _COUNTS}
 
     total = blank()
     by_modality: dict[str, dict[str, Any]] = defaultdict(blank)
-    for st in ledger.assets.values():
-        cost = asset_cost(st, prices, ledger.modalities)
-        for agg in (total, by_modality[st.modality]):
-            agg["rows"] += 1
-            agg[st.outcome or "dead_lettered"] += 1
-            agg["segments"] += len(st.segments_written)
-            agg["points_written"] += st.points_written if st.outcome == "embedded" else 0
-            agg["bedrock_calls"] += st.bedrock_calls
-            agg["throttled"] += st.throttles
-            agg["retries"] += st.retries
-            agg["input_tokens"] += st.usage.input_tokens
-            agg["cost_usd"] += cost
-            for note in st.usage.notes if st.outcome == "embedded" else ():
-                # Assets embedded in a way worth saying (e.g. audio_only_video: as audio).
-                agg.setdefault("notes", {})[note] = agg.get("notes", {}).get(note, 0) + 1
+    for row in ledger.totals():
+        for agg in (total, by_modality[row["modality"]]):
+            agg["rows"] += row["rows"]
+            agg[row["outcome"]] += row["rows"]
+            for key in _COUNTS[7:]:
+                agg[key] += row[key] or 0
+    for modality, notes in ledger.notes().items():
+        # Assets embedded in a way worth saying (e.g. audio_only_video: as audio).
+        by_modality[modality]["notes"] = notes
+        for note, n in notes.items():
+            total.setdefault("notes", {})[note] = total.get("notes", {}).get(note, 0) + n
     total["cost_usd"] = round(total["cost_usd"], 6)
     for agg in by_modality.values():
         agg["cost_usd"] = round(agg["cost_usd"], 6)

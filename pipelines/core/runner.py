@@ -9,15 +9,17 @@ batch through the driver stages and hands it to the caller's ``on_batch`` (the j
 accounting; a job's console reads what it shows on its own thread). Finally every stage's
 ``on_finish`` figures are returned, keyed by stage name.
 
-Sources: :class:`BlocksSource` hands Ray its blocks at once (a planned asset table); a streaming
-source (``windowed=True``, e.g. a scan of a store) is run window by window, so that the driver
-never holds more than one window.
+Sources: :class:`BlocksSource` hands Ray its blocks at once (a table in memory); a streaming
+source (``windowed=True``: a run's planned assets in a Parquet file, :class:`ParquetSource`; a
+scan of a store, :class:`StoreScanSource`) is run window by window, so that the driver never
+holds more than one window.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +49,25 @@ class Source(abc.ABC):
     def blocks(self, cpus: int) -> Iterable[pa.Table]:
         """The source's rows as Arrow blocks (one Ray task per block for task stages)."""
 
+    def windows(self, cpus: int) -> Iterator[list[pa.Table]]:
+        """The blocks, grouped into the windows the runner runs one after the other (one window
+        of all blocks unless ``windowed``)."""
+        blocks = self.blocks(cpus)
+        if not self.windowed:
+            listed = list(blocks)
+            if listed:
+                yield listed
+            return
+        window: list[pa.Table] = []
+        for block in blocks:
+            if block.num_rows:
+                window.append(block)
+            if len(window) >= self.window_blocks:
+                yield window
+                window = []
+        if window:
+            yield window
+
 
 class BlocksSource(Source):
     """Blocks known up front (``cut`` may split a table into blocks once the CPUs are known)."""
@@ -65,6 +86,42 @@ class BlocksSource(Source):
         if self.table.num_rows == 0:
             return []
         return self.cut(self.table, cpus) if self.cut else [self.table]
+
+
+class ParquetSource(Source):
+    """Rows of a Parquet file too large for the driver (a run's planned assets), read window by
+    window: ``window_rows`` rows at a time, each window cut into blocks by ``cut``. The driver
+    holds one window; a window's blocks all go to Ray at once, as a :class:`BlocksSource`'s do.
+    """
+
+    windowed = True
+
+    def __init__(
+        self,
+        gives: RowType,
+        path: str | os.PathLike[str],
+        cut: Callable[[pa.Table, int], list[pa.Table]] | None = None,
+        window_rows: int = 50_000,
+    ) -> None:
+        self.gives = gives
+        self.path = os.fspath(path)
+        self.cut = cut
+        self.window_rows = window_rows
+
+    def blocks(self, cpus: int) -> Iterator[pa.Table]:
+        for window in self.windows(cpus):
+            yield from window
+
+    def windows(self, cpus: int) -> Iterator[list[pa.Table]]:
+        import pyarrow.parquet as pq
+
+        if not os.path.exists(self.path):
+            return
+        with pq.ParquetFile(self.path) as file:
+            for batch in file.iter_batches(batch_size=self.window_rows):
+                table = pa.Table.from_batches([batch]).cast(self.gives.schema)
+                if table.num_rows:
+                    yield self.cut(table, cpus) if self.cut else [table]
 
 
 class StoreScanSource(Source):
@@ -310,25 +367,6 @@ def build(
     return ds, driver_stages
 
 
-def _windows(pipeline: Pipeline, cpus: int) -> Iterator[list[pa.Table]]:
-    source = pipeline.source
-    blocks = source.blocks(cpus)
-    if not source.windowed:
-        listed = list(blocks)
-        if listed:
-            yield listed
-        return
-    window: list[pa.Table] = []
-    for block in blocks:
-        if block.num_rows:
-            window.append(block)
-        if len(window) >= source.window_blocks:
-            yield window
-            window = []
-    if window:
-        yield window
-
-
 def run_pipeline(
     pipeline: Pipeline,
     ray_cfg: RayConfig,
@@ -361,7 +399,7 @@ def run_pipeline(
     for stage in driver_stages:
         stage.setup()
     try:
-        for window in _windows(pipeline, cluster_cpus()):
+        for window in pipeline.source.windows(cluster_cpus()):
             ds, driver = build(pipeline, window, stage_env)
             log.debug("pipeline %s: %s", pipeline.name, pipeline.describe())
             for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):

@@ -2,7 +2,7 @@
 
 A run always writes ``dead_letter.parquet`` (empty when nothing failed), with a fixed schema, so
 that scripts reading it never have to special-case a missing file or a missing column. Its rows
-are the ledger's (:meth:`pipelines.core.ledger.AssetLedger.dead_letters`); ``error_code`` is one
+are the run ledger's (:meth:`pipelines.core.ledger.RunLedger.dead_letters`); ``error_code`` is one
 of :mod:`pipelines.core.codes` (listed in ``docs/dead-letter-codes.md``).
 """
 
@@ -35,28 +35,33 @@ DEAD_LETTER_SCHEMA = pa.schema(
 
 DEAD_LETTER_COLUMNS = tuple(DEAD_LETTER_SCHEMA.names)
 _REQUIRED = ("asset_id", "stage", "error_code")
+ROWS_PER_GROUP = 10_000
 
 
 class DeadLetterWriter:
-    """Accumulates dead-letter rows and writes them to ``dead_letter.parquet``.
+    """Streams dead-letter rows to ``dead_letter.parquet``.
 
     ``path`` is either the run folder (the file is ``<path>/dead_letter.parquet``) or a path ending
     in ``.parquet``. Rows have this file's columns (:data:`DEAD_LETTER_COLUMNS`: ``asset_id``,
     ``uri``, ``modality``, ``stage``, ``error_code``, ``message``, ``segment_index``), as the
     ledger gives them; ``asset_id``, ``stage`` and ``error_code`` are required, ``uri``,
     ``modality``, ``message`` and ``segment_index`` may be missing or None, and any other key is
-    refused. Each :meth:`write` rewrites the whole file (the driver holds the rows; dead letters
-    are few compared with the corpus).
+    refused. Rows go to a temporary file in row groups of :data:`ROWS_PER_GROUP` (memory does not
+    grow with the corpus); :meth:`close` renames it over the file, so a reader never sees a
+    half-written one.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         path = os.fspath(path)
         self.path = path if path.endswith(".parquet") else os.path.join(path, DEAD_LETTER_FILE)
         self._rows: list[dict[str, Any]] = []
+        self._count = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp = f"{self.path}.tmp-{os.getpid()}"
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self._count
 
     def add(self, row: Mapping[str, Any]) -> None:
         """Record one failed row (see the class docstring for its columns)."""
@@ -82,31 +87,34 @@ class DeadLetterWriter:
                 "segment_index": -1 if segment_index is None else int(segment_index),
             }
         )
+        self._count += 1
+        if len(self._rows) >= ROWS_PER_GROUP:
+            self._flush()
 
     def add_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Record several failed rows."""
         for row in rows:
             self.add(row)
 
-    def table(self) -> pa.Table:
-        """The rows recorded so far, with the fixed schema."""
-        return pa.Table.from_pylist(self._rows, schema=DEAD_LETTER_SCHEMA)
-
-    def write(self) -> str:
-        """Write the file (atomically: a temporary file renamed over it); returns its path."""
-        parent = os.path.dirname(self.path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        pq.write_table(self.table(), tmp)
-        os.replace(tmp, self.path)
-        return self.path
+    def _flush(self) -> None:
+        if self._writer is None:
+            parent = os.path.dirname(self.path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._tmp, DEAD_LETTER_SCHEMA)
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=DEAD_LETTER_SCHEMA))
+            self._rows = []
 
     def close(self) -> str:
-        """Write the file and refuse further rows; returns its path."""
-        path = self.write()
-        self._closed = True
-        return path
+        """Finish the file (renamed into place) and refuse further rows; returns its path."""
+        if not self._closed:
+            self._flush()
+            assert self._writer is not None
+            self._writer.close()
+            os.replace(self._tmp, self.path)
+            self._closed = True
+        return self.path
 
     def __enter__(self) -> DeadLetterWriter:
         return self

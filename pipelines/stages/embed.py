@@ -204,11 +204,11 @@ class EmbedStage(Stage):
                 rng=self._rng,
             )
         except RequestValidationError as exc:
-            return [self._dead(base, exc, calls, throttles)]
+            return [segment_failure(base, exc, calls, throttles)]
         except BedrockCallError as exc:
             raise_if_fatal(exc)
             message = f"gave up after {calls} attempts: {exc.message}" if exhausted else None
-            return [self._dead(base, exc.record_error("embed", message), calls, throttles)]
+            return [segment_failure(base, exc.record_error("embed", message), calls, throttles)]
         self._report(1, 0, tokens if result.input_tokens else 0, result.input_tokens or 0)
         out = []
         for i, emb in enumerate(result.embeddings):
@@ -227,30 +227,6 @@ class EmbedStage(Stage):
             )
         return out
 
-    @staticmethod
-    def _dead(
-        base: dict[str, Any], error: RecordError, calls: int, throttles: int
-    ) -> dict[str, Any]:
-        """The stage's one way to fail a segment: its dead-letter row, with the call counts."""
-        error.at(
-            **{
-                c: base.get(c)
-                for c in (
-                    "segment_index",
-                    "segment_count",
-                    "page",
-                    "start_s",
-                    "end_s",
-                    "char_start",
-                    "char_end",
-                    "input_kind",
-                )
-            }
-        )
-        row = dead_letter_row(base, error)
-        row.update(bedrock_calls=calls, throttles=throttles, retries=max(calls - 1, 0))
-        return row
-
     def process(self, batch: pa.Table) -> pa.Table:
         if self.pool is None:
             self.setup()
@@ -264,3 +240,28 @@ class EmbedStage(Stage):
         for r in out:
             r["input_bytes"] = None
         return EMBEDDED.table(out)
+
+
+def segment_failure(
+    base: dict[str, Any], error: RecordError, calls: int = 0, throttles: int = 0
+) -> dict[str, Any]:
+    """An embed stage's one way to fail a segment: its dead-letter row (placed at the segment),
+    with the calls it cost."""
+    error.at(
+        **{
+            c: base.get(c)
+            for c in (
+                "segment_index",
+                "segment_count",
+                "page",
+                "start_s",
+                "end_s",
+                "char_start",
+                "char_end",
+                "input_kind",
+            )
+        }
+    )
+    row = dead_letter_row(base, error)
+    row.update(bedrock_calls=calls, throttles=throttles, retries=max(calls - 1, 0))
+    return row

@@ -356,6 +356,18 @@ def _check_backfill(cmd: str, output: str, ws: Workspace) -> None:
         assert "using dummy credentials for the loopback endpoints" in output
 
 
+def _check_estimate(cmd: str, output: str, ws: Workspace) -> None:
+    """The job printed its estimate's path; the estimate accounts for every row."""
+    found = re.findall(r"\[estimate\] estimate:\s+(\S+)", output)
+    assert found, f"no estimate path printed by: {cmd}\n{output[-3000:]}"
+    est = json.loads((ws.root / found[-1]).read_text())
+    assert est["rows"] > 0
+    skipped = ("skipped_unchanged", "skipped_dead_letter", "skipped_modality")
+    assert est["to_embed"] + sum(est[k] for k in skipped) == est["rows"], est
+    if est["mode"] == "dry_run" and est["to_embed"]:
+        assert est["bedrock_calls"] > 0 and est["cost_usd"] > 0, est
+
+
 def _run_block(block: Block, ws: Workspace, log: list[str]) -> None:
     prelude: list[str] = []
     servers: list[Server] = []
@@ -389,7 +401,10 @@ def _run_block(block: Block, ws: Workspace, log: list[str]) -> None:
             )
             output = proc.stdout + proc.stderr
             assert proc.returncode == 0, f"{cmd}\n  ran as: {text}\n{output[-4000:]}"
-            if "jobs.backfill" in text and "--help" not in text:
+            estimate = "jobs.estimate" in text or re.search(r"\b(dry_run|plan_only)=true", text)
+            if estimate and "--help" not in text:
+                _check_estimate(text, output, ws)
+            elif "jobs.backfill" in text and "--help" not in text:
                 _check_backfill(text, output, ws)
                 # A local run starts a Ray of its own: RAY_ADDRESS points nowhere (see _env), so
                 # joining a cluster would have failed; and the job keeps Ray's INFO lines off the

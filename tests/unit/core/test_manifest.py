@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import time
 from typing import Any
@@ -12,7 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.core.errors import ManifestError
-from pipelines.core.manifest import infer_modality, read_manifest, validate_manifest
+from pipelines.core.manifest import (
+    infer_modality,
+    iter_asset_ids,
+    iter_manifest,
+    read_manifest,
+    validate_manifest,
+)
 from pipelines.core.rows import ASSET_COLUMNS
 
 # ---- malformed manifests ------------------------------------------------------------------
@@ -306,3 +313,30 @@ def test_validate_is_fast_enough_for_large_manifests() -> None:
     # ~1 s per million rows measured on a 2-core box; generous bound against slow CI.
     assert time.perf_counter() - t0 < 5.0
     assert out.num_rows == n
+
+
+# ---- streaming ---------------------------------------------------------------------------------
+
+
+def test_a_streamed_manifest_names_rows_by_their_place_in_the_file(tmp_path: Any) -> None:
+    ids = [f"a{i}" for i in range(10)]
+    uris = ["x.png"] * 10
+    uris[7] = "ftp://host/x.png"
+    path = _write(pa.table({"asset_id": ids, "uri": uris}), str(tmp_path / "m.parquet"))
+    batches = iter_manifest(path, batch_rows=3)
+    assert [off for off, _ in itertools.islice(batches, 2)] == [0, 3]
+    with pytest.raises(ManifestError) as err:
+        list(iter_manifest(path, batch_rows=3))
+    assert (err.value.row, err.value.column) == (7, "uri")
+
+
+def test_a_streamed_manifest_reads_a_folder_and_only_the_ids_when_asked(tmp_path: Any) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    _write(pa.table({"asset_id": ["a", "b"], "text": ["x", "y"]}), str(folder / "0.parquet"))
+    _write(pa.table({"asset_id": ["c"], "text": ["z"]}), str(folder / "1.parquet"))
+    tables = [t for _, t in iter_manifest(str(folder), batch_rows=2)]
+    assert [t.column("asset_id").to_pylist() for t in tables] == [["a", "b"], ["c"]]
+    assert list(iter_asset_ids(str(folder))) == ["a", "b", "c"]
+    empty = _write(pa.table({"asset_id": pa.array([], pa.string())}), str(tmp_path / "e.parquet"))
+    assert [t.num_rows for _, t in iter_manifest(empty)] == [0]

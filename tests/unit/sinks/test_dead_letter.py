@@ -7,9 +7,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.config.schema import PricesConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
-from pipelines.core.ledger import AssetLedger
+from pipelines.core.ledger import TODO, RunLedger
 from pipelines.core.rows import SEGMENT, dead_letter_row
 from pipelines.sinks.dead_letter import DEAD_LETTER_SCHEMA, MAX_MESSAGE_CHARS, DeadLetterWriter
 
@@ -24,14 +25,14 @@ def test_empty_file_is_written_with_schema(tmp_path: Path) -> None:
 
 
 def test_rows_are_the_ledgers_dead_letters(tmp_path: Path) -> None:
-    ledger = AssetLedger()
-    ledger.add("a.pdf", "/x/a.pdf", "document")
+    ledger = RunLedger(tmp_path / "ledger.sqlite")
+    ledger.plan_rows([(0, "a.pdf", "/x/a.pdf", "document", None, TODO, 0, None)])
     failed = dead_letter_row(
         {"asset_id": "a.pdf", "uri": "/x/a.pdf", "modality": "document"},
         RecordError("decode", codes.PDF_CORRUPT, "bad xref"),
     )
     ledger.account(SEGMENT.table([failed]))
-    ledger.finalize()
+    ledger.finalize(PricesConfig())
     with DeadLetterWriter(tmp_path / "dl.parquet") as writer:
         writer.add_many(ledger.dead_letters())
         writer.add_many(
@@ -81,10 +82,14 @@ def test_written_even_when_the_run_fails(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "dead_letter.parquet").num_rows == 1
 
 
-def test_write_rewrites_and_close_refuses_more(tmp_path: Path) -> None:
+def test_rows_stream_in_groups_and_close_refuses_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipelines.sinks.dead_letter.ROWS_PER_GROUP", 1)
     writer = DeadLetterWriter(tmp_path)
     writer.add({"asset_id": "a", "stage": "decode", "error_code": "empty_file", "message": "m"})
-    writer.write()
+    # A row group is written, but the file appears only when it is complete.
+    assert not (tmp_path / "dead_letter.parquet").exists()
     writer.add({"asset_id": "b", "stage": "decode", "error_code": "empty_file", "message": "m"})
     writer.close()
     assert pq.read_table(writer.path).column("asset_id").to_pylist() == ["a", "b"]
