@@ -45,7 +45,7 @@ class Head:
 
 @contextlib.contextmanager
 def ray_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[Head]:
-    """``ray start --head`` on free ports; ``ray stop`` of this head only (its temp folder) after."""
+    """``ray start --head`` on free ports; after, the processes of this head only are stopped."""
     tmp = tempfile.mkdtemp(prefix="rayq-", dir="/tmp")  # short: Ray's socket paths live under it
     ray_bin = str(Path(sys.executable).with_name("ray"))
     environ = {**os.environ, **(env or {}), "RAY_TMPDIR": tmp, "RAY_USAGE_STATS_ENABLED": "0"}

@@ -86,7 +86,8 @@ def test_run_limit_stops_cleanly_and_the_next_run_resumes(
         # Seven calls' worth of dollars by the text cost rule (chars / 4 tokens, estimated).
         from pipelines.config.schema import PricesConfig
 
-        per_call = (len("note 10: the quick brown fox") / 4) / 1000 * PricesConfig().text_per_1k_tokens
+        tokens = len("note 10: the quick brown fox") / 4
+        per_call = tokens / 1000 * PricesConfig().text_per_1k_tokens
         setting = f"limits.max_usd={per_call * (n + 0.5):.12f}"
     first = run_backfill(_cfg(manifest, emulator, tmp_path, setting))
     calls_first = _invokes(emulator)
@@ -183,9 +184,7 @@ def test_segment_limit_counts_segments_before_the_calls(
     ]
     manifest = tmp_path / "m.parquet"
     pq.write_table(pa.Table.from_pylist(rows), manifest)
-    result = run_backfill(
-        _cfg(manifest, emulator, tmp_path, "limits.max_segments_per_asset=2")
-    )
+    result = run_backfill(_cfg(manifest, emulator, tmp_path, "limits.max_segments_per_asset=2"))
     assert result.exit_code == 0
     dead = pq.read_table(result.dead_letter_path).to_pylist()
     assert [(r["asset_id"], r["error_code"]) for r in dead] == [

@@ -149,8 +149,8 @@ def test_run_completes_when_the_guard_is_killed_mid_run(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(_invokes(emulator)) < rows // 3:
             time.sleep(0.1)
-        actor = ray.get_actor(name, namespace=BUDGET_NAMESPACE)
-        pid = int(ray.get(actor.pid.remote(), timeout=30))
+        actor: Any = ray.get_actor(name, namespace=BUDGET_NAMESPACE)
+        pid: int = ray.get(actor.pid.remote(), timeout=30)
         os.kill(pid, signal.SIGKILL)
         killed.append(len(_invokes(emulator)))
 
