@@ -28,7 +28,7 @@ from pipelines.config.validate import validate_backfill
 from pipelines.core import preflight
 from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.errors import ConfigError, InfrastructureError, SpendingLimitReached
 from pipelines.core.incremental import entries_of
 from pipelines.core.journal import Journal
 from pipelines.core.ledger import Progress, RunLedger, Settled
@@ -56,8 +56,8 @@ class BackfillResult:
     report_path: Path
     dead_letter_path: Path
     report: dict[str, Any] = field(default_factory=dict)
-    # The process's exit code (docs/scheduled-backfills.md): 0 done, 3 aborted, 5 too many dead
-    # letters.
+    # The process's exit code (docs/scheduled-backfills.md): 0 done, 3 aborted, 4 stopped by a
+    # spending limit, 5 too many dead letters.
     exit_code: int = 0
 
 
@@ -119,6 +119,7 @@ def _run_locked(
     journal.start_run(run_id, plan.collection)
     figures: dict[str, Any] = {}
     abort: str | None = None
+    stopped = False
     try:
         # The store first: an unreachable store or a dimension clash fails before Bedrock.
         store.ensure_collection()
@@ -145,10 +146,14 @@ def _run_locked(
         cause = infrastructure_cause(exc)
         if cause is None:
             raise
-        abort = f"{type(cause).__name__}: {cause}"
-        console.say(f"aborted: {abort}")
+        # A spending limit is not a failure: the same clean stop, its own status and exit code.
+        stopped = isinstance(cause, SpendingLimitReached)
+        abort = str(cause) if stopped else f"{type(cause).__name__}: {cause}"
+        console.say(f"{'stopped' if stopped else 'aborted'}: {abort}")
     try:
-        return finish_backfill(cfg, plan, store, figures, started, console, journal, abort)
+        return finish_backfill(
+            cfg, plan, store, figures, started, console, journal, abort, stopped=stopped
+        )
     finally:
         store.close()
 
@@ -214,6 +219,8 @@ def settle(
 
 def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorStore) -> Pipeline:
     """The backfill's stages: decode, embed, write (or, with service segmentation, embed, write)."""
+    from pipelines.core.rate_limit import guard_name
+    from pipelines.stages.decode import AssetLimits
     from pipelines.stages.write import WriteStage
 
     res = cfg.resources
@@ -233,6 +240,11 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
             # A job's client token is derived from its input, the asset and its version, not the
             # run: a resumed run gets the job a killed one started instead of paying twice.
             run_id="",
+            budget_name=guard_name(cfg.bedrock, cfg.embedding.model_id),
+            account=plan.run_id,
+            max_calls=cfg.limits.max_calls,
+            max_usd=cfg.limits.max_usd,
+            prices=cfg.prices,
             resources=Resources.of(
                 res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
             ),
@@ -247,6 +259,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.embedding,
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
+        limits=AssetLimits.of(cfg.limits),
         # Blocks of one embed batch: every embed task is short, so both actors stay busy on small
         # assets, and acknowledgements reach the driver (the journal, the console) as the run goes:
         # a killed run loses at most the batches in flight.
@@ -255,7 +268,12 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
     embed = EmbedStage(
         cfg.bedrock,
         cfg.embedding,
-        budget_name=f"nova-mme-rate-budget-{cfg.qdrant.collection}",
+        # One guard per account, region and model, shared by every job on the cluster.
+        budget_name=guard_name(cfg.bedrock, cfg.embedding.model_id),
+        run_id=plan.run_id,
+        max_calls=cfg.limits.max_calls,
+        max_usd=cfg.limits.max_usd,
+        prices=cfg.prices,
         max_in_flight=res.embed.max_in_flight,
         # Two batches per actor: one is filled while the other's requests are in flight.
         resources=Resources.of(
@@ -274,10 +292,13 @@ def finish_backfill(
     console: Console | None = None,
     journal: Journal | None = None,
     abort: str | None = None,
+    *,
+    stopped: bool = False,
 ) -> BackfillResult:
     """Decide outcomes, remove partial and stale points, journal, prune, check counts, write the
     report and dead letters. After an abort (``abort`` says why) the same, best effort: assets
-    not finished are left ``pending`` for the next run, and a store that is down is left alone."""
+    not finished are left ``pending`` for the next run, and a store that is down is left alone.
+    ``stopped``: the abort was a spending limit (status ``stopped``, ``stop_reason``, exit 4)."""
     from pipelines.sinks.dead_letter import DeadLetterWriter
 
     console = console or Console("backfill")
@@ -308,7 +329,8 @@ def finish_backfill(
             raise
         cleanup = {"error": f"{type(exc).__name__}: {exc}", "left_for_next_run": left}
     duration = time.monotonic() - started
-    status = "aborted" if abort else "done"
+    status = "stopped" if abort and stopped else "aborted" if abort else "done"
+    why = ("stop_reason" if stopped else "abort_reason") if abort else None
     report = build_report(
         ledger,
         duration,
@@ -323,13 +345,13 @@ def finish_backfill(
             "pruned": pruned,
             "points_in_collection": points_in_collection,
             "count_check": count_check,
-            **({"abort_reason": abort} if abort else {}),
+            **({why: abort} if why else {}),
             **({"cleanup": cleanup} if cleanup else {}),
             **figures,
         },
     )
     report["bedrock_calls"] += int(figures.get("preflight_calls", 0))
-    exit_code = 3 if abort else 0
+    exit_code = (4 if stopped else 3) if abort else 0
     limit = cfg.limits.max_dead_letter_fraction
     if not abort and limit is not None and plan.todo_rows:
         fraction = report["dead_lettered"] / plan.todo_rows

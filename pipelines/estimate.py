@@ -92,7 +92,7 @@ def run_estimate(cfg: BackfillJobConfig) -> EstimateResult:
 
 def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
     """The backfill's decode stage, then a dry embed: the real run's segments, no calls."""
-    from pipelines.stages.decode import DecodeStage
+    from pipelines.stages.decode import AssetLimits, DecodeStage
     from pipelines.stages.dry_embed import DryEmbedStage
 
     res = cfg.resources
@@ -101,6 +101,7 @@ def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
         cfg.embedding,
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
+        limits=AssetLimits.of(cfg.limits),
         resources=Resources.of(res.decode, batch_size=1),
     )
     dry = DryEmbedStage(cfg.embedding, resources=Resources(num_cpus=res.decode.num_cpus))

@@ -68,6 +68,14 @@ class QuotaConfig:
 
     requests_per_minute: float = 600.0
     tokens_per_minute: float = 1_000_000.0
+    # Service segmentation's own quotas: StartAsyncInvoke requests/min and async jobs in progress
+    # at once (over it Bedrock answers ServiceQuotaExceededException).
+    async_requests_per_minute: float = 60.0
+    async_max_concurrent_jobs: int = 20
+    # Whose quota this is: the guard is shared by every job naming the same account (or, when
+    # unset, the account STS names against AWS, or the endpoint's address for another endpoint),
+    # region and model. See docs/rate-control.md.
+    account: str | None = None
 
 
 @dataclass
@@ -184,10 +192,20 @@ class StateConfig:
 
 @dataclass
 class LimitsConfig:
-    """What makes a finished run fail (spending limits come with the hardening work)."""
+    """What a run may spend, what one asset may cost, and what makes a finished run fail."""
 
     # Exit 5 when more than this fraction of the rows to embed ended dead-lettered (None: never).
     max_dead_letter_fraction: float | None = None
+    # Run limits: the run stops cleanly (exit 4, status "stopped") instead of making the call
+    # that would pass either; the next run resumes. Calls are Bedrock attempts (the preflight's
+    # test call is not counted); dollars follow ``prices`` and each modality's cost rule.
+    max_calls: int | None = None
+    max_usd: float | None = None
+    # Per-asset limits: an asset over any of them is dead-lettered before any call for it.
+    max_pages_per_asset: int | None = None
+    max_media_seconds_per_asset: float | None = None
+    max_segments_per_asset: int | None = None
+    max_bytes_per_asset: int | None = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pipelines.config.schema import (
     BackfillJobConfig,
     BedrockConfig,
     EmbeddingConfig,
+    LimitsConfig,
     QdrantConfig,
     ResourcesConfig,
     SegmentationConfig,
@@ -113,6 +114,14 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
             raise ConfigError(f"bedrock.{key}", f"must be an http(s) URL, got {url!r}")
     _positive("bedrock.quota.requests_per_minute", cfg.quota.requests_per_minute)
     _positive("bedrock.quota.tokens_per_minute", cfg.quota.tokens_per_minute)
+    _positive("bedrock.quota.async_requests_per_minute", cfg.quota.async_requests_per_minute)
+    if cfg.quota.async_max_concurrent_jobs < 1:
+        raise ConfigError(
+            "bedrock.quota.async_max_concurrent_jobs",
+            f"must be >= 1, got {cfg.quota.async_max_concurrent_jobs}",
+        )
+    if cfg.quota.account is not None and not str(cfg.quota.account).strip():
+        raise ConfigError("bedrock.quota.account", "must not be empty (null: found out)")
     if cfg.max_attempts < 1:
         raise ConfigError("bedrock.max_attempts", f"must be >= 1, got {cfg.max_attempts}")
     staging_ok = bool(cfg.s3_staging_uri and cfg.s3_staging_uri.startswith("s3://"))
@@ -185,3 +194,19 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     fraction = cfg.limits.max_dead_letter_fraction
     if fraction is not None and not 0.0 <= fraction <= 1.0:
         raise ConfigError("limits.max_dead_letter_fraction", f"must be in [0, 1], got {fraction}")
+    validate_limits(cfg.limits)
+
+
+def validate_limits(cfg: LimitsConfig, prefix: str = "limits") -> None:
+    """Run and per-asset limits: positive when set."""
+    for key in (
+        "max_calls",
+        "max_usd",
+        "max_pages_per_asset",
+        "max_media_seconds_per_asset",
+        "max_segments_per_asset",
+        "max_bytes_per_asset",
+    ):
+        value = getattr(cfg, key)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{prefix}.{key}", f"must be > 0 or null, got {value!r}")

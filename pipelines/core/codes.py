@@ -21,6 +21,11 @@ EMPTY_FILE = "empty_file"  # the file has zero bytes
 
 # -- the decode stage ------------------------------------------------------------------------------
 MODALITY_UNKNOWN = "modality_unknown"  # no decoder for the row's modality
+# per-asset cost limits (limits.max_*_per_asset): dead-lettered before any call for the asset
+ASSET_TOO_LARGE = "asset_too_large"  # more bytes than limits.max_bytes_per_asset
+ASSET_TOO_MANY_PAGES = "asset_too_many_pages"  # more pages than limits.max_pages_per_asset
+ASSET_TOO_LONG = "asset_too_long"  # more media seconds than limits.max_media_seconds_per_asset
+ASSET_TOO_MANY_SEGMENTS = "asset_too_many_segments"  # over limits.max_segments_per_asset
 DECODE_INTERNAL = "decode_internal"  # the decoder failed unexpectedly (a bug or a library error)
 NO_SEGMENTS = "no_segments"  # decoding (or the async job) produced no segments
 
@@ -163,6 +168,11 @@ TRANSIENT: frozenset[str] = frozenset(
         SERVICE_QUOTA_EXCEEDED_EXCEPTION,
         WRITE_REJECTED,
         INCOMPLETE,
+        # A limit can be raised: the next run checks the asset again (that costs no call).
+        ASSET_TOO_LARGE,
+        ASSET_TOO_MANY_PAGES,
+        ASSET_TOO_LONG,
+        ASSET_TOO_MANY_SEGMENTS,
     }
 )
 

@@ -6,7 +6,8 @@
   ``message``, and turned into a dead-letter row by the stage
   (:func:`pipelines.core.rows.dead_letter_row`).
 - :class:`InfrastructureError`: the job cannot go on (Qdrant unreachable after retries, bad
-  credentials); fails the job loudly.
+  credentials); fails the job loudly. :class:`SpendingLimitReached` is the one that is not a
+  failure: a spending limit stopped the run.
 """
 
 from __future__ import annotations
@@ -81,3 +82,8 @@ def _rebuild_record_error(
 
 class InfrastructureError(PipelineError, RuntimeError):
     """A dependency the whole job needs is failing; the job stops."""
+
+
+class SpendingLimitReached(InfrastructureError):
+    """A run limit (``limits.max_calls``, ``limits.max_usd``) refused the next call: the run stops
+    cleanly and resumably, as after an infrastructure failure, with its own exit code (4)."""

@@ -59,6 +59,15 @@ class Usage:
             self.notes[note] = self.notes.get(note, 0) + n
 
 
+@dataclass
+class Extent:
+    """How big an asset is, as far as a cheap look before decoding can tell (None: unknown)."""
+
+    pages: int | None = None
+    media_seconds: float | None = None
+    segments: int | None = None
+
+
 class Modality:
     """One kind of asset (subclass it; one module per modality). Instances must pickle."""
 
@@ -102,6 +111,16 @@ class Modality:
         return None
 
     # -- decoding -----------------------------------------------------------------------------
+
+    def extent(self, path: str | None, text: str | None, seg: SegmentationConfig) -> Extent:
+        """Pages, media seconds and segments of the asset at the local ``path`` (or of its
+        inline ``text``), from a cheap look before decoding (page count, container duration),
+        for the per-asset limits; unknown fields are None (the decode stage then counts them as
+        segments come). Must not raise for any content."""
+        if text is None:
+            return Extent()
+        step = max(1, seg.text_max_chars - seg.text_overlap_chars)
+        return Extent(segments=max(1, math.ceil(max(0, len(text) - seg.text_overlap_chars) / step)))
 
     def decode(
         self,
@@ -204,6 +223,25 @@ class TimedMedia(Modality):
 
     def estimate_tokens(self, row: Mapping[str, Any]) -> int:
         return tokens.media_tokens(segment_seconds(row))
+
+    def extent(self, path: str | None, text: str | None, seg: SegmentationConfig) -> Extent:
+        if path is None:
+            return Extent()
+        try:
+            import av
+
+            with av.open(path, "r", metadata_errors="replace") as container:
+                if container.duration is None:
+                    return Extent()
+                seconds = float(container.duration) / 1_000_000  # AV_TIME_BASE
+        except Exception:  # the decoder says what is wrong with the file
+            return Extent()
+        window = getattr(seg, f"{self.name}_window_s", None)
+        overlap = getattr(seg, f"{self.name}_overlap_s", 0.0) or 0.0
+        segments = None
+        if window:
+            segments = max(1, math.ceil(max(0.0, seconds - overlap) / (window - overlap)))
+        return Extent(media_seconds=seconds, segments=segments)
 
     def usage(self, row: Mapping[str, Any]) -> Usage:
         return Usage(media_seconds=segment_seconds(row) or 0.0)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.bedrock import tokens
 from pipelines.modalities.base import (
+    Extent,
     FingerprintFields,
     Modality,
     Usage,
@@ -99,6 +100,23 @@ class Document(Modality):
         if not head.startswith(b"PK\x03\x04"):
             return None
         return 2 if document_type(head, path) is not None else 0
+
+    def extent(self, path: str | None, text: str | None, seg: SegmentationConfig) -> Extent:
+        """The page count (one segment per page when pages are rendered as images)."""
+        if path is None:
+            return Extent()
+        try:
+            import pymupdf
+
+            with open(path, "rb") as fh:
+                kind = document_type(fh.read(4096), path)
+            if kind is None:
+                return Extent()
+            with pymupdf.open(path, filetype=kind) as doc:
+                pages = int(doc.page_count)
+        except Exception:  # the decoder says what is wrong with the file
+            return Extent()
+        return Extent(pages=pages, segments=pages if seg.pdf_mode == "image" else None)
 
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None

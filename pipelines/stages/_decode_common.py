@@ -9,8 +9,9 @@ credentials) propagate and fail the job.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pipelines.core import codes
@@ -21,6 +22,13 @@ from pipelines.core.errors import InfrastructureError, RecordError
 MAX_INLINE_IMAGE_BYTES = 10 * 1024 * 1024
 
 STAGE = "decode"
+
+# The per-asset limits' check of the asset being decoded (set by the decode stage around its
+# decoder): called with the local path and byte size once the source is open, before the decoder
+# reads it; raises RecordError when the asset is over a limit.
+SOURCE_CHECK: contextvars.ContextVar[Callable[[str, int], None] | None] = contextvars.ContextVar(
+    "source_check", default=None
+)
 
 _S3_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
 
@@ -104,4 +112,7 @@ def local_source(
             raise mapped from exc
         if size == 0:
             raise RecordError(stage, codes.EMPTY_FILE, "the file has zero bytes")
+        check = SOURCE_CHECK.get()
+        if check is not None:
+            check(path, size)
         yield path

@@ -12,21 +12,128 @@ one odd file cannot stop a corpus.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
+from pipelines.config.schema import EmbeddingConfig, LimitsConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import InfrastructureError, RecordError
-from pipelines.core.rows import ASSET, ASSET_COLUMNS, SEGMENT, dead_letter_row, require_columns
+from pipelines.core.rows import (
+    ASSET,
+    ASSET_COLUMNS,
+    SEGMENT,
+    dead_letter_row,
+    is_dead_letter,
+    require_columns,
+)
 from pipelines.core.stage import Resources, Stage
-from pipelines.modalities import Registry, current
-from pipelines.stages._decode_common import decoded_rows
+from pipelines.modalities import Modality, Registry, current
+from pipelines.modalities.base import Extent, segment_seconds
+from pipelines.stages._decode_common import SOURCE_CHECK, decoded_rows
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AssetLimits:
+    """What one asset may be (``limits.max_*_per_asset``; None: no limit).
+
+    Checked once, here, for every modality: the bytes when the source is open, then pages,
+    media seconds and segments from the modality's cheap look (:meth:`Modality.extent`: a page
+    count, a container's duration), all before the decoder runs, so an asset over a limit is
+    dead-lettered before any call for it. What the look cannot tell is counted as segments come,
+    and the asset is dead-lettered at the first segment over the limit.
+    """
+
+    max_pages: int | None = None
+    max_media_seconds: float | None = None
+    max_segments: int | None = None
+    max_bytes: int | None = None
+
+    @classmethod
+    def of(cls, cfg: LimitsConfig) -> AssetLimits:
+        return cls(
+            cfg.max_pages_per_asset,
+            cfg.max_media_seconds_per_asset,
+            cfg.max_segments_per_asset,
+            cfg.max_bytes_per_asset,
+        )
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.max_pages, self.max_media_seconds, self.max_segments, self.max_bytes)
+        )
+
+    def check_bytes(self, size: int) -> None:
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise RecordError(
+                "decode",
+                codes.ASSET_TOO_LARGE,
+                f"{size} bytes, over limits.max_bytes_per_asset={self.max_bytes}",
+            )
+
+    def check(self, extent: Extent, *, counted: bool = False) -> None:
+        """Raise the limit's RecordError when ``extent`` is over one (``counted``: seen while
+        decoding, not estimated before)."""
+        how = "counted while decoding" if counted else "before decoding"
+        if self.max_pages is not None and (extent.pages or 0) > self.max_pages:
+            raise RecordError(
+                "decode",
+                codes.ASSET_TOO_MANY_PAGES,
+                f"{extent.pages} pages ({how}), over limits.max_pages_per_asset={self.max_pages}",
+            )
+        seconds = extent.media_seconds or 0.0
+        if self.max_media_seconds is not None and seconds > self.max_media_seconds:
+            raise RecordError(
+                "decode",
+                codes.ASSET_TOO_LONG,
+                f"{seconds:.1f} s of media ({how}), over "
+                f"limits.max_media_seconds_per_asset={self.max_media_seconds:g}",
+            )
+        if self.max_segments is not None and (extent.segments or 0) > self.max_segments:
+            raise RecordError(
+                "decode",
+                codes.ASSET_TOO_MANY_SEGMENTS,
+                f"{extent.segments} segments ({how}), over "
+                f"limits.max_segments_per_asset={self.max_segments}",
+            )
+
+    def source_check(
+        self, modality: Modality, seg: SegmentationConfig
+    ) -> Callable[[str, int], None]:
+        def check(path: str, size: int) -> None:
+            self.check_bytes(size)
+            if (
+                self.max_pages is not None
+                or self.max_media_seconds is not None
+                or (self.max_segments is not None)
+            ):
+                self.check(modality.extent(path, None, seg))
+
+        return check
+
+
+class _Count:
+    """What an asset's decoder has produced so far, for the limits the look could not check."""
+
+    def __init__(self) -> None:
+        self.segments = 0
+        self.pages: set[int] = set()
+        self.seconds = 0.0
+
+    def add(self, row: dict[str, Any]) -> Extent:
+        self.segments += 1
+        if row.get("page") is not None:
+            self.pages.add(int(row["page"]))
+        self.seconds += segment_seconds(row) or 0.0
+        return Extent(pages=len(self.pages), media_seconds=self.seconds, segments=self.segments)
 
 
 def decode_asset(
@@ -36,8 +143,13 @@ def decode_asset(
     s3_endpoint_url: str | None = None,
     modalities: Registry | None = None,
     accepts: Collection[str] | None = None,
+    limits: AssetLimits | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the segment rows of one asset (dead-letter rows for what cannot be decoded).
+
+    ``limits``: the per-asset limits (:class:`AssetLimits`); an asset over one is one
+    dead-letter row, and no segment of it is yielded when the limit could be checked before
+    decoding.
 
     ``accepts``: the modalities the use case takes (None: any). A row the asset's modality sends
     as another modality's input (:meth:`~pipelines.modalities.Modality.embedded_as`: a video
@@ -52,10 +164,47 @@ def decode_asset(
         )
         yield dead_letter_row(asset, error)
         return
+    limited = limits is not None and limits.any
+    count = _Count()
+    if limits is not None and limited and asset.get("text") is not None:
+        try:
+            text = str(asset["text"])
+            limits.check_bytes(len(text.encode("utf-8")))
+            limits.check(modality.extent(None, text, seg))
+        except RecordError as over:
+            yield dead_letter_row(asset, over)
+            return
+    token = SOURCE_CHECK.set(limits.source_check(modality, seg) if limits and limited else None)
+    try:
+        yield from _decoded(asset, modality, seg, emb, s3_endpoint_url, accepts, limits, count)
+    finally:
+        with contextlib.suppress(ValueError):  # closed from another context: nothing to undo
+            SOURCE_CHECK.reset(token)
+
+
+def _decoded(
+    asset: dict[str, Any],
+    modality: Modality,
+    seg: SegmentationConfig,
+    emb: EmbeddingConfig,
+    s3_endpoint_url: str | None,
+    accepts: Collection[str] | None,
+    limits: AssetLimits | None,
+    count: _Count,
+) -> Iterator[dict[str, Any]]:
     produced = 0
     decoded = modality.decode(asset, seg, emb, s3_endpoint_url)
     try:
         for row in decoded_rows(asset, decoded):
+            if limits is not None and limits.any and not is_dead_letter(row):
+                try:
+                    limits.check(count.add(row), counted=True)
+                except RecordError as over:
+                    yield dead_letter_row(asset, over)
+                    close = getattr(decoded, "close", None)
+                    if close is not None:
+                        close()
+                    return
             other = modality.embedded_as(row) if accepts is not None else None
             if other is not None and accepts is not None and other[0] not in accepts:
                 error = RecordError(
@@ -117,9 +266,11 @@ class DecodeStage(Stage):
         max_bytes_per_output: int = 8 * 1024 * 1024,
         modalities: Registry | None = None,
         accepts: Collection[str] | None = None,
+        limits: AssetLimits | None = None,
     ) -> None:
         # The driver's registry travels with the stage (modalities registered at run time too).
         self.modalities = modalities or current()
+        self.limits = limits
         # The use case's modalities (None: any); see decode_asset.
         self.accepts = frozenset(accepts) if accepts is not None else None
         self.seg = seg
@@ -138,7 +289,13 @@ class DecodeStage(Stage):
         pending_bytes = 0
         for asset in batch.to_pylist():
             for row in decode_asset(
-                asset, self.seg, self.emb, self.s3_endpoint_url, self.modalities, self.accepts
+                asset,
+                self.seg,
+                self.emb,
+                self.s3_endpoint_url,
+                self.modalities,
+                self.accepts,
+                self.limits,
             ):
                 pending.append(row)
                 pending_bytes += len(row.get("input_bytes") or b"")

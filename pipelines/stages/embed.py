@@ -26,8 +26,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.config.schema import BedrockConfig, EmbeddingConfig
-from pipelines.core.errors import InfrastructureError, RecordError
+from pipelines.config.schema import BedrockConfig, EmbeddingConfig, PricesConfig
+from pipelines.core.errors import RecordError, SpendingLimitReached
 from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import EMBEDDED, SEGMENT, SEGMENT_COLUMNS, dead_letter_row, is_dead_letter
 from pipelines.core.stage import Resources, Stage
@@ -40,12 +40,28 @@ log = logging.getLogger(__name__)
 BUDGET_TIMEOUT_S = 60.0
 
 
+def guard_for(bedrock: BedrockConfig, name: str) -> Any:
+    """The handle on the shared quota guard ``name`` with the configured quotas."""
+    from pipelines.core.rate_limit import AsyncQuotaSettings, GuardHandle, RateBudgetSettings
+
+    quota = bedrock.quota
+    return GuardHandle(
+        name,
+        RateBudgetSettings(quota.requests_per_minute, quota.tokens_per_minute),
+        AsyncQuotaSettings(quota.async_requests_per_minute, quota.async_max_concurrent_jobs),
+        timeout_s=BUDGET_TIMEOUT_S,
+    )
+
+
 class EmbedStage(Stage):
     """Segment rows in, embedded rows out: a pool of I/O actors paced by one shared rate budget.
 
-    ``budget_name`` names the cluster-wide budget actor (:mod:`pipelines.core.rate_limit`); the
-    stage creates it in the driver (:meth:`on_start`) with the configured quota, and reports its
-    final state (:meth:`on_finish`). Without a name the stage does not pace (tests).
+    ``budget_name`` names the cluster-wide quota guard (:mod:`pipelines.core.rate_limit`: one
+    per account, region and model); the stage creates or joins it in the driver
+    (:meth:`on_start`) with the configured quota, and reports its final state
+    (:meth:`on_finish`). Without a name the stage does not pace (tests). ``run_id`` names the
+    run's spending account in the guard, with ``max_calls`` / ``max_usd`` (None: no limit); the
+    cost of each call is its modality's cost rule at ``prices``.
     """
 
     name = "embed"
@@ -61,9 +77,17 @@ class EmbedStage(Stage):
         resources: Resources | None = None,
         max_in_flight: int = 8,
         modalities: Registry | None = None,
+        run_id: str | None = None,
+        max_calls: int | None = None,
+        max_usd: float | None = None,
+        prices: PricesConfig | None = None,
     ) -> None:
         # How each modality's segments become requests travels with the stage to its actors.
         self.modalities = modalities or current()
+        self.run_id = run_id
+        self.max_calls, self.max_usd = max_calls, max_usd
+        self.prices = prices or PricesConfig()
+        self.guard = guard_for(bedrock, budget_name) if budget_name is not None else None
         self.bedrock = bedrock
         self.embedding = embedding
         self.budget_name = budget_name
@@ -83,27 +107,18 @@ class EmbedStage(Stage):
         return state
 
     def on_start(self) -> None:
-        if self.budget_name is not None:
-            from pipelines.core.rate_limit import RateBudgetSettings, get_or_create_budget
-
-            quota = self.bedrock.quota
-            # Held for the run: the actor lives as long as the driver holds a handle to it.
-            self.budget = get_or_create_budget(
-                RateBudgetSettings(quota.requests_per_minute, quota.tokens_per_minute),
-                name=self.budget_name,
-            )
+        if self.guard is not None:
+            self.budget = self.guard.attach()
+            if self.run_id is not None:
+                self.guard.ask("open_run", self.run_id, self.max_calls, self.max_usd)
 
     def setup(self) -> None:
         from pipelines.bedrock.client import NovaEmbeddingsClient, make_bedrock_client
 
         boto = make_bedrock_client(self.bedrock, max_pool_connections=self.max_in_flight + 2)
         self.client = NovaEmbeddingsClient(boto, self.embedding.model_id)
-        if self.budget_name is not None:
-            import ray
-
-            from pipelines.core.rate_limit import BUDGET_NAMESPACE
-
-            self.budget = ray.get_actor(self.budget_name, namespace=BUDGET_NAMESPACE)
+        if self.guard is not None:
+            self.budget = self.guard
         self.pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="embed")
 
     def teardown(self) -> None:
@@ -113,52 +128,56 @@ class EmbedStage(Stage):
     def live(self) -> dict[str, Any]:
         """Calls and throttles so far, as the shared budget counted them (before any result has
         reached the driver)."""
-        if self.budget_name is None or self.budget is None:
+        if self.guard is None or self.run_id is None:
             return {}
         import ray
 
         try:
-            snap = ray.get(self.budget.snapshot.remote(), timeout=2)
+            actor = self.guard._actor()
+            acct = ray.get(actor.run_account.remote(self.run_id), timeout=2)
         except Exception:  # the console must never fail the run
             return {}
-        return {
-            "bedrock_calls": int(snap["successes"]) + int(snap["throttles"]),
-            "throttles": int(snap["throttles"]),
-        }
+        if not acct:
+            return {}
+        return {"bedrock_calls": int(acct["calls"]), "throttles": int(acct["throttles"])}
 
     def on_finish(self) -> dict[str, Any]:
-        if self.budget_name is None:
+        if self.guard is None:
             return {}
-        import ray
-
         try:
-            return {"rate_budget": ray.get(self.budget.snapshot.remote(), timeout=10)}
+            snap = self.guard.ask("snapshot")
+            spent = self.guard.ask("close_run", self.run_id) if self.run_id else None
         except Exception as exc:  # the figures are for the report; the run's work is done
             log.warning("rate budget state unavailable: %s", exc)
             return {"rate_budget": None}
+        return {"rate_budget": {**snap, "guard": self.guard.name, "run_account": spent}}
 
     # -- rate budget ----------------------------------------------------------------------------
-    def _reserve(self, tokens: int) -> None:
-        if self.budget is None:
+    def _reserve(self, tokens: int, usd: float = 0.0) -> None:
+        if self.guard is None:
             return
-        import ray
+        from pipelines.core.rate_limit import STOP
 
-        try:
-            delay = ray.get(self.budget.reserve.remote(tokens), timeout=BUDGET_TIMEOUT_S)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
-            # Ray restarts the budget actor when it dies; this one could not be reached: no call
-            # may go out unpaced, so the run stops (cleanly: an infrastructure failure).
-            raise InfrastructureError(
-                f"the rate budget actor {self.budget_name!r} is gone and could not be restarted "
-                f"({type(exc).__name__}); no call may go out unpaced"
-            ) from exc
+        # Ray restarts the guard when it dies (with what it learned and counted); a guard that
+        # cannot be reached stops the run (GuardHandle: InfrastructureError, exit 3).
+        delay = self.guard.ask("reserve", tokens, self.run_id, usd)
+        if delay == STOP:
+            reason = self.guard.ask("stop_reason", self.run_id) or "a spending limit was reached"
+            raise SpendingLimitReached(reason)
         if delay > 0:
             time.sleep(delay)
 
-    def _report(self, successes: int, throttles: int, estimated: int = 0, actual: int = 0) -> None:
-        if self.budget is not None:
+    def _report(
+        self,
+        successes: int,
+        throttles: int,
+        estimated: int = 0,
+        actual: int = 0,
+        usd: float = 0.0,
+    ) -> None:
+        if self.guard is not None:
             # Fire and forget: the budget's bookkeeping must not add latency to the call path.
-            self.budget.report.remote(successes, throttles, estimated, actual)
+            self.guard.tell("report", successes, throttles, estimated, actual, self.run_id, usd)
 
     # -- one segment ----------------------------------------------------------------------------
     def embed_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -178,19 +197,23 @@ class EmbedStage(Stage):
             return [base]
         modality = self.modalities.get(str(row.get("modality")))
         tokens = modality.estimate_tokens(row) if modality is not None else 1
+        # What the call will cost by the modality's cost rule (text: estimated tokens until the
+        # service reports them); charged to the run before the call, refunded if it fails.
+        usage = modality.usage(row) if modality is not None else None
+        usd = modality.cost(usage, self.prices) if modality is not None and usage else 0.0
         calls = throttles = 0
         exhausted = False
 
         def before_attempt(_attempt: int) -> None:
             nonlocal calls
-            self._reserve(tokens)
+            self._reserve(tokens, usd)
             calls += 1
 
         def on_failure(failure: Failure) -> None:
             nonlocal throttles, exhausted
-            if is_throttle(failure.error):
-                throttles += 1
-                self._report(0, 1)
+            throttled = is_throttle(failure.error)
+            throttles += int(throttled)
+            self._report(0, int(throttled), usd=-usd)
             exhausted = failure.exhausted
 
         try:
@@ -209,7 +232,13 @@ class EmbedStage(Stage):
             raise_if_fatal(exc)
             message = f"gave up after {calls} attempts: {exc.message}" if exhausted else None
             return [segment_failure(base, exc.record_error("embed", message), calls, throttles)]
-        self._report(1, 0, tokens if result.input_tokens else 0, result.input_tokens or 0)
+        correction = 0.0
+        if modality is not None and usage is not None and result.input_tokens:
+            usage.input_tokens = int(result.input_tokens)
+            correction = modality.cost(usage, self.prices) - usd
+        self._report(
+            1, 0, tokens if result.input_tokens else 0, result.input_tokens or 0, usd=correction
+        )
         out = []
         for i, emb in enumerate(result.embeddings):
             out.append(

@@ -50,9 +50,14 @@ from pipelines.bedrock.errors import (
     retry_policy,
 )
 from pipelines.bedrock.request import EmbeddingRequest
-from pipelines.config.schema import BedrockConfig, EmbeddingConfig, SegmentationConfig
+from pipelines.config.schema import (
+    BedrockConfig,
+    EmbeddingConfig,
+    PricesConfig,
+    SegmentationConfig,
+)
 from pipelines.core import codes
-from pipelines.core.errors import InfrastructureError, RecordError
+from pipelines.core.errors import InfrastructureError, RecordError, SpendingLimitReached
 from pipelines.core.io import local_file_path, s3_client, split_s3_uri
 from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import (
@@ -111,9 +116,16 @@ class ServiceSegmentEmbedder:
         s3: Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
         modalities: Registry | None = None,
+        guard: Any | None = None,
+        account: str | None = None,
+        prices: PricesConfig | None = None,
     ) -> None:
         # The configuration was checked before any work (pipelines/config/validate.py).
         self.modalities = modalities or current()
+        # The shared quota guard (GuardHandle; None: unpaced, tests) and the run's account in it.
+        self.guard = guard
+        self.account = account
+        self.prices = prices or PricesConfig()
         self.embedding = embedding
         self.segmentation = segmentation
         self.bedrock = bedrock
@@ -204,18 +216,23 @@ class ServiceSegmentEmbedder:
         output_uri = f"{self._prefix()}/outputs/{token[:24]}"
         jobs = self.jobs
         try:
-            arn = self._start(jobs, request, output_uri, token, counters)
-            stats = PollStats()
+            self._acquire_slot(token)
             try:
-                status = jobs.wait(
-                    arn,
-                    self.bedrock.async_poll_min_s,
-                    self.bedrock.async_poll_max_s,
-                    self.bedrock.async_timeout_s,
-                    stats=stats,
-                )
+                arn = self._start(jobs, request, output_uri, token, counters)
+                stats = PollStats()
+                try:
+                    status = jobs.wait(
+                        arn,
+                        self.bedrock.async_poll_min_s,
+                        self.bedrock.async_poll_max_s,
+                        self.bedrock.async_timeout_s,
+                        stats=stats,
+                    )
+                finally:
+                    counters.throttles += stats.throttles
             finally:
-                counters.throttles += stats.throttles
+                if self.guard is not None:
+                    self.guard.tell("release_job", token)
         except AsyncJobFailed as exc:
             raise RecordError(
                 STAGE, codes.ASYNC_JOB_FAILED, f"{exc.arn}: {exc.failure_message}", **where
@@ -230,7 +247,47 @@ class ServiceSegmentEmbedder:
         except BedrockCallError as exc:
             raise_if_fatal(exc)
             raise RecordError(STAGE, codes.ASYNC_OUTPUT_UNREADABLE, str(exc), **where) from exc
-        return self._rows(asset, modality, fmt, source_uri, results)
+        rows = self._rows(asset, modality, fmt, source_uri, results)
+        if self.guard is not None and self.account is not None:
+            # The job's cost is known once its segments are: charged to the run now (a run
+            # limit in dollars refuses the next start once it is reached).
+            usage = [modality.usage(r) for r in rows if not isinstance(r, RecordError)]
+            usd = sum(modality.cost(u, self.prices) for u in usage)
+            if usd:
+                self.guard.tell("charge", self.account, usd)
+        return rows
+
+    # -- the shared quota guard ------------------------------------------------------------------
+
+    def _acquire_slot(self, token: str) -> None:
+        """Wait for a slot among ``bedrock.quota.async_max_concurrent_jobs`` jobs in progress
+        (shared by every job on the cluster)."""
+        if self.guard is None:
+            return
+        lease = self.bedrock.async_timeout_s + 60.0
+        wait = self.bedrock.async_poll_min_s
+        deadline = time.monotonic() + self.bedrock.async_timeout_s
+        while not self.guard.ask("acquire_job", token, lease):
+            if time.monotonic() > deadline:
+                raise AsyncJobTimeout(
+                    "(not started: no slot under bedrock.quota.async_max_concurrent_jobs)",
+                    self.bedrock.async_timeout_s,
+                    "waiting",
+                )
+            self._sleep(wait * (0.5 + self._rng.random()))
+            wait = min(wait * 2, self.bedrock.async_poll_max_s)
+
+    def _pace_start(self) -> None:
+        if self.guard is None:
+            return
+        from pipelines.core.rate_limit import STOP
+
+        delay = self.guard.ask("reserve_start", self.account)
+        if delay == STOP:
+            reason = self.guard.ask("stop_reason", self.account) or "a spending limit was reached"
+            raise SpendingLimitReached(reason)
+        if delay > 0:
+            self._sleep(delay)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -304,14 +361,17 @@ class ServiceSegmentEmbedder:
         start idempotent)."""
 
         def before_attempt(attempt: int) -> None:
+            self._pace_start()
             counters.calls += 1
             counters.retries = attempt - 1
 
         def on_failure(failure: Failure) -> None:
             if is_throttle(failure.error):
                 counters.throttles += 1
+                if self.guard is not None:
+                    self.guard.tell("report_start", 0, 1, self.account)
 
-        return retry_call(
+        arn: str = retry_call(
             lambda: jobs.start_segmented(request, output_uri, client_request_token=token),
             BedrockRetryRule(self.bedrock.max_attempts - 1),
             retry_policy(self.bedrock),
@@ -320,6 +380,9 @@ class ServiceSegmentEmbedder:
             sleep=self._sleep,
             rng=self._rng,
         )
+        if self.guard is not None:
+            self.guard.tell("report_start", 1, 0, self.account)
+        return arn
 
     # -- rows ------------------------------------------------------------------------------------
 
@@ -427,14 +490,49 @@ class ServiceEmbedStage(Stage):
         run_id: str = "",
         resources: Resources | None = None,
         modalities: Registry | None = None,
+        budget_name: str | None = None,
+        account: str | None = None,
+        max_calls: int | None = None,
+        max_usd: float | None = None,
+        prices: PricesConfig | None = None,
     ) -> None:
+        from pipelines.stages.embed import guard_for
+
+        # ``budget_name``: the shared quota guard (one per account, region and model) that paces
+        # the async starts and holds the job slots; ``account``: this run's spending account.
+        self.guard = guard_for(bedrock, budget_name) if budget_name is not None else None
+        self.account = account
+        self.max_calls, self.max_usd = max_calls, max_usd
         self.embedder = ServiceSegmentEmbedder(
-            embedding, segmentation, bedrock, run_id=run_id, modalities=modalities
+            embedding,
+            segmentation,
+            bedrock,
+            run_id=run_id,
+            modalities=modalities,
+            guard=self.guard,
+            account=account,
+            prices=prices,
         )
         # One asset per call; each actor waits on several async jobs at once.
         self.resources = resources or Resources(
             num_cpus=0.25, concurrency=2, actor=True, calls_per_actor=8, batch_size=1
         )
+
+    def on_start(self) -> None:
+        if self.guard is not None:
+            self.guard.attach()
+            if self.account is not None:
+                self.guard.ask("open_run", self.account, self.max_calls, self.max_usd)
+
+    def on_finish(self) -> dict[str, Any]:
+        if self.guard is None:
+            return {}
+        try:
+            snap = self.guard.ask("snapshot")
+            spent = self.guard.ask("close_run", self.account) if self.account else None
+        except Exception:  # the figures are for the report; the run's work is done
+            return {"rate_budget": None}
+        return {"rate_budget": {**snap, "guard": self.guard.name, "run_account": spent}}
 
     def process(self, batch: pa.Table) -> pa.Table:
         out: list[dict[str, Any]] = []
