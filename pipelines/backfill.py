@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -320,6 +321,8 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
     from pipelines.stages.write import WriteStage
 
     res = cfg.resources
+    # Throttled calls wait until then (limits.run_deadline_s from the run's start).
+    run_deadline = time.time() + cfg.limits.run_deadline_s
     source = BlocksSource(ASSET, plan.todo, cut=asset_blocks)
     write = WriteStage(
         store,
@@ -339,6 +342,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
             resources=Resources.of(
                 res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
             ),
+            run_deadline=run_deadline,
         )
         return Pipeline("backfill-service", source, [embed_assets, write])
 
@@ -350,6 +354,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.embedding,
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
+        decode=cfg.decode,
         # Blocks of one embed batch: every embed task is short, so both actors stay busy on small
         # assets, and acknowledgements reach the driver (the journal, the console) as the run goes:
         # a killed run loses at most the batches in flight.
@@ -360,6 +365,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.embedding,
         budget_name=f"nova-mme-rate-budget-{cfg.qdrant.collection}",
         max_in_flight=res.embed.max_in_flight,
+        run_deadline=run_deadline,
         # Two batches per actor: one is filled while the other's requests are in flight.
         resources=Resources.of(
             res.embed, actor=True, calls_per_actor=2, batch_size=res.embed.max_in_flight
@@ -433,6 +439,8 @@ def finish_backfill(
             "pruned": pruned,
             "points_in_collection": points_in_collection,
             "count_check": count_check,
+            # Dead-letter rows by code (malformed answers, throttled at the deadline, ...).
+            "dead_letters_by_code": dict(Counter(r["error_code"] for r in ledger.dead_letters())),
             **({"abort_reason": abort} if abort else {}),
             **({"cleanup": cleanup} if cleanup else {}),
             **figures,

@@ -111,6 +111,7 @@ class ServiceSegmentEmbedder:
         s3: Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
         modalities: Registry | None = None,
+        run_deadline: float | None = None,
     ) -> None:
         # The configuration was checked before any work (pipelines/config/validate.py).
         self.modalities = modalities or current()
@@ -122,6 +123,9 @@ class ServiceSegmentEmbedder:
         self._s3 = s3
         self._sleep = sleep
         self._rng = random.Random()
+        # Until when a throttled start (too many async jobs at once: ServiceQuotaExceeded)
+        # waits; None: throttles count against bedrock.max_attempts.
+        self.run_deadline = run_deadline
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -301,7 +305,8 @@ class ServiceSegmentEmbedder:
         counters: _Counters,
     ) -> str:
         """Start the job, retrying THROTTLED / TRANSIENT failures (the same token makes a retried
-        start idempotent)."""
+        start idempotent); a throttled start (the concurrent-job quota) waits until the run's
+        deadline."""
 
         def before_attempt(attempt: int) -> None:
             counters.calls += 1
@@ -313,8 +318,10 @@ class ServiceSegmentEmbedder:
 
         return retry_call(
             lambda: jobs.start_segmented(request, output_uri, client_request_token=token),
-            BedrockRetryRule(self.bedrock.max_attempts - 1),
-            retry_policy(self.bedrock),
+            BedrockRetryRule(
+                self.bedrock.max_attempts - 1, wait_throttled=self.run_deadline is not None
+            ),
+            retry_policy(self.bedrock, self.run_deadline),
             before_attempt=before_attempt,
             on_failure=on_failure,
             sleep=self._sleep,
@@ -427,9 +434,15 @@ class ServiceEmbedStage(Stage):
         run_id: str = "",
         resources: Resources | None = None,
         modalities: Registry | None = None,
+        run_deadline: float | None = None,
     ) -> None:
         self.embedder = ServiceSegmentEmbedder(
-            embedding, segmentation, bedrock, run_id=run_id, modalities=modalities
+            embedding,
+            segmentation,
+            bedrock,
+            run_id=run_id,
+            modalities=modalities,
+            run_deadline=run_deadline,
         )
         # One asset per call; each actor waits on several async jobs at once.
         self.resources = resources or Resources(
