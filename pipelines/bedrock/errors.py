@@ -349,7 +349,5 @@ def from_exception(exc: BaseException) -> BedrockCallError:
     if isinstance(exc, bce.BotoCoreError):
         # A botocore failure not listed above (a newer botocore's own class): retried a little,
         # then the record is dead-lettered ``service_error`` with the class in the message.
-        return BedrockCallError(
-            CODE_BOTOCORE, ErrorClass.TRANSIENT, f"{type(exc).__name__}: {exc}"
-        )
+        return BedrockCallError(CODE_BOTOCORE, ErrorClass.TRANSIENT, f"{type(exc).__name__}: {exc}")
     raise TypeError(f"not a Bedrock call failure: {type(exc).__name__}: {exc}") from exc

@@ -91,8 +91,9 @@ def parse_embedding_response(
 
     An unparsable or incomplete body is TRANSIENT (``malformed_response``: a truncated response is
     the usual cause), so is a vector holding NaN or infinity (``non_finite_vector``); both are
-    retried a bounded number of times (:data:`~pipelines.bedrock.errors.RETRY_BOUNDS`). A vector of another length than ``expected_dimension`` is PERMANENT
-    (``DimensionMismatch``: retrying returns the same).
+    retried a bounded number of times (:data:`~pipelines.bedrock.errors.RETRY_BOUNDS`). A vector
+    of another length than ``expected_dimension`` is PERMANENT (``dimension_mismatch``: retrying
+    returns the same).
     """
     headers = headers or {}
     request_id = _header(headers, HEADER_REQUEST_ID)

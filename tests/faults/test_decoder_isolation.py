@@ -13,17 +13,19 @@ from ray import cloudpickle
 
 from nova_devkit.emulator.launch import Endpoints
 from pipelines.modalities import current, register
-from tests.faults import hostile_decoders
-from tests.faults.wire_harness import (  # noqa: F401 - fixtures
+from tests.faults import hostile_decoders, wire_harness
+from tests.faults.wire_harness import (
     check_run,
-    endpoint,
     invoke_calls,
-    ray_module,
     run_job,
-    secret_env,
-    wire,
     write_manifest,
 )
+
+# The harness's module-scoped fixtures, used by name below.
+endpoint = wire_harness.endpoint
+ray_module = wire_harness.ray_module
+secret_env = wire_harness.secret_env
+wire = wire_harness.wire
 
 pytestmark = [pytest.mark.integration]
 

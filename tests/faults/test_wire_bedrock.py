@@ -13,17 +13,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from nova_devkit.emulator.launch import Endpoints
-from tests.faults.wire_harness import (  # noqa: F401 - fixtures
+from tests.faults import wire_harness
+from tests.faults.wire_harness import (
     check_run,
     dead_codes,
-    endpoint,
     invoke_calls,
-    ray_module,
     run_job,
-    secret_env,
     text_manifest,
-    wire,
 )
+
+# The harness's module-scoped fixtures, used by name below.
+endpoint = wire_harness.endpoint
+ray_module = wire_harness.ray_module
+secret_env = wire_harness.secret_env
+wire = wire_harness.wire
 
 pytestmark = [pytest.mark.integration]
 

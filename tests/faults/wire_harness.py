@@ -148,9 +148,7 @@ def points_by_asset(root: Path, collection: str = "faults") -> dict[str, list[di
         out: dict[str, list[dict[str, Any]]] = {}
         offset = None
         while True:
-            points, offset = client.scroll(
-                collection, limit=256, offset=offset, with_payload=True
-            )
+            points, offset = client.scroll(collection, limit=256, offset=offset, with_payload=True)
             for p in points:
                 payload = p.payload or {}
                 out.setdefault(str(payload["asset_id"]), []).append(payload)
