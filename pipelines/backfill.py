@@ -224,6 +224,8 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
     from pipelines.stages.write import WriteStage
 
     res = cfg.resources
+    # Throttled calls wait until then (limits.run_deadline_s from the run's start).
+    run_deadline = time.time() + cfg.limits.run_deadline_s
     source = plan.source()
     write = WriteStage(
         store,
@@ -248,6 +250,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
             resources=Resources.of(
                 res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
             ),
+            run_deadline=run_deadline,
         )
         return Pipeline("backfill-service", source, [embed_assets, write])
 
@@ -260,6 +263,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
         limits=AssetLimits.of(cfg.limits),
+        decode=cfg.decode,
         # Blocks of one embed batch: every embed task is short, so both actors stay busy on small
         # assets, and acknowledgements reach the driver (the journal, the console) as the run goes:
         # a killed run loses at most the batches in flight.
@@ -275,6 +279,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         max_usd=cfg.limits.max_usd,
         prices=cfg.prices,
         max_in_flight=res.embed.max_in_flight,
+        run_deadline=run_deadline,
         # Two batches per actor: one is filled while the other's requests are in flight.
         resources=Resources.of(
             res.embed, actor=True, calls_per_actor=2, batch_size=res.embed.max_in_flight
@@ -345,6 +350,8 @@ def finish_backfill(
             "pruned": pruned,
             "points_in_collection": points_in_collection,
             "count_check": count_check,
+            # Dead-letter rows by code (malformed answers, throttled at the deadline, ...).
+            "dead_letters_by_code": ledger.dead_letters_by_code(),
             **({why: abort} if why else {}),
             **({"cleanup": cleanup} if cleanup else {}),
             **figures,

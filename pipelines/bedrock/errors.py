@@ -7,20 +7,25 @@ status and the exception *type*, never the message text (messages change without
 =====================  ==========================================================  ================
 class                  codes / exceptions                                           caller does
 =====================  ==========================================================  ================
-THROTTLED              ThrottlingException (429), unknown code with status 429      retry, slow the
-                                                                                    shared rate down
+THROTTLED              ThrottlingException (429), ServiceQuotaExceededException     wait (until the
+                       (too many async jobs, an account quota), unknown code with   run deadline),
+                       status 429                                                   slow the shared
+                                                                                    rate down
 TRANSIENT              ModelNotReadyException (429), ModelTimeoutException (408),   retry with
                        ModelErrorException (424, bounded: see RETRY_BOUNDS),        backoff, same
                        InternalServerException (500), ServiceUnavailableException   rate
                        (503), unknown 5xx / 408, connection errors, read/connect
-                       timeouts, truncated or unparsable response bodies
-PERMANENT              ValidationException, ServiceQuotaExceededException,          dead-letter the
-                       ConflictException, ResourceNotFoundException, other 4xx,     record
+                       timeouts, truncated or unparsable response bodies and
+                       non-finite vectors (bounded: see RETRY_BOUNDS), any other
+                       botocore error (``BotoCoreError``, bounded)
+PERMANENT              ValidationException, ConflictException,                      dead-letter the
+                       ResourceNotFoundException, other 4xx,                        record
                        botocore ParamValidationError, request validation,
                        returned dimension != requested dimension
 FATAL                  AccessDeniedException (403), UnrecognizedClientException,    fail the job
                        InvalidSignatureException, ExpiredToken*, missing or         loudly
-                       partial credentials, no region, unknown 401 / 403
+                       partial credentials, SSO / token / profile errors, no
+                       region, unknown 401 / 403
 =====================  ==========================================================  ================
 
 Decisions (where the spec leaves room):
@@ -34,6 +39,17 @@ Decisions (where the spec leaves room):
   the account has no access to the model or IAM denies ``InvokeModel``. That is true for every
   record, so dead-lettering the whole corpus one row at a time would be the wrong outcome; it is an
   infrastructure error (see :mod:`pipelines.core.errors`). Bad or missing credentials likewise.
+- ``ServiceQuotaExceededException`` is THROTTLED, not PERMANENT: Bedrock returns it when too many
+  async jobs run at once or an account quota is used up; both clear by waiting, and the input
+  is not at fault. Throttled calls wait (``limits.run_deadline_s`` bounds the wait), they are
+  never dead-lettered because a fixed number of attempts ran out.
+- A 200 whose body is malformed (truncated JSON, no embeddings, a NaN or infinite value) is
+  TRANSIENT with a bound of :data:`RETRY_BOUNDS` retries: a wire glitch is retried, a service
+  that keeps answering garbage is not paid forever. A vector of the wrong dimension is PERMANENT
+  (one try): asking again asks the same question.
+- A botocore error this module does not list (a new ``BotoCoreError`` subclass) is TRANSIENT with
+  a small bound, under the code ``BotoCoreError`` (the message names the class); credential
+  provider errors (SSO, token, profile, config) are FATAL like missing credentials.
 - ``ResourceNotFoundException`` stays PERMANENT: on ``GetAsyncInvoke`` it is one unknown job. A
   wrong model id also produces it for every call; the embed stage's dead-letter counts show
   that.
@@ -67,7 +83,9 @@ class ErrorClass(StrEnum):
 
 
 # Codes the service (or the HTTP layer) returns, by class.
-THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException"})
+THROTTLED_CODES = frozenset(
+    {"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"}
+)
 TRANSIENT_CODES = frozenset(
     {
         "ModelNotReadyException",
@@ -84,7 +102,6 @@ TRANSIENT_CODES = frozenset(
 PERMANENT_CODES = frozenset(
     {
         "ValidationException",
-        "ServiceQuotaExceededException",
         "ConflictException",
         "ResourceNotFoundException",
         "SerializationException",
@@ -112,9 +129,38 @@ CODE_READ_TIMEOUT = codes.READ_TIMEOUT
 CODE_NO_CREDENTIALS = codes.NO_CREDENTIALS
 CODE_PARAM_VALIDATION = codes.PARAM_VALIDATION_ERROR
 CODE_INVALID_REQUEST = codes.INVALID_REQUEST
+CODE_NON_FINITE = codes.NON_FINITE_VECTOR
+# A botocore error this module does not list (the message names its class).
+CODE_BOTOCORE = "BotoCoreError"
 
-# Per-request retry bounds for TRANSIENT codes that should not use the caller's full budget.
-RETRY_BOUNDS: Mapping[str, int] = {"ModelErrorException": 2}
+# Per-request retry bounds for TRANSIENT codes that should not use the caller's full budget:
+# a model failure on this input, and answers that are paid for but unusable.
+RETRY_BOUNDS: Mapping[str, int] = {
+    "ModelErrorException": 2,
+    CODE_MALFORMED_RESPONSE: 2,
+    CODE_NON_FINITE: 2,
+    CODE_BOTOCORE: 2,
+}
+
+# Credential providers' errors: no call of the job can be signed (the job stops).
+_CREDENTIAL_ERRORS: tuple[type[BaseException], ...] = (
+    bce.NoCredentialsError,
+    bce.PartialCredentialsError,
+    bce.CredentialRetrievalError,
+    bce.NoRegionError,
+    bce.SSOError,
+    bce.SSOTokenLoadError,
+    bce.TokenRetrievalError,
+    bce.UnauthorizedSSOTokenError,
+    bce.NoAuthTokenError,
+    bce.UnknownCredentialError,
+    bce.RefreshWithMFAUnsupportedError,
+    bce.MetadataRetrievalError,
+    bce.ProfileNotFound,
+    bce.ConfigNotFound,
+    bce.InvalidConfigError,
+    bce.UnknownTokenProviderError,
+)
 
 
 def classify_code(code: str | None, status: int | None = None) -> ErrorClass:
@@ -222,30 +268,51 @@ def is_throttle(exc: BaseException) -> bool:
     return isinstance(exc, BedrockCallError) and exc.error_class is ErrorClass.THROTTLED
 
 
-def retry_policy(cfg: BedrockConfig) -> RetryPolicy:
+def retry_policy(cfg: BedrockConfig, deadline: float | None = None) -> RetryPolicy:
     """The retry policy of a pipeline's Bedrock calls: ``bedrock.max_attempts`` attempts with
-    backoff from ``bedrock.base_backoff_s`` up to ``bedrock.max_backoff_s``."""
-    return RetryPolicy(cfg.max_attempts, base_s=cfg.base_backoff_s, cap_s=cfg.max_backoff_s)
+    backoff from ``bedrock.base_backoff_s`` up to ``bedrock.max_backoff_s``.
+
+    With ``deadline`` (a wall-clock ``time.time()`` value: the run's deadline) the number of
+    attempts is left to the classifier (:class:`BedrockRetryRule` with ``wait_throttled``) and
+    no retry starts after the deadline."""
+    if deadline is None:
+        return RetryPolicy(cfg.max_attempts, base_s=cfg.base_backoff_s, cap_s=cfg.max_backoff_s)
+    import time
+
+    return RetryPolicy(
+        None,
+        deadline_s=max(deadline - time.time(), 0.0),
+        base_s=cfg.base_backoff_s,
+        cap_s=cfg.max_backoff_s,
+    )
 
 
 class BedrockRetryRule:
     """The classifier of :func:`pipelines.core.retry.retry_call` for Bedrock calls, one per call.
 
-    Retries THROTTLED and TRANSIENT errors, at most ``max_retries`` times in all and at most
-    :data:`RETRY_BOUNDS` times for the bounded codes; anything else is not retried.
+    Retries THROTTLED and TRANSIENT errors. TRANSIENT ones at most ``max_retries`` times in all
+    and at most :data:`RETRY_BOUNDS` times for the bounded codes. THROTTLED ones count against
+    ``max_retries`` too, unless ``wait_throttled``: then they are retried for as long as the
+    caller's policy allows (its deadline: the run deadline), since a throttle says *wait*, not
+    *this record is bad*. Anything else is not retried.
     """
 
-    def __init__(self, max_retries: int) -> None:
+    def __init__(self, max_retries: int, *, wait_throttled: bool = False) -> None:
         self.max_retries = max_retries
+        self.wait_throttled = wait_throttled
         self.spent: dict[str, int] = {}
+        self.counted = 0
 
     def __call__(self, exc: BaseException) -> bool:
         if not isinstance(exc, BedrockCallError) or not exc.retryable:
             return False
+        if self.wait_throttled and exc.error_class is ErrorClass.THROTTLED:
+            return True
         spent = self.spent.get(exc.code, 0)
-        if spent >= max_retries_for(exc.code, self.max_retries):
+        if spent >= max_retries_for(exc.code, self.max_retries) or self.counted >= self.max_retries:
             return False
         self.spent[exc.code] = spent + 1
+        self.counted += 1
         return True
 
 
@@ -266,9 +333,7 @@ def from_exception(exc: BaseException) -> BedrockCallError:
             status=status,
             request_id=meta.get("RequestId"),
         )
-    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
-        return BedrockCallError(CODE_NO_CREDENTIALS, ErrorClass.FATAL, str(exc))
-    if isinstance(exc, bce.CredentialRetrievalError | bce.NoRegionError):
+    if isinstance(exc, _CREDENTIAL_ERRORS):
         return BedrockCallError(CODE_NO_CREDENTIALS, ErrorClass.FATAL, str(exc))
     if isinstance(exc, bce.ParamValidationError):
         return BedrockCallError(CODE_PARAM_VALIDATION, ErrorClass.PERMANENT, str(exc))
@@ -281,4 +346,8 @@ def from_exception(exc: BaseException) -> BedrockCallError:
         return BedrockCallError(CODE_CONNECTION, ErrorClass.TRANSIENT, str(exc))
     if isinstance(exc, RequestValidationError):
         return BedrockCallError(CODE_INVALID_REQUEST, ErrorClass.PERMANENT, str(exc))
+    if isinstance(exc, bce.BotoCoreError):
+        # A botocore failure not listed above (a newer botocore's own class): retried a little,
+        # then the record is dead-lettered ``service_error`` with the class in the message.
+        return BedrockCallError(CODE_BOTOCORE, ErrorClass.TRANSIENT, f"{type(exc).__name__}: {exc}")
     raise TypeError(f"not a Bedrock call failure: {type(exc).__name__}: {exc}") from exc

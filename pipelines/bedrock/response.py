@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from pipelines.bedrock.errors import (
     CODE_DIMENSION_MISMATCH,
     CODE_MALFORMED_RESPONSE,
+    CODE_NON_FINITE,
     BedrockCallError,
     ErrorClass,
 )
@@ -87,9 +89,11 @@ def parse_embedding_response(
 ) -> EmbeddingResult:
     """Parse an ``InvokeModel`` body (+ headers) into an :class:`EmbeddingResult`.
 
-    An unparsable or incomplete body is TRANSIENT (``MalformedResponse``: a truncated response is
-    the usual cause); a vector of another length than ``expected_dimension`` is PERMANENT
-    (``DimensionMismatch``: retrying returns the same).
+    An unparsable or incomplete body is TRANSIENT (``malformed_response``: a truncated response is
+    the usual cause), so is a vector holding NaN or infinity (``non_finite_vector``); both are
+    retried a bounded number of times (:data:`~pipelines.bedrock.errors.RETRY_BOUNDS`). A vector
+    of another length than ``expected_dimension`` is PERMANENT (``dimension_mismatch``: retrying
+    returns the same).
     """
     headers = headers or {}
     request_id = _header(headers, HEADER_REQUEST_ID)
@@ -115,6 +119,13 @@ def parse_embedding_response(
             vector = [float(x) for x in vec]
         except (TypeError, ValueError) as exc:
             raise _malformed(f"embeddings[{i}].embedding is not numeric", request_id) from exc
+        if not all(math.isfinite(x) for x in vector):
+            raise BedrockCallError(
+                CODE_NON_FINITE,
+                ErrorClass.TRANSIENT,
+                f"embeddings[{i}] ({etype}) holds NaN or infinite values",
+                request_id=request_id,
+            )
         if expected_dimension is not None and len(vector) != expected_dimension:
             raise BedrockCallError(
                 CODE_DIMENSION_MISMATCH,

@@ -206,6 +206,25 @@ class LimitsConfig:
     max_media_seconds_per_asset: float | None = None
     max_segments_per_asset: int | None = None
     max_bytes_per_asset: int | None = None
+    # Seconds from the run's start after which throttled calls stop waiting: a throttling storm
+    # (or a used-up service quota) is waited out until then, and a segment still throttled at
+    # the deadline is dead-lettered as throttling_exception (transient: the next run retries).
+    run_deadline_s: float = 21600.0
+
+
+@dataclass
+class DecodeConfig:
+    """How each asset is decoded: in a worker process of its decode task, within limits, so that
+    a crash, a memory blow-up or a hang in native decoder code fails that asset alone."""
+
+    # Decode in a separate process per decode task (false: in the task's own process, where a
+    # native crash takes the whole block down; for debugging).
+    isolate: bool = True
+    # One asset's decode may take this long (seconds) before it is stopped (decode_timeout).
+    timeout_s: float = 900.0
+    # One asset's decoder process may use this much memory (MiB) above its start (resident
+    # size, and its data segment as a hard limit) before it is stopped (decode_out_of_memory).
+    memory_limit_mb: int = 4096
 
 
 @dataclass
@@ -226,6 +245,7 @@ class BackfillJobConfig:
     limit: int | None = None
     state: StateConfig = field(default_factory=StateConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     # Delete the points of assets that are in the journal but no longer in the manifest.
     prune: bool = False
     # Embed again the unchanged assets that failed for a permanent reason last time.

@@ -194,6 +194,9 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     fraction = cfg.limits.max_dead_letter_fraction
     if fraction is not None and not 0.0 <= fraction <= 1.0:
         raise ConfigError("limits.max_dead_letter_fraction", f"must be in [0, 1], got {fraction}")
+    _positive("limits.run_deadline_s", cfg.limits.run_deadline_s)
+    _positive("decode.timeout_s", cfg.decode.timeout_s)
+    _positive("decode.memory_limit_mb", cfg.decode.memory_limit_mb)
     validate_limits(cfg.limits)
 
 

@@ -18,6 +18,8 @@ BAD_URI = "bad_uri"  # the uri cannot be interpreted (scheme, bucket)
 FILE_NOT_FOUND = "file_not_found"  # no file or object at the uri
 FILE_UNREADABLE = "file_unreadable"  # the file exists but cannot be read (directory, permissions)
 EMPTY_FILE = "empty_file"  # the file has zero bytes
+SOURCE_ACCESS_DENIED = "source_access_denied"  # S3 refused to read this object (403)
+SOURCE_UNAVAILABLE = "source_unavailable"  # S3 failed to serve this object (5xx) after retries
 
 # -- the decode stage ------------------------------------------------------------------------------
 MODALITY_UNKNOWN = "modality_unknown"  # no decoder for the row's modality
@@ -28,6 +30,9 @@ ASSET_TOO_LONG = "asset_too_long"  # more media seconds than limits.max_media_se
 ASSET_TOO_MANY_SEGMENTS = "asset_too_many_segments"  # over limits.max_segments_per_asset
 DECODE_INTERNAL = "decode_internal"  # the decoder failed unexpectedly (a bug or a library error)
 NO_SEGMENTS = "no_segments"  # decoding (or the async job) produced no segments
+DECODER_CRASHED = "decoder_crashed"  # the decoder's process died (a native crash, a signal)
+DECODE_OUT_OF_MEMORY = "decode_out_of_memory"  # the decoder went over decode.memory_limit_mb
+DECODE_TIMEOUT = "decode_timeout"  # the asset took longer than decode.timeout_s to decode
 
 # images
 IMAGE_UNSUPPORTED = "image_unsupported"  # not an image format that can be read
@@ -65,7 +70,7 @@ SEGMENT_TOO_LARGE = "segment_too_large"  # an encoded video segment is over the 
 # -- the embed stages (embed, embed_service) --------------------------------------------------
 INVALID_REQUEST = "invalid_request"  # the request was refused before the call (names the field)
 DIMENSION_MISMATCH = "dimension_mismatch"  # a vector's dimension is not the one requested
-MALFORMED_RESPONSE = "malformed_response"  # the service's response could not be parsed
+MALFORMED_RESPONSE = "malformed_response"  # the service's 200 response could not be parsed
 CONNECTION_ERROR = "connection_error"  # the connection failed on every attempt
 READ_TIMEOUT = "read_timeout"  # the call timed out on every attempt
 NO_CREDENTIALS = "no_credentials"  # no usable credentials or region (the job stops)
@@ -94,7 +99,7 @@ SERIALIZATION_EXCEPTION = "serialization_exception"  # the service could not rea
 
 # -- the write stage and the ledger ----------------------------------------------------------------
 MISSING_VECTOR = "missing_vector"  # an embedded row reached the store without a vector
-NON_FINITE_VECTOR = "non_finite_vector"  # the vector holds NaN or inf
+NON_FINITE_VECTOR = "non_finite_vector"  # the vector holds NaN or inf (service or store)
 WRITE_REJECTED = "write_rejected"  # the store refused the row without saying why
 INCOMPLETE = "incomplete"  # the asset neither failed nor reached the index with every segment
 
@@ -152,6 +157,11 @@ _KNOWN = frozenset(all_codes().values())
 TRANSIENT: frozenset[str] = frozenset(
     {
         DECODE_INTERNAL,
+        DECODE_TIMEOUT,
+        DECODE_OUT_OF_MEMORY,
+        SOURCE_ACCESS_DENIED,
+        SOURCE_UNAVAILABLE,
+        MALFORMED_RESPONSE,
         CONNECTION_ERROR,
         READ_TIMEOUT,
         SERVICE_ERROR,

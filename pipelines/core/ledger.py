@@ -531,6 +531,14 @@ class RunLedger:
         while rows := cursor.fetchmany(_CHUNK):
             yield from (dict(zip(keys, r, strict=True)) for r in rows)
 
+    def dead_letters_by_code(self) -> dict[str, int]:
+        """Dead-letter rows (failures of dead-lettered assets) by error code."""
+        rows = self.db.execute(
+            "SELECT f.code, COUNT(*) FROM failures f JOIN plan p ON p.asset_id = f.asset_id "
+            "WHERE p.outcome = 'dead_lettered' GROUP BY 1 ORDER BY 1"
+        )
+        return {code: int(n) for code, n in rows}
+
     def totals(self) -> Iterator[dict[str, Any]]:
         """Sums per modality and outcome (the report's figures)."""
         cursor = self.db.execute(

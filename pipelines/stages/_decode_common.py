@@ -31,6 +31,60 @@ SOURCE_CHECK: contextvars.ContextVar[Callable[[str, int], None] | None] = contex
 )
 
 _S3_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+_S3_DENIED = frozenset({"403", "AccessDenied", "Forbidden", "AllAccessDisabled"})
+
+# Consecutive refusals of the same cause (S3 access denied, S3 server errors) after which the
+# run stops as an infrastructure failure instead of dead-lettering every further asset.
+BREAKER_THRESHOLD = 3
+
+
+class SourceBreaker:
+    """A circuit breaker on reading sources, per process: one object S3 refuses is that asset's
+    problem (a dead letter, transient), but ``threshold`` refusals of the same cause in a row,
+    with no successful read between them, mean the storage is down or the job lost access, and
+    the run stops (:class:`InfrastructureError`, exit 3) with the assets not yet read left for
+    the next run."""
+
+    def __init__(self, threshold: int = BREAKER_THRESHOLD) -> None:
+        self.threshold = threshold
+        self.cause: str | None = None
+        self.count = 0
+
+    def success(self) -> None:
+        self.cause, self.count = None, 0
+
+    def failure(self, cause: str, error: RecordError, exc: BaseException) -> RecordError:
+        """``error`` (the asset's dead letter), or InfrastructureError once the breaker trips."""
+        self.count = self.count + 1 if cause == self.cause else 1
+        self.cause = cause
+        if self.count >= self.threshold:
+            count, self.count = self.count, 0
+            raise InfrastructureError(
+                f"S3 refused {count} reads in a row ({cause}; last: {describe(exc)}): the "
+                "storage is down or the job lost access"
+            ) from exc
+        return error
+
+
+BREAKER = SourceBreaker()
+
+
+def _s3_refusal(exc: BaseException, stage: str) -> tuple[str, RecordError] | None:
+    """(cause, dead letter) when S3 answered this object with a refusal or a server error."""
+    response: Any = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return None
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in _S3_DENIED or status == 403:
+        return "access denied", RecordError(
+            stage, codes.SOURCE_ACCESS_DENIED, f"S3 refused the read: {describe(exc)}"
+        )
+    if isinstance(status, int) and status >= 500:
+        return "server errors", RecordError(
+            stage, codes.SOURCE_UNAVAILABLE, f"S3 failed the read: {describe(exc)}"
+        )
+    return None
 
 
 def source_error(exc: BaseException, stage: str = STAGE) -> RecordError | None:
@@ -88,8 +142,10 @@ def local_source(
     """Yield a local path for the asset's ``uri``; raise :class:`RecordError` saying why not.
 
     Covers what every decoder checks first: a missing ``uri``, a source that cannot be opened
-    (:func:`source_error`) and an empty file. Infrastructure failures propagate. ``what`` names
-    the asset in messages ("an image asset").
+    (:func:`source_error`) and an empty file. An object S3 refuses (403) or fails (5xx) is this
+    asset's dead letter, until :data:`BREAKER` sees too many in a row; other storage failures
+    (unreachable after botocore's retries, credentials) stop the run at once. ``what`` names the
+    asset in messages ("an image asset").
     """
     from pipelines.core.io import open_local
 
@@ -102,6 +158,9 @@ def local_source(
             size = os.path.getsize(path)
         except Exception as exc:
             mapped = source_error(exc, stage)
+            refusal = _s3_refusal(exc, stage) if mapped is None else None
+            if refusal is not None:
+                raise BREAKER.failure(refusal[0], refusal[1], exc) from exc
             if mapped is None:
                 # Not this asset's fault (S3 unreachable, access refused): the whole run would
                 # fail the same way, so it stops as an infrastructure failure instead of
@@ -110,6 +169,7 @@ def local_source(
                     f"cannot read {str(uri)!r}: {type(exc).__name__}: {exc}"
                 ) from exc
             raise mapped from exc
+        BREAKER.success()
         if size == 0:
             raise RecordError(stage, codes.EMPTY_FILE, "the file has zero bytes")
         check = SOURCE_CHECK.get()

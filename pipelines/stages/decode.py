@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.config.schema import EmbeddingConfig, LimitsConfig, SegmentationConfig
+from pipelines.config.schema import DecodeConfig, EmbeddingConfig, LimitsConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import InfrastructureError, RecordError
 from pipelines.core.rows import (
@@ -222,6 +222,8 @@ def _decoded(
             yield row
     except InfrastructureError:
         raise  # the source's storage failed: the run stops cleanly, nothing is dead-lettered
+    except MemoryError:
+        raise  # the decoder process reports decode_out_of_memory (pipelines/stages/decode_isolated)
     except Exception as exc:  # a decoder bug must not stop the corpus
         log.exception("decoder failed on asset %s", asset.get("asset_id"))
         error = RecordError(
@@ -267,6 +269,7 @@ class DecodeStage(Stage):
         modalities: Registry | None = None,
         accepts: Collection[str] | None = None,
         limits: AssetLimits | None = None,
+        decode: DecodeConfig | None = None,
     ) -> None:
         # The driver's registry travels with the stage (modalities registered at run time too).
         self.modalities = modalities or current()
@@ -280,6 +283,41 @@ class DecodeStage(Stage):
         self.resources = resources or Resources(num_cpus=0.75, batch_size=1)
         self.max_rows_per_output = max_rows_per_output
         self.max_bytes_per_output = max_bytes_per_output
+        # Each asset is decoded in a worker process of the task (pipelines/stages/
+        # decode_isolated.py): a crash, a memory blow-up or a hang fails that asset alone.
+        self.decode = decode or DecodeConfig()
+        self._setup: bytes | None = None
+        if self.decode.isolate:
+            from ray import cloudpickle
+
+            # Pickled here, once: modalities registered at run time travel by value, and every
+            # task of a Ray worker finds the same decoder process for the same bytes.
+            self._setup = cloudpickle.dumps(
+                (
+                    self.seg,
+                    self.emb,
+                    self.s3_endpoint_url,
+                    self.modalities,
+                    self.accepts,
+                    self.limits,
+                )
+            )
+
+    def _decoded(self, asset: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        if self._setup is None:
+            return decode_asset(
+                asset,
+                self.seg,
+                self.emb,
+                self.s3_endpoint_url,
+                self.modalities,
+                self.accepts,
+                self.limits,
+            )
+        from pipelines.stages.decode_isolated import decoder_process
+
+        worker = decoder_process(self._setup, self.decode.timeout_s, self.decode.memory_limit_mb)
+        return worker.decode(asset)
 
     def process(self, batch: pa.Table) -> Iterator[pa.Table]:
         # Output tables are cut by size: big enough that per-block overhead stays small, small
@@ -288,15 +326,7 @@ class DecodeStage(Stage):
         pending: list[dict[str, Any]] = []
         pending_bytes = 0
         for asset in batch.to_pylist():
-            for row in decode_asset(
-                asset,
-                self.seg,
-                self.emb,
-                self.s3_endpoint_url,
-                self.modalities,
-                self.accepts,
-                self.limits,
-            ):
+            for row in self._decoded(asset):
                 pending.append(row)
                 pending_bytes += len(row.get("input_bytes") or b"")
                 pending_bytes += len(row.get("input_text") or "")

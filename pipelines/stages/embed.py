@@ -10,8 +10,12 @@ project's retry helper (:func:`pipelines.core.retry.retry_call`) with hooks befo
 
 Outcomes per segment:
 - success: one row per returned embedding (two for ``AUDIO_VIDEO_SEPARATE``);
-- permanent error, or retries exhausted: a dead-letter row (stage ``embed``, the error's
-  snake_case code, :mod:`pipelines.core.codes`);
+- throttled (``ThrottlingException``, ``ServiceQuotaExceededException``): wait and try again,
+  paced by the budget, until the run's deadline (``limits.run_deadline_s``); never dead-lettered
+  because a number of attempts ran out;
+- permanent error, or retries exhausted (transient errors, malformed answers: a few tries, see
+  :data:`pipelines.bedrock.errors.RETRY_BOUNDS`), or still throttled at the deadline: a
+  dead-letter row (stage ``embed``, the error's snake_case code, :mod:`pipelines.core.codes`);
 - fatal error (credentials, access): :class:`~pipelines.core.errors.InfrastructureError`, the job
   stops, since every other request would fail the same way.
 """
@@ -81,6 +85,7 @@ class EmbedStage(Stage):
         max_calls: int | None = None,
         max_usd: float | None = None,
         prices: PricesConfig | None = None,
+        run_deadline: float | None = None,
     ) -> None:
         # How each modality's segments become requests travels with the stage to its actors.
         self.modalities = modalities or current()
@@ -92,6 +97,9 @@ class EmbedStage(Stage):
         self.embedding = embedding
         self.budget_name = budget_name
         self.max_in_flight = max_in_flight
+        # Wall-clock time (time.time()) until which throttled calls wait; None: throttles count
+        # against bedrock.max_attempts like other transient errors.
+        self.run_deadline = run_deadline
         # One batch per call holds as many segments as the actor has threads.
         self.resources = resources or Resources(
             num_cpus=0.25, concurrency=2, actor=True, calls_per_actor=2, batch_size=max_in_flight
@@ -218,10 +226,11 @@ class EmbedStage(Stage):
 
         try:
             request = request_from_segment(row, self.embedding, modalities=self.modalities)
+            waits = self.run_deadline is not None
             result = retry_call(
                 lambda: self.client.embed(request),
-                BedrockRetryRule(self.bedrock.max_attempts - 1),
-                retry_policy(self.bedrock),
+                BedrockRetryRule(self.bedrock.max_attempts - 1, wait_throttled=waits),
+                retry_policy(self.bedrock, self.run_deadline),
                 before_attempt=before_attempt,
                 on_failure=on_failure,
                 rng=self._rng,
@@ -230,7 +239,14 @@ class EmbedStage(Stage):
             return [segment_failure(base, exc, calls, throttles)]
         except BedrockCallError as exc:
             raise_if_fatal(exc)
-            message = f"gave up after {calls} attempts: {exc.message}" if exhausted else None
+            message = None
+            if exhausted and is_throttle(exc):
+                message = (
+                    f"still throttled at the run deadline (limits.run_deadline_s) after {calls} "
+                    f"attempts: {exc.message}"
+                )
+            elif exhausted or calls > 1:
+                message = f"gave up after {calls} attempts: {exc.message}"
             return [segment_failure(base, exc.record_error("embed", message), calls, throttles)]
         correction = 0.0
         if modality is not None and usage is not None and result.input_tokens:

@@ -119,6 +119,7 @@ class ServiceSegmentEmbedder:
         guard: Any | None = None,
         account: str | None = None,
         prices: PricesConfig | None = None,
+        run_deadline: float | None = None,
     ) -> None:
         # The configuration was checked before any work (pipelines/config/validate.py).
         self.modalities = modalities or current()
@@ -134,6 +135,9 @@ class ServiceSegmentEmbedder:
         self._s3 = s3
         self._sleep = sleep
         self._rng = random.Random()
+        # Until when a throttled start (too many async jobs at once: ServiceQuotaExceeded)
+        # waits; None: throttles count against bedrock.max_attempts.
+        self.run_deadline = run_deadline
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -358,7 +362,8 @@ class ServiceSegmentEmbedder:
         counters: _Counters,
     ) -> str:
         """Start the job, retrying THROTTLED / TRANSIENT failures (the same token makes a retried
-        start idempotent)."""
+        start idempotent); a throttled start (the concurrent-job quota) waits until the run's
+        deadline."""
 
         def before_attempt(attempt: int) -> None:
             self._pace_start()
@@ -373,8 +378,10 @@ class ServiceSegmentEmbedder:
 
         arn: str = retry_call(
             lambda: jobs.start_segmented(request, output_uri, client_request_token=token),
-            BedrockRetryRule(self.bedrock.max_attempts - 1),
-            retry_policy(self.bedrock),
+            BedrockRetryRule(
+                self.bedrock.max_attempts - 1, wait_throttled=self.run_deadline is not None
+            ),
+            retry_policy(self.bedrock, self.run_deadline),
             before_attempt=before_attempt,
             on_failure=on_failure,
             sleep=self._sleep,
@@ -495,6 +502,7 @@ class ServiceEmbedStage(Stage):
         max_calls: int | None = None,
         max_usd: float | None = None,
         prices: PricesConfig | None = None,
+        run_deadline: float | None = None,
     ) -> None:
         from pipelines.stages.embed import guard_for
 
@@ -512,6 +520,7 @@ class ServiceEmbedStage(Stage):
             guard=self.guard,
             account=account,
             prices=prices,
+            run_deadline=run_deadline,
         )
         # One asset per call; each actor waits on several async jobs at once.
         self.resources = resources or Resources(

@@ -31,7 +31,7 @@ def client(bedrock_runtime: Any) -> NovaEmbeddingsClient:
         ("ModelErrorException", 424, ErrorClass.TRANSIENT),
         ("InternalServerException", 500, ErrorClass.TRANSIENT),
         ("ServiceUnavailableException", 503, ErrorClass.TRANSIENT),
-        ("ServiceQuotaExceededException", 400, ErrorClass.PERMANENT),
+        ("ServiceQuotaExceededException", 400, ErrorClass.THROTTLED),
         ("ResourceNotFoundException", 404, ErrorClass.PERMANENT),
         ("AccessDeniedException", 403, ErrorClass.FATAL),
     ],
@@ -95,7 +95,7 @@ def test_embed_with_retry_recovers_from_scripted_faults(
 
 
 def test_embed_with_retry_stops_on_permanent(client: NovaEmbeddingsClient, emulator: Any) -> None:
-    emulator.emulator.script(["ThrottlingException", "ServiceQuotaExceededException"])
+    emulator.emulator.script(["ThrottlingException", "ValidationException"])
     with pytest.raises(BedrockCallError) as info:
         client.embed_with_retry(REQ, 5, base_backoff_s=0.01, max_backoff_s=0.02)
-    assert info.value.code == "ServiceQuotaExceededException"
+    assert info.value.code == "ValidationException"

@@ -32,7 +32,17 @@ DROPPED_CONNECTION = "DroppedConnection"
 MALFORMED_BODY = "MalformedBody"
 # StartAsyncInvoke accepts the job, which then ends Failed (a no-op for InvokeModel).
 ASYNC_JOB_FAILURE = "AsyncJobFailure"
-TRANSPORT_FAULTS = (DROPPED_CONNECTION, MALFORMED_BODY, ASYNC_JOB_FAILURE)
+# InvokeModel answers 200 with well-formed JSON whose vectors are wrong: one value short of the
+# requested dimension, or holding NaN (as JSON's non-standard NaN, which Python's json reads).
+WRONG_DIMENSION = "WrongDimension"
+NAN_VECTOR = "NanVector"
+TRANSPORT_FAULTS = (
+    DROPPED_CONNECTION,
+    MALFORMED_BODY,
+    ASYNC_JOB_FAILURE,
+    WRONG_DIMENSION,
+    NAN_VECTOR,
+)
 # Everything the fault injector accepts (rates and scripts).
 FAULT_CODES: tuple[str, ...] = (
     *(c for c in ERROR_STATUS if c not in ("ValidationException", "ConflictException")),

@@ -25,6 +25,8 @@ from nova_devkit.emulator.errors import (
     DROPPED_CONNECTION,
     ERROR_STATUS,
     MALFORMED_BODY,
+    NAN_VECTOR,
+    WRONG_DIMENSION,
     ApiError,
     injected,
     validation,
@@ -63,6 +65,18 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], emulator: EmulatorServer) -> None:
         self.emulator = emulator
         super().__init__(addr, RequestHandler)
+
+
+def _spoil_vectors(payload: bytes, how: str) -> bytes:
+    """An InvokeModel answer whose vectors are wrong in the way ``how`` names."""
+    doc = json.loads(payload)
+    for item in doc.get("embeddings", []):
+        vec = item["embedding"]
+        if how == WRONG_DIMENSION:
+            item["embedding"] = vec[:-1]
+        else:
+            vec[0] = float("nan")
+    return json.dumps(doc).encode()
 
 
 class _Dropped(Exception):
@@ -246,6 +260,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         if op == "InvokeModel":
             assert ident is not None
             payload, headers = self._invoke(emu, ident, body, rec)
+            if outcome.code in (WRONG_DIMENSION, NAN_VECTOR):
+                payload = _spoil_vectors(payload, outcome.code)
         elif op == "StartAsyncInvoke":
             if not isinstance(body, dict):
                 raise validation("Malformed request: body is not a JSON object")
