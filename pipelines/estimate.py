@@ -27,6 +27,7 @@ from typing import Any
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.console import Console
+from pipelines.core.errors import ConfigError
 from pipelines.core.journal import Journal
 from pipelines.core.runner import Pipeline, run_pipeline
 from pipelines.core.stage import Resources
@@ -59,10 +60,18 @@ def run_estimate(cfg: BackfillJobConfig) -> EstimateResult:
             journal.close()
     figures: dict[str, Any] = {}
     if not cfg.plan_only and plan.todo_rows:
-        from pipelines.core.credentials import apply_to_environment, resolve_credentials
+        from pipelines.core.credentials import (
+            CredentialsPlan,
+            apply_to_environment,
+            resolve_credentials,
+        )
 
-        # Decoders read s3:// inputs: the same credentials as a backfill (no Bedrock call).
-        credentials = resolve_credentials(cfg.bedrock)
+        # Decoders read s3:// inputs with the backfill's credentials; an estimate calls no
+        # Bedrock, so none are required (an s3:// input without them fails as it would).
+        try:
+            credentials = resolve_credentials(cfg.bedrock)
+        except ConfigError:
+            credentials = CredentialsPlan()
         if credentials.dummy:
             apply_to_environment(credentials)
         pipeline = estimate_pipeline(cfg, plan)
@@ -102,7 +111,7 @@ def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
         limits=AssetLimits.of(cfg.limits),
-        resources=Resources.of(res.decode, batch_size=1),
+        resources=Resources.of(res.decode, batch_size=None),
     )
     dry = DryEmbedStage(cfg.embedding, resources=Resources(num_cpus=res.decode.num_cpus))
     return Pipeline("estimate", plan.source(), [decode, dry])

@@ -221,29 +221,18 @@ class RunLedger:
     def leaders(self, candidates: Sequence[tuple[str, str, str]]) -> dict[str, str]:
         """For ``(asset_id, modality, content_version)`` rows to embed, the rows whose content an
         earlier row of the run has: asset id -> that earlier row's asset id."""
-        if not candidates:
-            return {}
-        with self._tx():
-            self.db.executemany(
-                "INSERT OR IGNORE INTO leaders (asset_id, modality, content_version) "
-                "VALUES (?, ?, ?)",
-                candidates,
-            )
         out: dict[str, str] = {}
-        for chunk in _chunks(candidates, 300):
-            marks = ",".join("(?, ?)" for _ in chunk)
-            params = [v for _, m, c in chunk for v in (m, c)]
-            held = {
-                (m, c): a
-                for m, c, a in self.db.execute(
-                    "SELECT modality, content_version, asset_id FROM leaders "
-                    f"WHERE (modality, content_version) IN (VALUES {marks})",
-                    params,
-                )
-            }
-            for asset_id, modality, version in chunk:
-                leader = held.get((modality, version))
-                if leader is not None and leader != asset_id:
+        insert = (
+            "INSERT OR IGNORE INTO leaders (modality, content_version, asset_id) VALUES (?, ?, ?)"
+        )
+        find = "SELECT asset_id FROM leaders WHERE modality = ? AND content_version = ?"
+        with self._tx():
+            for asset_id, modality, version in candidates:
+                # One primary-key probe a row: new content leads, known content follows.
+                if self.db.execute(insert, (modality, version, asset_id)).rowcount:
+                    continue
+                leader = self.db.execute(find, (modality, version)).fetchone()[0]
+                if leader != asset_id:
                     out[asset_id] = leader
         return out
 

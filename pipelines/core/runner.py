@@ -265,8 +265,27 @@ def apply_stage(ds: Any, stage: Stage, worker_env: Mapping[str, str] | None = No
             **common,
         )
     if r.rows_per_block:
-        # Fused into the map by Ray Data (no extra task): its output blocks are cut by rows.
-        out = out.repartition(target_num_rows_per_block=r.rows_per_block)
+        # Its output blocks cut by rows, in the same task (fused into the map).
+        out = _fused_repartition(out, r.rows_per_block)
+    return out
+
+
+def _fused_repartition(ds: Any, rows: int) -> Any:
+    """``ds.repartition(target_num_rows_per_block=rows)`` fused into the map before it.
+
+    Ray Data (2.5x-2.6x) fuses a map and a non-strict repartition only when their remote
+    arguments match, and a repartition gets none: left alone it runs as a task of its own asking
+    for a whole CPU, which on a small machine can wait behind the stage's actors forever. Giving
+    it the map's arguments (CPUs, runtime environment) lets the optimizer fuse the two, so the
+    cut costs no task at all. If Ray's plan no longer has that shape, the plain repartition is
+    kept.
+    """
+    out = ds.repartition(target_num_rows_per_block=rows)
+    dag = getattr(getattr(out, "_logical_plan", None), "dag", None)
+    ups = getattr(dag, "input_dependencies", None) or []
+    args = getattr(dag, "ray_remote_args", None)
+    if isinstance(args, dict) and len(ups) == 1 and isinstance(ups[0].ray_remote_args, dict):
+        args.update(ups[0].ray_remote_args)
     return out
 
 
@@ -402,11 +421,19 @@ def run_pipeline(
         for window in pipeline.source.windows(cluster_cpus()):
             ds, driver = build(pipeline, window, stage_env)
             log.debug("pipeline %s: %s", pipeline.name, pipeline.describe())
-            for batch in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
-                for stage in driver:
-                    out = list(_outputs(stage, batch))
-                    batch = pa.concat_tables(out) if out else stage.gives.empty()
-                on_batch(batch)
+            batches = ds.iter_batches(batch_size=batch_size, batch_format="pyarrow")
+            try:
+                for batch in batches:
+                    for stage in driver:
+                        out = list(_outputs(stage, batch))
+                        batch = pa.concat_tables(out) if out else stage.gives.empty()
+                    on_batch(batch)
+            finally:
+                # Stops the execution now (its actors and tasks) when the run stops early, not
+                # when the iterator is collected: a stopped run leaves nothing holding CPUs.
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()
     finally:
         for stage in driver_stages:
             stage.teardown()
