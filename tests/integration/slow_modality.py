@@ -1,6 +1,7 @@
-"""A modality whose decoder takes its time (0.2 s a segment): decode tasks stay busy while the
-calls go on, so a test can kill one in the middle of a run. Registered by the job's own process
-(see test_kill_resume.py)."""
+"""A modality whose decoder takes its time (0.5 s a segment: two decode tasks make segments a
+little slower than the test's quota lets the calls go), so decode tasks stay busy while the calls
+go on and a test can kill one in the middle of a run. Registered by the job's own process (see
+test_kill_resume.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pipelines.core.rows import segment_row
 from pipelines.modalities import Modality
 from pipelines.modalities.base import FingerprintFields, text_request
 
-SECONDS_PER_SEGMENT = 0.2
+SECONDS_PER_SEGMENT = 0.5
 
 
 class SlowText(Modality):
