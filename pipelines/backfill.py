@@ -32,6 +32,7 @@ from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
 from pipelines.core.errors import InfrastructureError
 from pipelines.core.incremental import check_fingerprints, content_versions, diff, entries_of
+from pipelines.core.io import InputPolicy
 from pipelines.core.journal import Journal
 from pipelines.core.ledger import AssetLedger, Progress
 from pipelines.core.report import build_report, write_report
@@ -201,7 +202,7 @@ def plan_backfill(
     modality = manifest.column("modality").to_pylist()
     keep = [i for i, m in enumerate(modality) if m in wanted]
     todo = manifest.take(pa.array(keep, type=pa.int64())) if keep else manifest.slice(0, 0)
-    todo = content_versions(todo, cfg.bedrock.s3_endpoint_url)
+    todo = content_versions(todo, cfg.bedrock.s3_endpoint_url, InputPolicy.for_job(cfg))
     ids, versions_col = todo.column("asset_id"), todo.column("content_version")
     versions = dict(zip(ids.to_pylist(), versions_col.to_pylist(), strict=True))
     ledger = AssetLedger()
@@ -339,6 +340,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
             resources=Resources.of(
                 res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
             ),
+            inputs=InputPolicy.for_job(cfg),
         )
         return Pipeline("backfill-service", source, [embed_assets, write])
 
@@ -350,6 +352,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         cfg.embedding,
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
+        inputs=InputPolicy.for_job(cfg),
         # Blocks of one embed batch: every embed task is short, so both actors stay busy on small
         # assets, and acknowledgements reach the driver (the journal, the console) as the run goes:
         # a killed run loses at most the batches in flight.

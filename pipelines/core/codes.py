@@ -18,6 +18,7 @@ BAD_URI = "bad_uri"  # the uri cannot be interpreted (scheme, bucket)
 FILE_NOT_FOUND = "file_not_found"  # no file or object at the uri
 FILE_UNREADABLE = "file_unreadable"  # the file exists but cannot be read (directory, permissions)
 EMPTY_FILE = "empty_file"  # the file has zero bytes
+INPUT_OUTSIDE_ROOTS = "input_outside_roots"  # outside inputs.allowed_roots / allowed_s3_prefixes
 
 # -- the decode stage ------------------------------------------------------------------------------
 MODALITY_UNKNOWN = "modality_unknown"  # no decoder for the row's modality
@@ -146,6 +147,8 @@ _KNOWN = frozenset(all_codes().values())
 # its content changes or ``retry_dead_letters=true``.
 TRANSIENT: frozenset[str] = frozenset(
     {
+        # A verdict on the configuration, not the content: a run with wider roots reads it.
+        INPUT_OUTSIDE_ROOTS,
         DECODE_INTERNAL,
         CONNECTION_ERROR,
         READ_TIMEOUT,

@@ -21,6 +21,7 @@ import pyarrow as pa
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import InfrastructureError, RecordError
+from pipelines.core.io import InputPolicy, InputRefused
 from pipelines.core.rows import ASSET, ASSET_COLUMNS, SEGMENT, dead_letter_row, require_columns
 from pipelines.core.stage import Resources, Stage
 from pipelines.modalities import Registry, current
@@ -36,6 +37,7 @@ def decode_asset(
     s3_endpoint_url: str | None = None,
     modalities: Registry | None = None,
     accepts: Collection[str] | None = None,
+    inputs: InputPolicy | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the segment rows of one asset (dead-letter rows for what cannot be decoded).
 
@@ -43,8 +45,30 @@ def decode_asset(
     as another modality's input (:meth:`~pipelines.modalities.Modality.embedded_as`: a video
     file that holds only audio) dead-letters the asset, with the code the modality gives, when
     the use case does not take that modality.
+
+    ``inputs``: where the job may read (None: anywhere). Checked here, once for every modality,
+    before the decoder sees the row: a refused ``uri`` is dead-lettered ``input_outside_roots``
+    and never opened; an allowed one reaches the decoder as the path the check resolved (a
+    relative path joined to the manifest's folder), and the rows keep the manifest's ``uri``.
     """
     require_columns(asset, ASSET_COLUMNS, "decode")
+    uri = asset.get("uri")
+    if inputs is not None and uri:
+        try:
+            located = inputs.check(str(uri))
+        except InputRefused as exc:
+            yield dead_letter_row(asset, RecordError("decode", codes.INPUT_OUTSIDE_ROOTS, str(exc)))
+            return
+        except ValueError as exc:  # an s3:// URI without a bucket, a NUL in a path
+            yield dead_letter_row(asset, RecordError("decode", codes.BAD_URI, str(exc)))
+            return
+        if located != uri:
+            for row in decode_asset(
+                {**asset, "uri": located}, seg, emb, s3_endpoint_url, modalities, accepts
+            ):
+                row["uri"] = uri
+                yield row
+            return
     modality = (modalities or current()).get(str(asset["modality"]))
     if modality is None:
         error = RecordError(
@@ -117,7 +141,10 @@ class DecodeStage(Stage):
         max_bytes_per_output: int = 8 * 1024 * 1024,
         modalities: Registry | None = None,
         accepts: Collection[str] | None = None,
+        inputs: InputPolicy | None = None,
     ) -> None:
+        # Where the job may read (pipelines.core.io.InputPolicy); None: anywhere.
+        self.inputs = inputs
         # The driver's registry travels with the stage (modalities registered at run time too).
         self.modalities = modalities or current()
         # The use case's modalities (None: any); see decode_asset.
@@ -138,7 +165,13 @@ class DecodeStage(Stage):
         pending_bytes = 0
         for asset in batch.to_pylist():
             for row in decode_asset(
-                asset, self.seg, self.emb, self.s3_endpoint_url, self.modalities, self.accepts
+                asset,
+                self.seg,
+                self.emb,
+                self.s3_endpoint_url,
+                self.modalities,
+                self.accepts,
+                self.inputs,
             ):
                 pending.append(row)
                 pending_bytes += len(row.get("input_bytes") or b"")
