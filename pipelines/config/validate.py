@@ -116,14 +116,9 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
         url = getattr(cfg, key)
         if url is not None and not url.startswith(("http://", "https://")):
             raise ConfigError(f"bedrock.{key}", f"must be an http(s) URL, got {url!r}")
-        if _in_clear_to_another_host(url) and not cfg.allow_insecure_endpoint:
-            # Only loopback endpoints get dummy credentials, so any other host gets real ones.
-            raise ConfigError(
-                f"bedrock.{key}",
-                f"{url} is http:// to a host that is not this machine: the AWS session token and "
-                "every input would travel in clear; use https://, or set "
-                "bedrock.allow_insecure_endpoint=true if that network is trusted",
-            )
+        check_endpoint_transport(
+            f"bedrock.{key}", url, "bedrock.allow_insecure_endpoint", cfg.allow_insecure_endpoint
+        )
     _positive("bedrock.quota.requests_per_minute", cfg.quota.requests_per_minute)
     _positive("bedrock.quota.tokens_per_minute", cfg.quota.tokens_per_minute)
     if cfg.max_attempts < 1:
@@ -145,6 +140,19 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
 
 def _in_clear_to_another_host(url: str | None) -> bool:
     return bool(url) and str(url).lower().startswith("http://") and not is_loopback_url(url)
+
+
+def check_endpoint_transport(key: str, url: str | None, allow_key: str, allowed: bool) -> None:
+    """Refuse an AWS endpoint ``url`` over ``http://`` to a host that is not this machine unless
+    ``allowed`` (the setting ``allow_key``). Only loopback endpoints get dummy credentials, so any
+    other host would get real ones, session tokens included, and every input, in clear."""
+    if _in_clear_to_another_host(url) and not allowed:
+        raise ConfigError(
+            key,
+            f"{url} is http:// to a host that is not this machine: the AWS session token and "
+            f"every input would travel in clear; use https://, or set {allow_key}=true if that "
+            "network is trusted",
+        )
 
 
 def check_qdrant_transport(cfg: QdrantConfig, environ: Mapping[str, str] | None = None) -> None:

@@ -82,6 +82,28 @@ def test_secrets_in_clear_to_another_host_fail_before_work_naming_the_key(
     assert _leaks((proc.stdout + proc.stderr).encode()) == []
 
 
+def test_the_manifest_job_refuses_s3_in_clear_to_another_host(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.manifest",
+            "source=s3://corpus/data",
+            "s3_endpoint_url=http://s3.example.com:9000",
+            f"out={tmp_path / 'm.parquet'}",
+        ],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "error: s3_endpoint_url: http://s3.example.com:9000 is http://" in proc.stderr
+    assert "allow_insecure_endpoint=true" in proc.stderr
+    assert _leaks((proc.stdout + proc.stderr).encode()) == []
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
