@@ -30,6 +30,7 @@ from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
 from pipelines.core.errors import ConfigError, InfrastructureError, SpendingLimitReached
 from pipelines.core.incremental import entries_of
+from pipelines.core.io import InputPolicy
 from pipelines.core.journal import Journal
 from pipelines.core.ledger import Progress, RunLedger, Settled
 from pipelines.core.report import build_report, write_report
@@ -251,6 +252,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
                 res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
             ),
             run_deadline=run_deadline,
+            inputs=InputPolicy.for_job(cfg),
         )
         return Pipeline("backfill-service", source, [embed_assets, write])
 
@@ -264,6 +266,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         accepts=cfg.usecase.modalities,
         limits=AssetLimits.of(cfg.limits),
         decode=cfg.decode,
+        inputs=InputPolicy.for_job(cfg),
         # Blocks of one embed batch: every embed task is short, so both actors stay busy on small
         # assets, and acknowledgements reach the driver (the journal, the console) as the run goes:
         # a killed run loses at most the batches in flight.

@@ -101,6 +101,7 @@ def run_estimate(cfg: BackfillJobConfig) -> EstimateResult:
 
 def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
     """The backfill's decode stage, then a dry embed: the real run's segments, no calls."""
+    from pipelines.core.io import InputPolicy
     from pipelines.stages.decode import AssetLimits, DecodeStage
     from pipelines.stages.dry_embed import DryEmbedStage
 
@@ -111,6 +112,8 @@ def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
         limits=AssetLimits.of(cfg.limits),
+        decode=cfg.decode,
+        inputs=InputPolicy.for_job(cfg),
         resources=Resources.of(res.decode, batch_size=None),
     )
     dry = DryEmbedStage(cfg.embedding, resources=Resources(num_cpus=res.decode.num_cpus))

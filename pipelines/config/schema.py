@@ -99,6 +99,9 @@ class BedrockConfig:
     async_poll_min_s: float = 0.5
     async_poll_max_s: float = 15.0
     async_timeout_s: float = 3600.0
+    # http:// to an endpoint that is not on this machine sends session tokens and every input in
+    # clear; refused unless this is set (see docs/reliability.md).
+    allow_insecure_endpoint: bool = False
 
 
 @dataclass
@@ -115,6 +118,9 @@ class QdrantConfig:
     on_disk_payload: bool = False
     # Defer HNSW indexing during big loads on a server (indexing_threshold=0, restored after).
     defer_indexing: bool = True
+    # With QDRANT_API_KEY set, an http:// url that is not on this machine is refused (the key
+    # would travel in clear) unless this is set.
+    allow_insecure_api_key: bool = False
 
 
 @dataclass
@@ -228,6 +234,18 @@ class DecodeConfig:
 
 
 @dataclass
+class InputsConfig:
+    """Where a job may read its inputs (see ``docs/reliability.md``)."""
+
+    # Folders local files must lie under, after symlinks and ``..`` are resolved (relative
+    # entries from the current folder). Empty: the manifest's own folder (none for a manifest on
+    # S3). Relative uris in the manifest are always taken from the manifest's folder.
+    allowed_roots: list[str] = field(default_factory=list)
+    # s3://bucket[/prefix] entries s3:// uris must fall in. Empty: any object the job can read.
+    allowed_s3_prefixes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class BackfillJobConfig:
     """``python -m jobs.backfill``: the whole job's configuration."""
 
@@ -241,6 +259,7 @@ class BackfillJobConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     prices: PricesConfig = field(default_factory=PricesConfig)
+    inputs: InputsConfig = field(default_factory=InputsConfig)
     # Stop early for smoke runs: at most this many manifest rows (None = all).
     limit: int | None = None
     state: StateConfig = field(default_factory=StateConfig)

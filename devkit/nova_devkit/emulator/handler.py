@@ -105,7 +105,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _read_body(self, limit: int | None) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._declared_length()
         if limit is not None and length > limit:
             # Drain the body so the client reads our answer instead of a reset connection.
             remaining = length
@@ -173,7 +173,42 @@ class RequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def _declared_length(self) -> int:
+        """The body's declared length (``_admit`` has checked it)."""
+        return int(self.headers.get("Content-Length") or 0)
+
+    def _admit(self) -> bool:
+        """Refuse, without reading it, a body declared longer than ``max_request_bytes`` (413)
+        or a length that is not a number (400); the connection is closed after the answer."""
+        raw = self.headers.get("Content-Length")
+        limit = self.server.emulator.cfg.max_request_bytes
+        if self.headers.get("Transfer-Encoding"):
+            status, message = 411, "chunked request bodies are not accepted: send Content-Length"
+        elif raw is not None and not raw.strip().isdigit():
+            status, message = 400, f"bad Content-Length {raw!r}"
+        elif raw is not None and int(raw) > limit:
+            status, message = (
+                413,
+                (
+                    f"request body of {int(raw)} bytes is over the {limit}-byte limit "
+                    "(emulator.max_request_bytes)"
+                ),
+            )
+        else:
+            return True
+        self.close_connection = True
+        body = json.dumps({"message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        return False
+
     def _dispatch(self, method: str) -> None:
+        if not self._admit():
+            return
         parts = urlsplit(self.path)
         segs = [s for s in parts.path.split("/") if s]
         if segs and segs[0] == "_emulator":
