@@ -189,9 +189,8 @@ def _plan_rows(
     copies_out: _Writer,
 ) -> None:
     """Decide the manifest's rows, batch by batch (see :func:`plan_backfill`)."""
-    from pipelines.core.manifest import iter_manifest
-
     from pipelines.core.io import InputPolicy
+    from pipelines.core.manifest import iter_manifest
 
     assert cfg.manifest is not None
     collection, fingerprints = plan.collection, plan.fingerprints
