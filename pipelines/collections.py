@@ -263,4 +263,3 @@ def record_if_missing(cfg: BackfillJobConfig) -> None:
             store.set_metadata(record_of(cfg, pointing[0] if pointing else None).to_meta())
     finally:
         store.close()
-

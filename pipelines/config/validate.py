@@ -214,7 +214,9 @@ def validate_migrate(cfg: MigrateJobConfig) -> None:
             f"got {cfg.matryoshka.sample_size}",
         )
     if not 0.0 < cfg.matryoshka.tolerance < 1.0:
-        raise ConfigError("matryoshka.tolerance", f"must be in (0, 1), got {cfg.matryoshka.tolerance}")
+        raise ConfigError(
+            "matryoshka.tolerance", f"must be in (0, 1), got {cfg.matryoshka.tolerance}"
+        )
     val = cfg.validation
     if val.sample_queries < 0:
         raise ConfigError("validation.sample_queries", f"must be >= 0, got {val.sample_queries}")

@@ -129,7 +129,9 @@ class QdrantReadSide:
             if offset is None:
                 return
 
-    def search(self, vector: Sequence[float], limit: int = 10) -> list[tuple[float, dict[str, Any]]]:
+    def search(
+        self, vector: Sequence[float], limit: int = 10
+    ) -> list[tuple[float, dict[str, Any]]]:
         """The ``limit`` nearest points to ``vector`` (cosine): (score, payload), best first."""
         res = self._call(
             "query_points",
@@ -140,6 +142,24 @@ class QdrantReadSide:
             with_payload=True,
         )
         return [(float(p.score), dict(p.payload or {})) for p in res.points]
+
+    def vectors_of(self, point_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored vectors of these points (absent ones left out)."""
+        out: dict[str, list[float]] = {}
+        ids = list(point_ids)
+        for start in range(0, len(ids), ID_CHUNK):
+            records = self._call(
+                "retrieve",
+                self.client.retrieve,
+                collection_name=self.collection,
+                ids=ids[start : start + ID_CHUNK],
+                with_payload=False,
+                with_vectors=True,
+            )
+            for r in records:
+                if isinstance(r.vector, list):
+                    out[str(r.id)] = list(r.vector)
+        return out
 
     # ---- collections -----------------------------------------------------------------------
 

@@ -32,7 +32,10 @@ DROPPED_CONNECTION = "DroppedConnection"
 MALFORMED_BODY = "MalformedBody"
 # StartAsyncInvoke accepts the job, which then ends Failed (a no-op for InvokeModel).
 ASYNC_JOB_FAILURE = "AsyncJobFailure"
-TRANSPORT_FAULTS = (DROPPED_CONNECTION, MALFORMED_BODY, ASYNC_JOB_FAILURE)
+# InvokeModel answers normally, with vectors of another seed: valid, deterministic, normalised,
+# and unrelated to what the same input gets otherwise (a model that disagrees).
+OTHER_VECTORS = "OtherVectors"
+TRANSPORT_FAULTS = (DROPPED_CONNECTION, MALFORMED_BODY, ASYNC_JOB_FAILURE, OTHER_VECTORS)
 # Everything the fault injector accepts (rates and scripts).
 FAULT_CODES: tuple[str, ...] = (
     *(c for c in ERROR_STATUS if c not in ("ValidationException", "ConflictException")),

@@ -25,6 +25,7 @@ from nova_devkit.emulator.errors import (
     DROPPED_CONNECTION,
     ERROR_STATUS,
     MALFORMED_BODY,
+    OTHER_VECTORS,
     ApiError,
     injected,
     validation,
@@ -245,7 +246,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
         if op == "InvokeModel":
             assert ident is not None
-            payload, headers = self._invoke(emu, ident, body, rec)
+            payload, headers = self._invoke(emu, ident, body, rec, outcome.code == OTHER_VECTORS)
         elif op == "StartAsyncInvoke":
             if not isinstance(body, dict):
                 raise validation("Malformed request: body is not a JSON object")
@@ -268,7 +269,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._send(200, payload, rid, headers=headers)
 
     def _invoke(
-        self, emu: EmulatorServer, model_id: str, body: Any, rec: RequestRecord
+        self, emu: EmulatorServer, model_id: str, body: Any, rec: RequestRecord, other: bool
     ) -> tuple[bytes, dict[str, str]]:
         emu.resolve_model(model_id)
         emu.quotas.take_request()
@@ -279,7 +280,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         prepared = emu.engine.prepare(req)
         rec.tokens = prepared.tokens
         emu.quotas.take_tokens(prepared.tokens)
-        embeddings = emu.engine.embed(prepared)
+        embeddings = emu.engine.embed(prepared, other=other)
         delay = emu.latency_s(req.kind)
         if delay > 0:
             time.sleep(delay)
