@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.collections import aim_collection, record_if_missing
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core import preflight
@@ -88,17 +89,23 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
     if credentials.dummy:
         apply_to_environment(credentials)
         console.say(credentials.describe() + " (driver and every worker)")
+    # The alias (qdrant.collection) -> the physical collection this run writes; a first run
+    # creates <name>_v1 behind the alias (docs/migrations.md).
+    cfg = aim_collection(cfg, console.say)
     journal = Journal(cfg.state.path)
     run_id = new_run_id()
     key = collection_key(cfg)
     try:
         journal.acquire(key, run_id, cfg.state.lock_stale_after_s)
         try:
-            return _run_locked(cfg, arrange, journal, run_id, console, credentials.env, started)
+            result = _run_locked(cfg, arrange, journal, run_id, console, credentials.env, started)
         finally:
             journal.release(key, run_id)
     finally:
         journal.close()
+    if result.report.get("status") in ("done", "failed"):
+        record_if_missing(cfg)
+    return result
 
 
 def _run_locked(
@@ -160,9 +167,13 @@ def _run_locked(
 
 
 def collection_key(cfg: BackfillJobConfig) -> str:
-    """The journal's name for the physical collection: the store's address and the collection."""
+    """The journal's name for the physical collection: the store's address and the collection.
+
+    Call it with a config :func:`pipelines.collections.aim_collection` aimed (``run_backfill``
+    does), whose ``qdrant.collection`` is the physical name the alias resolves to.
+    """
     where = cfg.qdrant.url or str(Path(cfg.qdrant.path or ".").resolve())
-    return f"{where}::{cfg.qdrant.collection}"
+    return f"{where}::{cfg.qdrant.physical_collection or cfg.qdrant.collection}"
 
 
 def infrastructure_cause(exc: BaseException) -> InfrastructureError | None:

@@ -22,6 +22,7 @@ from pipelines.config.schema import (
     EmbeddingConfig,
     InputsConfig,
     LimitsConfig,
+    MigrateJobConfig,
     QdrantConfig,
     ResourcesConfig,
     SegmentationConfig,
@@ -264,6 +265,10 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     _positive("decode.memory_limit_mb", cfg.decode.memory_limit_mb)
     validate_limits(cfg.limits)
 
+    _one_of("parameters_from", cfg.parameters_from, ("collection", "config"))
+    if cfg.qdrant.physical_collection is not None and not cfg.qdrant.physical_collection:
+        raise ConfigError("qdrant.physical_collection", "must be null or a collection name")
+
 
 def validate_limits(cfg: LimitsConfig, prefix: str = "limits") -> None:
     """Run and per-asset limits: positive when set."""
@@ -278,3 +283,42 @@ def validate_limits(cfg: LimitsConfig, prefix: str = "limits") -> None:
         value = getattr(cfg, key)
         if value is not None and not value > 0:
             raise ConfigError(f"{prefix}.{key}", f"must be > 0 or null, got {value!r}")
+
+
+def validate_migrate(cfg: MigrateJobConfig) -> None:
+    """Every check for ``jobs.migrate`` (the backfill's, then the migration's own keys)."""
+    if cfg.rollback and cfg.adopt:
+        raise ConfigError("rollback", "rollback=true and adopt=true are separate steps")
+    if cfg.rollback or cfg.adopt:
+        # Neither reads the manifest: only the store and the alias matter.
+        validate_qdrant(cfg.qdrant)
+    else:
+        validate_backfill(cfg)
+    if cfg.alias is not None and not cfg.alias:
+        raise ConfigError("alias", "must name the alias to migrate")
+    if cfg.qdrant.physical_collection is not None:
+        raise ConfigError(
+            "qdrant.physical_collection", "is chosen by the migration (the next version)"
+        )
+    _one_of("strategy", cfg.strategy, ("reembed", "matryoshka"))
+    if cfg.matryoshka.sample_size < 2:
+        raise ConfigError(
+            "matryoshka.sample_size",
+            f"must be >= 2 (one preflight call and at least one sampled point), "
+            f"got {cfg.matryoshka.sample_size}",
+        )
+    if not 0.0 < cfg.matryoshka.tolerance < 1.0:
+        raise ConfigError(
+            "matryoshka.tolerance", f"must be in (0, 1), got {cfg.matryoshka.tolerance}"
+        )
+    val = cfg.validation
+    if val.sample_queries < 0:
+        raise ConfigError("validation.sample_queries", f"must be >= 0, got {val.sample_queries}")
+    if not 1 <= val.k <= 100:
+        raise ConfigError("validation.k", f"must be in 1..100, got {val.k}")
+    for key in ("max_recall_drop", "max_mrr_drop"):
+        value = getattr(val, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"validation.{key}", f"must be in [0, 1], got {value}")
+    if not val.norm_tolerance > 0:
+        raise ConfigError("validation.norm_tolerance", f"must be > 0, got {val.norm_tolerance}")

@@ -26,6 +26,7 @@ from nova_devkit.emulator.errors import (
     ERROR_STATUS,
     MALFORMED_BODY,
     NAN_VECTOR,
+    OTHER_VECTORS,
     WRONG_DIMENSION,
     ApiError,
     injected,
@@ -294,7 +295,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
         if op == "InvokeModel":
             assert ident is not None
-            payload, headers = self._invoke(emu, ident, body, rec)
+            payload, headers = self._invoke(emu, ident, body, rec, outcome.code == OTHER_VECTORS)
             if outcome.code in (WRONG_DIMENSION, NAN_VECTOR):
                 payload = _spoil_vectors(payload, outcome.code)
         elif op == "StartAsyncInvoke":
@@ -319,7 +320,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._send(200, payload, rid, headers=headers)
 
     def _invoke(
-        self, emu: EmulatorServer, model_id: str, body: Any, rec: RequestRecord
+        self, emu: EmulatorServer, model_id: str, body: Any, rec: RequestRecord, other: bool
     ) -> tuple[bytes, dict[str, str]]:
         emu.resolve_model(model_id)
         emu.quotas.take_request()
@@ -330,7 +331,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         prepared = emu.engine.prepare(req)
         rec.tokens = prepared.tokens
         emu.quotas.take_tokens(prepared.tokens)
-        embeddings = emu.engine.embed(prepared)
+        embeddings = emu.engine.embed(prepared, other=other)
         delay = emu.latency_s(req.kind)
         if delay > 0:
             time.sleep(delay)
