@@ -23,10 +23,17 @@ def run(cfg: ManifestJobConfig) -> str:
     """Scan, validate and write the manifest; prints a summary and returns the output URI."""
     import pyarrow.parquet as pq
 
+    from pipelines.config.validate import check_endpoint_transport
     from pipelines.core.credentials import apply_to_environment, resolve_for_endpoints
     from pipelines.core.manifest import resolve_filesystem, validate_manifest
     from pipelines.core.scan import scan_source
 
+    check_endpoint_transport(
+        "s3_endpoint_url",
+        cfg.s3_endpoint_url,
+        "allow_insecure_endpoint",
+        cfg.allow_insecure_endpoint,
+    )
     if cfg.source.startswith("s3://") or cfg.out.startswith("s3://"):
         credentials = resolve_for_endpoints(
             {"s3_endpoint_url": cfg.s3_endpoint_url},

@@ -23,6 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.collections import aim_collection, record_if_missing
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core import preflight
@@ -30,6 +31,7 @@ from pipelines.core.console import Console
 from pipelines.core.credentials import apply_to_environment, resolve_credentials
 from pipelines.core.errors import ConfigError, InfrastructureError, SpendingLimitReached
 from pipelines.core.incremental import entries_of
+from pipelines.core.io import InputPolicy
 from pipelines.core.journal import Journal
 from pipelines.core.ledger import Progress, RunLedger, Settled
 from pipelines.core.report import build_report, write_report
@@ -87,17 +89,23 @@ def run_backfill(cfg: BackfillJobConfig, arrange: Arrangement | None = None) -> 
     if credentials.dummy:
         apply_to_environment(credentials)
         console.say(credentials.describe() + " (driver and every worker)")
+    # The alias (qdrant.collection) -> the physical collection this run writes; a first run
+    # creates <name>_v1 behind the alias (docs/migrations.md).
+    cfg = aim_collection(cfg, console.say)
     journal = Journal(cfg.state.path)
     run_id = new_run_id()
     key = collection_key(cfg)
     try:
         journal.acquire(key, run_id, cfg.state.lock_stale_after_s)
         try:
-            return _run_locked(cfg, arrange, journal, run_id, console, credentials.env, started)
+            result = _run_locked(cfg, arrange, journal, run_id, console, credentials.env, started)
         finally:
             journal.release(key, run_id)
     finally:
         journal.close()
+    if result.report.get("status") in ("done", "failed"):
+        record_if_missing(cfg)
+    return result
 
 
 def _run_locked(
@@ -159,9 +167,13 @@ def _run_locked(
 
 
 def collection_key(cfg: BackfillJobConfig) -> str:
-    """The journal's name for the physical collection: the store's address and the collection."""
+    """The journal's name for the physical collection: the store's address and the collection.
+
+    Call it with a config :func:`pipelines.collections.aim_collection` aimed (``run_backfill``
+    does), whose ``qdrant.collection`` is the physical name the alias resolves to.
+    """
     where = cfg.qdrant.url or str(Path(cfg.qdrant.path or ".").resolve())
-    return f"{where}::{cfg.qdrant.collection}"
+    return f"{where}::{cfg.qdrant.physical_collection or cfg.qdrant.collection}"
 
 
 def infrastructure_cause(exc: BaseException) -> InfrastructureError | None:
@@ -251,6 +263,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
                 res.embed, actor=True, calls_per_actor=res.embed.max_in_flight, batch_size=1
             ),
             run_deadline=run_deadline,
+            inputs=InputPolicy.for_job(cfg),
         )
         return Pipeline("backfill-service", source, [embed_assets, write])
 
@@ -264,6 +277,7 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
         accepts=cfg.usecase.modalities,
         limits=AssetLimits.of(cfg.limits),
         decode=cfg.decode,
+        inputs=InputPolicy.for_job(cfg),
         # Blocks of one embed batch: every embed task is short, so both actors stay busy on small
         # assets, and acknowledgements reach the driver (the journal, the console) as the run goes:
         # a killed run loses at most the batches in flight.

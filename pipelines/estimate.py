@@ -54,7 +54,8 @@ def run_estimate(cfg: BackfillJobConfig) -> EstimateResult:
     # Read the journal only if there is one: an estimate creates nothing.
     journal = Journal(cfg.state.path) if journal_file.exists() else None
     try:
-        plan = plan_backfill(cfg, console, journal, collection=collection_key(cfg))
+        key = collection_key(_aimed(cfg, console)) if journal is not None else ""
+        plan = plan_backfill(cfg, console, journal, collection=key)
     finally:
         if journal is not None:
             journal.close()
@@ -99,8 +100,38 @@ def run_estimate(cfg: BackfillJobConfig) -> EstimateResult:
     return EstimateResult(plan.run_dir, path, estimate)
 
 
+def _aimed(cfg: BackfillJobConfig, console: Console) -> BackfillJobConfig:
+    """``cfg`` aimed at the physical collection the alias ``qdrant.collection`` stands for, read
+    only (:func:`pipelines.collections.aim_collection` would create it): the journal's entries of
+    that collection are what a real run would diff against."""
+    import dataclasses
+
+    from pipelines.stores import open_store
+
+    q = cfg.qdrant
+    if q.physical_collection or not (q.url or (q.path and Path(q.path).exists())):
+        return cfg  # named explicitly, or nothing written yet (an embedded store not made)
+    try:
+        store = open_store(q, cfg.embedding, cfg.segmentation)
+        store.open()
+        try:
+            target = store.resolve_alias(q.collection)
+        finally:
+            store.close()
+    except Exception as exc:  # e.g. an embedded store another process holds
+        console.say(
+            f"cannot read the store's aliases ({type(exc).__name__}); planning against "
+            f"collection {q.collection!r}"
+        )
+        return cfg
+    if target is None:
+        return cfg
+    return dataclasses.replace(cfg, qdrant=dataclasses.replace(q, collection=target))
+
+
 def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
     """The backfill's decode stage, then a dry embed: the real run's segments, no calls."""
+    from pipelines.core.io import InputPolicy
     from pipelines.stages.decode import AssetLimits, DecodeStage
     from pipelines.stages.dry_embed import DryEmbedStage
 
@@ -111,6 +142,8 @@ def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
         cfg.bedrock.s3_endpoint_url,
         accepts=cfg.usecase.modalities,
         limits=AssetLimits.of(cfg.limits),
+        decode=cfg.decode,
+        inputs=InputPolicy.for_job(cfg),
         resources=Resources.of(res.decode, batch_size=None),
     )
     dry = DryEmbedStage(cfg.embedding, resources=Resources(num_cpus=res.decode.num_cpus))

@@ -189,10 +189,13 @@ def _plan_rows(
     copies_out: _Writer,
 ) -> None:
     """Decide the manifest's rows, batch by batch (see :func:`plan_backfill`)."""
+    from pipelines.core.io import InputPolicy
     from pipelines.core.manifest import iter_manifest
 
     assert cfg.manifest is not None
     collection, fingerprints = plan.collection, plan.fingerprints
+    # Content versions are read only where the job may read (the decoder dead-letters the rest).
+    inputs = InputPolicy.for_job(cfg)
     for offset, table in iter_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url):
         if cfg.limit is not None:
             if offset >= cfg.limit:
@@ -203,7 +206,7 @@ def _plan_rows(
         table = table.append_column("seq", seq)
         take = pc.fill_null(pc.is_in(table.column("modality"), value_set=wanted), False)
         rows = _decide_other_modalities(table.filter(pc.invert(take)))
-        todo = content_versions(table.filter(take), cfg.bedrock.s3_endpoint_url)
+        todo = content_versions(table.filter(take), cfg.bedrock.s3_endpoint_url, inputs)
         decisions: dict[str, str] = {}
         changed: set[str] = set()
         if journal is not None:

@@ -108,6 +108,9 @@ def embed_query(bedrock: BedrockConfig, emb: EmbeddingConfig, request: Any) -> l
 def open_qdrant(cfg: QdrantConfig) -> Any:
     from qdrant_client import QdrantClient
 
+    from pipelines.config.validate import check_qdrant_transport
+
+    check_qdrant_transport(cfg)  # no API key in clear to another host
     if cfg.url:
         return QdrantClient(
             url=cfg.url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.config.schema import BackfillJobConfig
+from pipelines.config.schema import BackfillJobConfig, MigrateJobConfig
 
 # The jobs' YAML ships inside the package (``pipelines/conf/``, package data), so an installed
 # wheel finds it as well as the checkout. ``@hydra.main(config_path=CONF_PATH)`` resolves it
@@ -16,7 +16,21 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_backfill(overrides: Sequence[str] = ()) -> BackfillJobConfig:
-    """``backfill.yaml`` with ``overrides``, typed, as ``python -m jobs.backfill`` builds it.
+    """``backfill.yaml`` with ``overrides``, typed (see :func:`_compose`)."""
+    obj = _compose("backfill", overrides)
+    assert isinstance(obj, BackfillJobConfig)
+    return obj
+
+
+def compose_migrate(overrides: Sequence[str] = ()) -> MigrateJobConfig:
+    """``migrate.yaml`` with ``overrides``, typed, as ``python -m jobs.migrate`` builds it."""
+    obj = _compose("migrate", overrides)
+    assert isinstance(obj, MigrateJobConfig)
+    return obj
+
+
+def _compose(name: str, overrides: Sequence[str]) -> object:
+    """The job config ``<name>.yaml`` with ``overrides``, typed, as its command line builds it.
 
     Works outside a Hydra app (notebooks, tests, benchmarks) and inside another one (the demo,
     whose search path does not hold the job configs): Hydra's global state is set aside while
@@ -36,10 +50,8 @@ def compose_backfill(overrides: Sequence[str] = ()) -> BackfillJobConfig:
         GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONF_MODULE, version_base=None):
-            cfg = compose("backfill", overrides=list(overrides))
+            cfg = compose(name, overrides=list(overrides))
     finally:
         if running:
             restore_gh_from_backup(backup)
-    obj = OmegaConf.to_object(cfg)
-    assert isinstance(obj, BackfillJobConfig)
-    return obj
+    return OmegaConf.to_object(cfg)

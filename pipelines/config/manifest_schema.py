@@ -21,6 +21,8 @@ class ManifestJobConfig:
     out: str = "manifest.parquet"
     # S3-compatible endpoint for source and out (moto locally); unset = AWS.
     s3_endpoint_url: str | None = None
+    # Accept an http:// s3_endpoint_url on another host (credentials and content in clear).
+    allow_insecure_endpoint: bool = False
     recursive: bool = True
     include_hidden: bool = False
     # Local files up to this size get a sha256 content_version; larger ones mtime+size.

@@ -99,6 +99,9 @@ class BedrockConfig:
     async_poll_min_s: float = 0.5
     async_poll_max_s: float = 15.0
     async_timeout_s: float = 3600.0
+    # http:// to an endpoint that is not on this machine sends session tokens and every input in
+    # clear; refused unless this is set (see docs/reliability.md).
+    allow_insecure_endpoint: bool = False
 
 
 @dataclass
@@ -107,7 +110,12 @@ class QdrantConfig:
 
     url: str | None = None
     path: str | None = ".qdrant"
+    # The name searchers and runs use: an alias of a versioned physical collection
+    # (``<collection>_v1``, ``_v2``, ...; see docs/migrations.md).
     collection: str = "nova"
+    # Write to this physical collection instead of the one the alias points to (set by
+    # ``jobs.migrate`` to build the next version; null: the alias's).
+    physical_collection: str | None = None
     # Points per upsert (Qdrant guidance: 64-256).
     batch_size: int = 128
     prefer_grpc: bool = False
@@ -115,6 +123,9 @@ class QdrantConfig:
     on_disk_payload: bool = False
     # Defer HNSW indexing during big loads on a server (indexing_threshold=0, restored after).
     defer_indexing: bool = True
+    # With QDRANT_API_KEY set, an http:// url that is not on this machine is refused (the key
+    # would travel in clear) unless this is set.
+    allow_insecure_api_key: bool = False
 
 
 @dataclass
@@ -228,6 +239,18 @@ class DecodeConfig:
 
 
 @dataclass
+class InputsConfig:
+    """Where a job may read its inputs (see ``docs/reliability.md``)."""
+
+    # Folders local files must lie under, after symlinks and ``..`` are resolved (relative
+    # entries from the current folder). Empty: the manifest's own folder (none for a manifest on
+    # S3). Relative uris in the manifest are always taken from the manifest's folder.
+    allowed_roots: list[str] = field(default_factory=list)
+    # s3://bucket[/prefix] entries s3:// uris must fall in. Empty: any object the job can read.
+    allowed_s3_prefixes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class BackfillJobConfig:
     """``python -m jobs.backfill``: the whole job's configuration."""
 
@@ -241,6 +264,7 @@ class BackfillJobConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     prices: PricesConfig = field(default_factory=PricesConfig)
+    inputs: InputsConfig = field(default_factory=InputsConfig)
     # Stop early for smoke runs: at most this many manifest rows (None = all).
     limit: int | None = None
     state: StateConfig = field(default_factory=StateConfig)
@@ -257,3 +281,56 @@ class BackfillJobConfig:
     # Check a sample of (or, with verify=true, every) asset the journal says is embedded against
     # the collection's points and payloads, and repair what differs by embedding it again.
     verify: bool = False
+    # Vector parameters of a run into a collection that records its own (docs/migrations.md):
+    # "collection" writes with the collection's (saying so when the config differs), "config"
+    # stops before any work when they differ, naming the keys to change.
+    parameters_from: str = "collection"
+
+
+@dataclass
+class MatryoshkaConfig:
+    """``strategy=matryoshka``: stored vectors truncated and renormalised, after a check."""
+
+    # Bedrock calls the agreement check may make (its preflight call included): assets of the
+    # old collection, spread over it, are embedded at the new dimension up to this many points.
+    sample_size: int = 32
+    # Every sampled pair (truncated old vector, real new vector) must have a cosine of at least
+    # 1 - tolerance.
+    tolerance: float = 0.02
+
+
+@dataclass
+class ValidationConfig:
+    """What a migration checks before it switches the alias (thresholds included)."""
+
+    # A Parquet of queries: ``text`` (a text query) or ``uri`` (a media file), and ``asset_ids``
+    # (a list of the asset ids it should find). Null: queries sampled from the manifest, each
+    # asset's own content (its first segment) having to find it.
+    queries: str | None = None
+    # Assets sampled from the manifest when ``queries`` is null (0: no retrieval check).
+    sample_queries: int = 20
+    # Hits per query (distinct assets) for recall@k and MRR.
+    k: int = 10
+    # The switch needs new recall@k >= old recall@k - max_recall_drop (same for MRR).
+    max_recall_drop: float = 0.02
+    max_mrr_drop: float = 0.05
+    # Vectors whose L2 norm is further than this from 1 count as bad.
+    norm_tolerance: float = 0.001
+
+
+@dataclass
+class MigrateJobConfig(BackfillJobConfig):
+    """``python -m jobs.migrate``: a backfill's configuration plus the migration's own keys."""
+
+    # The alias to migrate (default: qdrant.collection).
+    alias: str | None = None
+    # reembed: the backfill machinery builds the next collection from the manifest;
+    # matryoshka: only the dimension shrinks, stored vectors are truncated and renormalised.
+    strategy: str = "reembed"
+    matryoshka: MatryoshkaConfig = field(default_factory=MatryoshkaConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # Point the alias back at the collection the last migration switched from.
+    rollback: bool = False
+    # Put a collection made by an earlier version under the plain name behind an alias of that
+    # name (copied to <name>_v1, checked, the plain one dropped).
+    adopt: bool = False

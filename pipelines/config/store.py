@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from pipelines.config.schema import BackfillJobConfig
+from pipelines.config.schema import BackfillJobConfig, MigrateJobConfig
 
 _REGISTERED = False
 
@@ -22,4 +22,5 @@ def register_configs() -> None:
         return
     cs = ConfigStore.instance()
     cs.store(name="backfill_schema", node=BackfillJobConfig)
+    cs.store(name="migrate_schema", node=MigrateJobConfig)
     _REGISTERED = True

@@ -6,6 +6,9 @@ user can fix the command line without reading code.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from pipelines.bedrock.enums import DIMENSIONS as API_DIMENSIONS
 from pipelines.bedrock.enums import (
     DetailLevel,
@@ -17,12 +20,15 @@ from pipelines.config.schema import (
     BackfillJobConfig,
     BedrockConfig,
     EmbeddingConfig,
+    InputsConfig,
     LimitsConfig,
+    MigrateJobConfig,
     QdrantConfig,
     ResourcesConfig,
     SegmentationConfig,
     StageResourcesConfig,
 )
+from pipelines.core.credentials import is_loopback_url
 from pipelines.core.errors import ConfigError
 from pipelines.modalities import names as modality_names
 
@@ -112,6 +118,9 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
         url = getattr(cfg, key)
         if url is not None and not url.startswith(("http://", "https://")):
             raise ConfigError(f"bedrock.{key}", f"must be an http(s) URL, got {url!r}")
+        check_endpoint_transport(
+            f"bedrock.{key}", url, "bedrock.allow_insecure_endpoint", cfg.allow_insecure_endpoint
+        )
     _positive("bedrock.quota.requests_per_minute", cfg.quota.requests_per_minute)
     _positive("bedrock.quota.tokens_per_minute", cfg.quota.tokens_per_minute)
     _positive("bedrock.quota.async_requests_per_minute", cfg.quota.async_requests_per_minute)
@@ -139,17 +148,73 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
             raise ConfigError("bedrock.s3_staging_uri", str(exc)) from exc
 
 
+def _in_clear_to_another_host(url: str | None) -> bool:
+    return bool(url) and str(url).lower().startswith("http://") and not is_loopback_url(url)
+
+
+def check_endpoint_transport(key: str, url: str | None, allow_key: str, allowed: bool) -> None:
+    """Refuse an AWS endpoint ``url`` over ``http://`` to a host that is not this machine unless
+    ``allowed`` (the setting ``allow_key``). Only loopback endpoints get dummy credentials, so any
+    other host would get real ones, session tokens included, and every input, in clear."""
+    if _in_clear_to_another_host(url) and not allowed:
+        raise ConfigError(
+            key,
+            f"{url} is http:// to a host that is not this machine: the AWS session token and "
+            f"every input would travel in clear; use https://, or set {allow_key}=true if that "
+            "network is trusted",
+        )
+
+
+def check_qdrant_transport(cfg: QdrantConfig, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse to send ``QDRANT_API_KEY`` over ``http://`` to a host that is not this machine,
+    unless ``qdrant.allow_insecure_api_key`` is set. The key itself is never in the message."""
+    env = os.environ if environ is None else environ
+    if (
+        env.get("QDRANT_API_KEY")
+        and _in_clear_to_another_host(cfg.url)
+        and not cfg.allow_insecure_api_key
+    ):
+        raise ConfigError(
+            "qdrant.url",
+            f"{cfg.url} is http:// to a host that is not this machine and QDRANT_API_KEY is set: "
+            "the key would travel in clear; use https://, or set "
+            "qdrant.allow_insecure_api_key=true if that network is trusted",
+        )
+
+
 def validate_qdrant(cfg: QdrantConfig) -> None:
     if (cfg.url is None) == (cfg.path is None):
         raise ConfigError(
             "qdrant.url", "set exactly one of qdrant.url (server) or qdrant.path (embedded)"
         )
+    check_qdrant_transport(cfg)
     if not cfg.collection:
         raise ConfigError("qdrant.collection", "must not be empty")
     if not 1 <= cfg.batch_size <= 1000:
         raise ConfigError("qdrant.batch_size", f"must be in 1..1000, got {cfg.batch_size}")
     if not cfg.timeout_s > 0:
         raise ConfigError("qdrant.timeout_s", f"must be > 0, got {cfg.timeout_s!r}")
+
+
+def validate_inputs(cfg: InputsConfig, prefix: str = "inputs") -> None:
+    """The roots and S3 prefixes a job may read from."""
+    for root in cfg.allowed_roots:
+        if not root or not root.strip():
+            raise ConfigError(f"{prefix}.allowed_roots", "an entry is empty")
+        if "://" in root and not root.startswith("file://"):
+            raise ConfigError(
+                f"{prefix}.allowed_roots",
+                f"{root!r} is not a local folder (S3 goes in {prefix}.allowed_s3_prefixes)",
+            )
+    from pipelines.core.io import split_s3_uri
+
+    for entry in cfg.allowed_s3_prefixes:
+        try:
+            split_s3_uri(entry)
+        except ValueError:
+            raise ConfigError(
+                f"{prefix}.allowed_s3_prefixes", f"{entry!r} is not an s3://bucket[/prefix]"
+            ) from None
 
 
 def validate_resources(cfg: ResourcesConfig, prefix: str = "resources") -> None:
@@ -185,6 +250,7 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     validate_bedrock(cfg.bedrock, cfg.segmentation)
     validate_qdrant(cfg.qdrant)
     validate_resources(cfg.resources)
+    validate_inputs(cfg.inputs)
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError("limit", f"must be >= 1 or null, got {cfg.limit}")
     if not cfg.state.path:
@@ -198,6 +264,10 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
     _positive("decode.timeout_s", cfg.decode.timeout_s)
     _positive("decode.memory_limit_mb", cfg.decode.memory_limit_mb)
     validate_limits(cfg.limits)
+
+    _one_of("parameters_from", cfg.parameters_from, ("collection", "config"))
+    if cfg.qdrant.physical_collection is not None and not cfg.qdrant.physical_collection:
+        raise ConfigError("qdrant.physical_collection", "must be null or a collection name")
 
 
 def validate_limits(cfg: LimitsConfig, prefix: str = "limits") -> None:
@@ -213,3 +283,42 @@ def validate_limits(cfg: LimitsConfig, prefix: str = "limits") -> None:
         value = getattr(cfg, key)
         if value is not None and not value > 0:
             raise ConfigError(f"{prefix}.{key}", f"must be > 0 or null, got {value!r}")
+
+
+def validate_migrate(cfg: MigrateJobConfig) -> None:
+    """Every check for ``jobs.migrate`` (the backfill's, then the migration's own keys)."""
+    if cfg.rollback and cfg.adopt:
+        raise ConfigError("rollback", "rollback=true and adopt=true are separate steps")
+    if cfg.rollback or cfg.adopt:
+        # Neither reads the manifest: only the store and the alias matter.
+        validate_qdrant(cfg.qdrant)
+    else:
+        validate_backfill(cfg)
+    if cfg.alias is not None and not cfg.alias:
+        raise ConfigError("alias", "must name the alias to migrate")
+    if cfg.qdrant.physical_collection is not None:
+        raise ConfigError(
+            "qdrant.physical_collection", "is chosen by the migration (the next version)"
+        )
+    _one_of("strategy", cfg.strategy, ("reembed", "matryoshka"))
+    if cfg.matryoshka.sample_size < 2:
+        raise ConfigError(
+            "matryoshka.sample_size",
+            f"must be >= 2 (one preflight call and at least one sampled point), "
+            f"got {cfg.matryoshka.sample_size}",
+        )
+    if not 0.0 < cfg.matryoshka.tolerance < 1.0:
+        raise ConfigError(
+            "matryoshka.tolerance", f"must be in (0, 1), got {cfg.matryoshka.tolerance}"
+        )
+    val = cfg.validation
+    if val.sample_queries < 0:
+        raise ConfigError("validation.sample_queries", f"must be >= 0, got {val.sample_queries}")
+    if not 1 <= val.k <= 100:
+        raise ConfigError("validation.k", f"must be in 1..100, got {val.k}")
+    for key in ("max_recall_drop", "max_mrr_drop"):
+        value = getattr(val, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"validation.{key}", f"must be in [0, 1], got {value}")
+    if not val.norm_tolerance > 0:
+        raise ConfigError("validation.norm_tolerance", f"must be > 0, got {val.norm_tolerance}")

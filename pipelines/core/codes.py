@@ -20,6 +20,7 @@ FILE_UNREADABLE = "file_unreadable"  # the file exists but cannot be read (direc
 EMPTY_FILE = "empty_file"  # the file has zero bytes
 SOURCE_ACCESS_DENIED = "source_access_denied"  # S3 refused to read this object (403)
 SOURCE_UNAVAILABLE = "source_unavailable"  # S3 failed to serve this object (5xx) after retries
+INPUT_OUTSIDE_ROOTS = "input_outside_roots"  # outside inputs.allowed_roots / allowed_s3_prefixes
 
 # -- the decode stage ------------------------------------------------------------------------------
 MODALITY_UNKNOWN = "modality_unknown"  # no decoder for the row's modality
@@ -156,6 +157,8 @@ _KNOWN = frozenset(all_codes().values())
 # its content changes or ``retry_dead_letters=true``.
 TRANSIENT: frozenset[str] = frozenset(
     {
+        # A verdict on the configuration, not the content: a run with wider roots reads it.
+        INPUT_OUTSIDE_ROOTS,
         DECODE_INTERNAL,
         DECODE_TIMEOUT,
         DECODE_OUT_OF_MEMORY,

@@ -44,7 +44,12 @@ def is_loopback_url(url: str | None) -> bool:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https"):
         return False
-    host = (parsed.hostname or "").lower().rstrip(".")
+    return is_loopback_host(parsed.hostname or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a loopback address (127.0.0.0/8, ``::1``) or ``localhost``."""
+    host = host.lower().strip("[]").rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from pipelines.core import codes
 from pipelines.core.errors import ConfigError
+from pipelines.core.io import InputPolicy
 from pipelines.core.journal import Entry, Journal, same_fingerprint
 from pipelines.core.ledger import Settled
 
@@ -44,7 +45,9 @@ class Diff:
     changed: dict[str, str | None] = field(default_factory=dict)
 
 
-def content_versions(table: pa.Table, s3_endpoint_url: str | None = None) -> pa.Table:
+def content_versions(
+    table: pa.Table, s3_endpoint_url: str | None = None, inputs: InputPolicy | None = None
+) -> pa.Table:
     """``table`` with every null ``content_version`` filled by a content hash (when one can be
     had: a local file or object that cannot be read keeps null, and its decoder says why)."""
     column = table.column("content_version")
@@ -55,12 +58,17 @@ def content_versions(table: pa.Table, s3_endpoint_url: str | None = None) -> pa.
     texts = table.column("text").to_pylist()
     for i, version in enumerate(versions):
         if version is None:
-            versions[i] = _content_hash(uris[i], texts[i], s3_endpoint_url)
+            versions[i] = _content_hash(uris[i], texts[i], s3_endpoint_url, inputs)
     index = table.schema.get_field_index("content_version")
     return table.set_column(index, "content_version", pa.array(versions, pa.string()))
 
 
-def _content_hash(uri: str | None, text: str | None, s3_endpoint_url: str | None) -> str | None:
+def _content_hash(
+    uri: str | None,
+    text: str | None,
+    s3_endpoint_url: str | None,
+    inputs: InputPolicy | None = None,
+) -> str | None:
     from pipelines.core.io import (
         local_content_version,
         local_file_path,
@@ -72,6 +80,11 @@ def _content_hash(uri: str | None, text: str | None, s3_endpoint_url: str | None
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     if not uri:
         return None
+    if inputs is not None:
+        try:
+            uri = inputs.check(uri)  # nothing outside the allowed roots is read, even to hash it
+        except ValueError:
+            return None  # the decoder dead-letters it (input_outside_roots, bad_uri)
     if uri.startswith("s3://"):
         bucket, key = split_s3_uri(uri)
         try:

@@ -3,6 +3,12 @@
 Decoders ask for a *local path* rather than bytes so that PyMuPDF and PyAV can stream from disk
 and memory stays bounded by the segment, not the asset. S3 objects are downloaded to a temporary
 file that is removed when the context exits.
+
+A job reads only where its configuration allows (:class:`InputPolicy`): local files whose real
+path (symlinks resolved) lies under an allowed root, ``s3://`` objects under an allowed prefix
+when a list is given. The stages ask the policy once per asset, before anything is opened, staged
+or sent (the decode stage in :func:`pipelines.stages.decode.decode_asset`, service segmentation in
+:mod:`pipelines.stages.embed_service`, content versions in :mod:`pipelines.core.incremental`).
 """
 
 from __future__ import annotations
@@ -11,9 +17,13 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
+
+if TYPE_CHECKING:
+    from pipelines.config.schema import BackfillJobConfig
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -22,6 +32,102 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ValueError(f"not an s3:// URI: {uri!r}")
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+class InputRefused(ValueError):
+    """A URI the job's :class:`InputPolicy` does not allow it to read."""
+
+
+def is_under(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or lies below it (both absolute and already resolved)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """Where a job may read its inputs: built once in the driver, carried to the workers.
+
+    ``base``: the folder relative local paths are resolved against (the manifest's folder; None
+    for a manifest on S3: relative paths are refused). ``roots``: real paths (symlinks resolved)
+    of the folders local files must lie under; empty: no local file is read. ``s3_prefixes``:
+    ``(bucket, key prefix)`` pairs ``s3://`` URIs must fall in; None: any object the job's
+    credentials can read.
+    """
+
+    base: str | None
+    roots: tuple[str, ...]
+    s3_prefixes: tuple[tuple[str, str], ...] | None = None
+
+    @classmethod
+    def for_manifest(
+        cls,
+        manifest: str,
+        allowed_roots: Sequence[str] = (),
+        allowed_s3_prefixes: Sequence[str] = (),
+    ) -> InputPolicy:
+        """The policy of a job reading ``manifest``: local files under ``allowed_roots`` (default:
+        the manifest's own folder), objects under ``allowed_s3_prefixes`` (default: any)."""
+        manifest_path = local_file_path(manifest)
+        base = (
+            os.path.dirname(os.path.realpath(manifest_path)) if manifest_path is not None else None
+        )
+        if allowed_roots:
+            roots = tuple(
+                os.path.realpath(os.path.expanduser(local_file_path(r) or r)) for r in allowed_roots
+            )
+        else:
+            roots = (base,) if base is not None else ()
+        prefixes: tuple[tuple[str, str], ...] | None = None
+        if allowed_s3_prefixes:
+            pairs = []
+            for prefix in allowed_s3_prefixes:
+                bucket, key = split_s3_uri(prefix)
+                pairs.append((bucket, key if not key or key.endswith("/") else key + "/"))
+            prefixes = tuple(pairs)
+        return cls(base, roots, prefixes)
+
+    @classmethod
+    def for_job(cls, cfg: BackfillJobConfig) -> InputPolicy:
+        """The policy of a backfill: ``inputs.allowed_roots`` / ``inputs.allowed_s3_prefixes``
+        around ``manifest``."""
+        assert cfg.manifest is not None
+        return cls.for_manifest(
+            cfg.manifest, cfg.inputs.allowed_roots, cfg.inputs.allowed_s3_prefixes
+        )
+
+    def check(self, uri: str) -> str:
+        """Where to read ``uri`` from, or :class:`InputRefused` saying why not.
+
+        A local path comes back absolute (a relative one joined to ``base``, not normalised, so
+        that opening it follows the same links the check resolved), an ``s3://`` URI unchanged.
+        URIs of other schemes come back unchanged: the opener refuses them (``bad_uri``).
+        """
+        if uri.startswith("s3://"):
+            if self.s3_prefixes is None:
+                return uri
+            bucket, key = split_s3_uri(uri)
+            if any(part in (".", "..") for part in key.split("/")):
+                raise InputRefused(f"{uri!r} has '.' or '..' in its key")
+            if any(bucket == b and key.startswith(p) for b, p in self.s3_prefixes):
+                return uri
+            allowed = ", ".join(f"s3://{b}/{p}" for b, p in self.s3_prefixes)
+            raise InputRefused(f"{uri!r} is outside inputs.allowed_s3_prefixes ({allowed})")
+        path = local_file_path(uri)
+        if path is None:
+            return uri
+        if not os.path.isabs(path):
+            if self.base is None:
+                raise InputRefused(
+                    f"{uri!r} is a relative path and the manifest is not in a local folder"
+                )
+            path = os.path.join(self.base, path)
+        real = os.path.realpath(path)
+        if not any(is_under(real, root) for root in self.roots):
+            where = ", ".join(self.roots) if self.roots else "none configured"
+            raise InputRefused(
+                f"{uri!r} resolves outside the allowed roots ({where}; inputs.allowed_roots)"
+            )
+        return path
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:

@@ -22,6 +22,10 @@ evidence (:meth:`pipelines.modalities.Registry.identify`):
 When content and extension disagree the content wins (a PNG named ``x.txt`` is an image), and the
 summary counts such files.
 
+Symbolic links are followed only to files inside the folder: a link whose target lies outside it
+is skipped (and counted), and linked folders are not entered, so a scan reads nothing the folder
+merely points to.
+
 Files whose type cannot be recognised (and empty files) are **skipped**, never written with a null
 modality: the manifest reader would have to guess, and a later stage would fail on them. The summary
 prints how many were skipped, with examples. Hidden files and folders (name starting with ``.``)
@@ -50,6 +54,7 @@ import pyarrow as pa
 
 from pipelines.core.io import (
     DEFAULT_HASH_MAX_BYTES,
+    is_under,
     local_content_version,
     s3_client,
     split_s3_uri,
@@ -100,6 +105,8 @@ class ScanResult:
     table: pa.Table
     skipped_unknown: list[str] = field(default_factory=list)
     skipped_hidden: int = 0
+    # Symbolic links whose target lies outside the scanned folder (never read).
+    skipped_outside: list[str] = field(default_factory=list)
     extension_mismatches: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -120,6 +127,12 @@ class ScanResult:
         if self.skipped_hidden:
             lines.append(
                 f"skipped {self.skipped_hidden} hidden files (include_hidden=true keeps them)"
+            )
+        if self.skipped_outside:
+            shown = ", ".join(self.skipped_outside[:examples])
+            lines.append(
+                f"skipped {len(self.skipped_outside)} links to files outside the folder "
+                f"(e.g. {shown})"
             )
         if self.extension_mismatches:
             shown = ", ".join(self.extension_mismatches[:examples])
@@ -162,11 +175,15 @@ def _local_entry(root: str, path: str, hash_max_bytes: int) -> _Entry:
 
 def _scan_local(
     root: str, recursive: bool, include_hidden: bool, hash_max_bytes: int
-) -> tuple[list[_Entry], int]:
+) -> tuple[list[_Entry], int, list[str]]:
     if not os.path.isdir(root):
         raise FileNotFoundError(f"source folder does not exist: {root!r}")
     paths: list[str] = []
     hidden = 0
+    outside: list[str] = []
+    real_root = os.path.realpath(root)
+    # os.walk does not descend into linked folders; a linked file is kept only when its target
+    # lies inside the folder, so a scan never reads (or lists) what the folder merely points to.
     for dirpath, dirnames, filenames in os.walk(root):
         if not include_hidden:
             hidden += sum(1 for d in dirnames if d.startswith("."))
@@ -177,13 +194,16 @@ def _scan_local(
                 hidden += 1
                 continue
             path = os.path.join(dirpath, name)
+            if os.path.islink(path) and not is_under(os.path.realpath(path), real_root):
+                outside.append(os.path.relpath(path, root).replace(os.sep, "/"))
+                continue
             if os.path.isfile(path):
                 paths.append(path)
         if not recursive:
             break
     with concurrent.futures.ThreadPoolExecutor(_WORKERS) as pool:
         entries = list(pool.map(lambda p: _local_entry(root, p, hash_max_bytes), paths))
-    return entries, hidden
+    return entries, hidden, outside
 
 
 def _scan_s3(
@@ -237,13 +257,14 @@ def scan_source(
 ) -> ScanResult:
     """Scan a local folder (path or ``file://``) or ``s3://bucket/prefix`` into a manifest table."""
     t0 = time.perf_counter()
+    outside: list[str] = []
     if source.startswith("s3://"):
         entries, hidden = _scan_s3(source, recursive, include_hidden, s3_endpoint_url)
     else:
         root = source[len("file://") :] if source.startswith("file://") else source
         if "://" in root:
             raise ValueError(f"unsupported source {source!r}: use a folder or s3://bucket/prefix")
-        entries, hidden = _scan_local(root, recursive, include_hidden, hash_max_bytes)
+        entries, hidden, outside = _scan_local(root, recursive, include_hidden, hash_max_bytes)
     registry = current()
     kept = [e for e in entries if e.modality is not None]
     skipped = [e.asset_id for e in entries if e.modality is None]
@@ -270,6 +291,7 @@ def scan_source(
         table=table,
         skipped_unknown=skipped,
         skipped_hidden=hidden,
+        skipped_outside=outside,
         extension_mismatches=mismatches,
         seconds=time.perf_counter() - t0,
     )

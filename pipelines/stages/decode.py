@@ -23,6 +23,7 @@ import pyarrow as pa
 from pipelines.config.schema import DecodeConfig, EmbeddingConfig, LimitsConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import InfrastructureError, RecordError
+from pipelines.core.io import InputPolicy, InputRefused
 from pipelines.core.rows import (
     ASSET,
     ASSET_COLUMNS,
@@ -144,6 +145,7 @@ def decode_asset(
     modalities: Registry | None = None,
     accepts: Collection[str] | None = None,
     limits: AssetLimits | None = None,
+    inputs: InputPolicy | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the segment rows of one asset (dead-letter rows for what cannot be decoded).
 
@@ -155,8 +157,30 @@ def decode_asset(
     as another modality's input (:meth:`~pipelines.modalities.Modality.embedded_as`: a video
     file that holds only audio) dead-letters the asset, with the code the modality gives, when
     the use case does not take that modality.
+
+    ``inputs``: where the job may read (None: anywhere). Checked here, once for every modality,
+    before the decoder sees the row: a refused ``uri`` is dead-lettered ``input_outside_roots``
+    and never opened; an allowed one reaches the decoder as the path the check resolved (a
+    relative path joined to the manifest's folder), and the rows keep the manifest's ``uri``.
     """
     require_columns(asset, ASSET_COLUMNS, "decode")
+    uri = asset.get("uri")
+    if inputs is not None and uri:
+        try:
+            located = inputs.check(str(uri))
+        except InputRefused as exc:
+            yield dead_letter_row(asset, RecordError("decode", codes.INPUT_OUTSIDE_ROOTS, str(exc)))
+            return
+        except ValueError as exc:  # an s3:// URI without a bucket, a NUL in a path
+            yield dead_letter_row(asset, RecordError("decode", codes.BAD_URI, str(exc)))
+            return
+        if located != uri:
+            for row in decode_asset(
+                {**asset, "uri": located}, seg, emb, s3_endpoint_url, modalities, accepts, limits
+            ):
+                row["uri"] = uri
+                yield row
+            return
     modality = (modalities or current()).get(str(asset["modality"]))
     if modality is None:
         error = RecordError(
@@ -270,7 +294,10 @@ class DecodeStage(Stage):
         accepts: Collection[str] | None = None,
         limits: AssetLimits | None = None,
         decode: DecodeConfig | None = None,
+        inputs: InputPolicy | None = None,
     ) -> None:
+        # Where the job may read (pipelines.core.io.InputPolicy); None: anywhere.
+        self.inputs = inputs
         # The driver's registry travels with the stage (modalities registered at run time too).
         self.modalities = modalities or current()
         self.limits = limits
@@ -300,6 +327,7 @@ class DecodeStage(Stage):
                     self.modalities,
                     self.accepts,
                     self.limits,
+                    self.inputs,
                 )
             )
 
@@ -313,6 +341,7 @@ class DecodeStage(Stage):
                 self.modalities,
                 self.accepts,
                 self.limits,
+                self.inputs,
             )
         from pipelines.stages.decode_isolated import decoder_process
 

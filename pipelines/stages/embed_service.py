@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import time
@@ -58,7 +59,7 @@ from pipelines.config.schema import (
 )
 from pipelines.core import codes
 from pipelines.core.errors import InfrastructureError, RecordError, SpendingLimitReached
-from pipelines.core.io import local_file_path, s3_client, split_s3_uri
+from pipelines.core.io import InputPolicy, InputRefused, local_file_path, s3_client, split_s3_uri
 from pipelines.core.retry import Failure, retry_call
 from pipelines.core.rows import (
     ASSET,
@@ -71,6 +72,8 @@ from pipelines.core.rows import (
 from pipelines.core.stage import Resources, Stage
 from pipelines.modalities import Modality, Registry, current
 from pipelines.stages._decode_common import source_error
+
+log = logging.getLogger(__name__)
 
 STAGE = "embed"
 NEEDED_COLUMNS = ("asset_id", "uri", "modality", "text", "content_version")
@@ -120,6 +123,7 @@ class ServiceSegmentEmbedder:
         account: str | None = None,
         prices: PricesConfig | None = None,
         run_deadline: float | None = None,
+        inputs: InputPolicy | None = None,
     ) -> None:
         # The configuration was checked before any work (pipelines/config/validate.py).
         self.modalities = modalities or current()
@@ -127,6 +131,8 @@ class ServiceSegmentEmbedder:
         self.guard = guard
         self.account = account
         self.prices = prices or PricesConfig()
+        # Where the job may read (pipelines.core.io.InputPolicy); None: anywhere.
+        self.inputs = inputs
         self.embedding = embedding
         self.segmentation = segmentation
         self.bedrock = bedrock
@@ -187,9 +193,9 @@ class ServiceSegmentEmbedder:
         modality = self.modalities.get(str(asset.get("modality"))) or self.modalities.for_path(
             asset.get("uri")
         )
-        uri = asset.get("uri")
+        uri = self._locate(asset)
         if modality is not None:
-            modality = modality.service_modality(local_file_path(str(uri)) if uri else None)
+            modality = modality.service_modality(local_file_path(uri) if uri else None)
         if modality is None or not modality.service_segmentation:
             raise RecordError(
                 STAGE,
@@ -199,10 +205,27 @@ class ServiceSegmentEmbedder:
             )
         kind = modality.name
         try:
-            source_uri, fmt = self._stage_input(asset, modality)
+            source_uri, fmt, staged = self._stage_input(asset, modality, uri)
         except RecordError as error:
             error.at(input_kind=kind)
             raise
+        try:
+            return self._run_job(asset, modality, source_uri, fmt, counters)
+        finally:
+            if staged:
+                # The copy served its job: it does not stay in the staging bucket.
+                self._unstage(source_uri)
+
+    def _run_job(
+        self,
+        asset: Mapping[str, Any],
+        modality: Modality,
+        source_uri: str,
+        fmt: str,
+        counters: _Counters,
+    ) -> list[dict[str, Any] | RecordError]:
+        """Start the asset's async job on its staged input, wait, and read its segments."""
+        kind = modality.name
         where = {"input_kind": kind, "input_format": fmt}
         try:
             request = modality.service_request(fmt, source_uri, self.embedding, self.segmentation)
@@ -299,15 +322,31 @@ class ServiceSegmentEmbedder:
         assert self.bedrock.s3_staging_uri is not None
         return self.bedrock.s3_staging_uri.rstrip("/")
 
-    def _stage_input(self, asset: Mapping[str, Any], modality: Modality) -> tuple[str, str]:
-        """The input's S3 URI (uploading local files and inline text) and its wire format."""
+    def _locate(self, asset: Mapping[str, Any]) -> str | None:
+        """The asset's ``uri`` as the job's input policy allows it to be read (a relative path
+        joined to the manifest's folder), or a :class:`RecordError` before anything is read."""
         uri = asset.get("uri")
+        if not uri or self.inputs is None:
+            return str(uri) if uri else None
+        try:
+            return self.inputs.check(str(uri))
+        except InputRefused as exc:
+            raise RecordError(STAGE, codes.INPUT_OUTSIDE_ROOTS, str(exc)) from exc
+        except ValueError as exc:
+            raise RecordError(STAGE, codes.BAD_URI, str(exc)) from exc
+
+    def _stage_input(
+        self, asset: Mapping[str, Any], modality: Modality, uri: str | None
+    ) -> tuple[str, str, bool]:
+        """The input's S3 URI, its wire format, and whether this call staged a copy (local files
+        and inline text are uploaded under the staging prefix; ``s3://`` inputs are used where
+        they are). ``uri`` is the asset's, as :meth:`_locate` allowed it."""
         text = asset.get("text")
         asset_key = hashlib.sha256(str(asset.get("asset_id")).encode()).hexdigest()[:16]
         if text:
             data = str(text).encode("utf-8")
             key = f"inputs/{asset_key}/{hashlib.sha256(data).hexdigest()}.txt"
-            return self._put(data, key), "txt"
+            return self._put(data, key), "txt", True
         if not uri:
             raise RecordError(STAGE, codes.MISSING_URI, "the row has neither uri nor text")
         ext = normalise_format(_extension(uri)) or ""
@@ -319,7 +358,7 @@ class ServiceSegmentEmbedder:
                 f"use one of {sorted(modality.service_formats)} or segmentation=local",
             )
         if str(uri).startswith("s3://"):
-            return str(uri), ext
+            return str(uri), ext, False
         path = local_file_path(str(uri))
         if path is None:
             raise RecordError(STAGE, codes.BAD_URI, f"unsupported URI scheme: {uri!r}")
@@ -331,7 +370,15 @@ class ServiceSegmentEmbedder:
                 raise
             raise mapped from exc
         key = f"inputs/{asset_key}/{digest}.{ext or 'bin'}"
-        return self._upload(path, key), ext
+        return self._upload(path, key), ext, True
+
+    def _unstage(self, staged_uri: str) -> None:
+        """Delete a staged copy; a failure is logged, not the asset's (its job is done)."""
+        bucket, key = split_s3_uri(staged_uri)
+        try:
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cannot delete the staged copy %s: %s", staged_uri, exc)
 
     def _put(self, data: bytes, key: str) -> str:
         bucket, prefix = split_s3_uri(self._prefix() + "/")
@@ -503,6 +550,7 @@ class ServiceEmbedStage(Stage):
         max_usd: float | None = None,
         prices: PricesConfig | None = None,
         run_deadline: float | None = None,
+        inputs: InputPolicy | None = None,
     ) -> None:
         from pipelines.stages.embed import guard_for
 
@@ -521,6 +569,7 @@ class ServiceEmbedStage(Stage):
             account=account,
             prices=prices,
             run_deadline=run_deadline,
+            inputs=inputs,
         )
         # One asset per call; each actor waits on several async jobs at once.
         self.resources = resources or Resources(

@@ -31,6 +31,7 @@ codes from :mod:`pipelines.core.codes`.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import time
@@ -40,6 +41,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 
 from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
 from pipelines.core import codes
@@ -530,6 +532,47 @@ class QdrantStore(QdrantReadSide):
             )
             rows.append(row)
         return self.write(rows).written
+
+    def put_points(self, points: pa.Table) -> int:
+        """Upsert ``STORED_POINT`` rows as they are (id, vector, payload): copies between
+        collections (adoption, Matryoshka truncation). Vectors are checked as in :meth:`write`;
+        a point that fails the check raises (a copy must be whole). Returns the points written."""
+        from qdrant_client import models
+
+        structs = []
+        for row in points.select(["point_id", "vector", "payload_json", "asset_id"]).to_pylist():
+            try:
+                vector = self._vector(row)
+            except RecordError as error:
+                raise InfrastructureError(
+                    f"point {row['point_id']} of asset {row['asset_id']!r} cannot be copied "
+                    f"into {self.collection!r}: {error}"
+                ) from error
+            payload = json.loads(row["payload_json"]) if row["payload_json"] else {}
+            structs.append(models.PointStruct(id=row["point_id"], vector=vector, payload=payload))
+        size = int(self.cfg.batch_size)
+        for start in range(0, len(structs), size):
+            self._call(
+                "upsert",
+                self.client.upsert,
+                collection_name=self.collection,
+                points=structs[start : start + size],
+                wait=True,
+            )
+        return len(structs)
+
+    def set_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Merge ``metadata`` into the collection's own metadata (top-level keys replaced)."""
+        self._call(
+            "update_collection",
+            self.client.update_collection,
+            collection_name=self.collection,
+            metadata=dict(metadata),
+        )
+
+    def delete_collection(self) -> None:
+        """Drop the collection (adoption drops the plain-named one once its copy is checked)."""
+        self._call("delete_collection", self.client.delete_collection, self.collection)
 
     def delete_assets(self, asset_ids: Sequence[str]) -> None:
         """Delete every point of these assets (removed assets, or partial writes to redo)."""

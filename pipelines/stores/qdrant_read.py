@@ -129,6 +129,53 @@ class QdrantReadSide:
             if offset is None:
                 return
 
+    def search(
+        self, vector: Sequence[float], limit: int = 10
+    ) -> list[tuple[float, dict[str, Any]]]:
+        """The ``limit`` nearest points to ``vector`` (cosine): (score, payload), best first."""
+        res = self._call(
+            "query_points",
+            self.client.query_points,
+            collection_name=self.collection,
+            query=list(vector),
+            limit=limit,
+            with_payload=True,
+        )
+        return [(float(p.score), dict(p.payload or {})) for p in res.points]
+
+    def vectors_of(self, point_ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored vectors of these points (absent ones left out)."""
+        out: dict[str, list[float]] = {}
+        ids = list(point_ids)
+        for start in range(0, len(ids), ID_CHUNK):
+            records = self._call(
+                "retrieve",
+                self.client.retrieve,
+                collection_name=self.collection,
+                ids=ids[start : start + ID_CHUNK],
+                with_payload=False,
+                with_vectors=True,
+            )
+            for r in records:
+                if isinstance(r.vector, list):
+                    out[str(r.id)] = list(r.vector)
+        return out
+
+    # ---- collections -----------------------------------------------------------------------
+
+    def collection_names(self) -> list[str]:
+        """Every collection of the store (physical names; aliases left out)."""
+        res = self._call("get_collections", self.client.get_collections)
+        return sorted(c.name for c in res.collections)
+
+    def metadata(self) -> dict[str, Any]:
+        """The collection's own metadata (what it was built with: ``pipelines.collections``);
+        empty when it has none or does not exist."""
+        if not self.exists():
+            return {}
+        info = self._call("get_collection", self.client.get_collection, self.collection)
+        return dict(getattr(info.config, "metadata", None) or {})
+
     # ---- aliases ---------------------------------------------------------------------------
 
     def aliases(self) -> dict[str, str]:

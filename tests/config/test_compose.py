@@ -136,3 +136,37 @@ def test_composes_inside_another_hydra_app_and_leaves_it_intact(tmp_path: Path) 
         assert GlobalHydra.instance().is_initialized()
         assert compose("other").answer == 42
     assert not GlobalHydra.instance().is_initialized()
+
+
+def test_migrate_composes_with_its_own_keys() -> None:
+    from pipelines.config.compose import compose_migrate
+    from pipelines.config.validate import validate_migrate
+
+    cfg = compose_migrate(
+        ["usecase=document_retrieval", "manifest=m.parquet", "alias=docs", "strategy=matryoshka"]
+    )
+    validate_migrate(cfg)
+    assert cfg.alias == "docs" and cfg.strategy == "matryoshka"
+    assert cfg.embedding.dimension == 3072 and cfg.validation.k == 10
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("strategy=shrink", "strategy"),
+        ("matryoshka.sample_size=1", "matryoshka.sample_size"),
+        ("matryoshka.tolerance=0", "matryoshka.tolerance"),
+        ("validation.k=0", "validation.k"),
+        ("validation.max_recall_drop=2", "validation.max_recall_drop"),
+        ("qdrant.physical_collection=docs_v9", "qdrant.physical_collection"),
+        ("parameters_from=both", "parameters_from"),
+    ],
+)
+def test_bad_migrate_values_name_their_key(override: str, key: str) -> None:
+    from pipelines.config.compose import compose_migrate
+    from pipelines.config.validate import validate_migrate
+
+    cfg = compose_migrate(["usecase=text_retrieval", "manifest=m.parquet", override])
+    with pytest.raises(ConfigError) as info:
+        validate_migrate(cfg)
+    assert info.value.key == key

@@ -262,7 +262,7 @@ class Workspace:
                 extra.append(f"emulator.port={self.ports['bedrock']}")
             if "emulator.s3_port=" not in text:
                 extra.append(f"emulator.s3_port={self.ports['s3']}")
-        if "jobs.backfill" in text and "bedrock=emulator" in text:
+        if ("jobs.backfill" in text or "jobs.migrate" in text) and "bedrock=emulator" in text:
             if "bedrock.endpoint_url=" not in text:
                 extra.append(f"bedrock.endpoint_url={bedrock}")
             if "bedrock.s3_endpoint_url=" not in text:
@@ -380,7 +380,7 @@ def _run_block(block: Block, ws: Workspace, log: list[str]) -> None:
             text = ws.adapt(cmd.text)
             script = "".join(f"{p}\n" for p in prelude)
             env = dict(ws.env)
-            if "jobs.backfill" in text and "ray=cluster" not in text:
+            if ("jobs.backfill" in text or "jobs.migrate" in text) and "ray=cluster" not in text:
                 # ray=local must start a Ray of its own, never join another cluster (the one
                 # in RAY_ADDRESS, or the last `ray start` on the machine): joining this one fails.
                 env["RAY_ADDRESS"] = "another-cluster-must-not-be-joined"
@@ -413,6 +413,11 @@ def _run_block(block: Block, ws: Workspace, log: list[str]) -> None:
                     assert not re.search(r"\bINFO\b", output), output[-3000:]
                 if "ray job submit" in text:
                     assert "succeeded" in output, output[-3000:]
+            if "jobs.migrate" in text:
+                found = re.findall(r"\[migrate\] report:\s+(\S+)", output)
+                assert found, f"no report path printed by: {cmd}\n{output[-3000:]}"
+                report = json.loads((ws.root / found[-1]).read_text())
+                assert report["outcome"] in ("switched", "rolled_back", "nothing_to_do"), report
             if "jobs.manifest" in text:
                 rows = re.findall(r"manifest: \S+ \((\d+) rows\)", output)
                 assert rows and int(rows[-1]) > 0, output[-3000:]

@@ -127,8 +127,12 @@ def test_parameters_that_change_the_vectors_are_refused(
     _corpus(tmp_path, {"note-0": _text(0, 300)}, broken=False)
     _run(tmp_path, emulator)
     with pytest.raises(ConfigError, match=r"jobs\.migrate") as info:
-        _run(tmp_path, emulator, "segmentation.text_max_chars=300")
+        _run(tmp_path, emulator, "segmentation.text_max_chars=300", "parameters_from=config")
     assert info.value.key == "embedding"
+    assert "segmentation.text_max_chars=400" in str(info.value)  # what to put on the command
+    # By default a run follows the parameters the collection records: nothing to do.
+    followed = _run(tmp_path, emulator, "segmentation.text_max_chars=300").report
+    assert followed["skipped_unchanged"] == 3 and followed["bedrock_calls"] == 0
     # The query purpose is not part of the fingerprint: no refusal, nothing to do.
     again = _run(tmp_path, emulator, "embedding.query_purpose=TEXT_RETRIEVAL").report
     assert again["skipped_unchanged"] == 3 and again["bedrock_calls"] == 0
@@ -169,7 +173,8 @@ def test_the_store_failing_mid_run_aborts_cleanly_and_the_rerun_finishes(
     texts = {f"note-{i}": _text(i, 900) for i in range(8)}
     _corpus(tmp_path, texts, broken=False)
     emulator.emulator.configure(latency={"text": 100.0})
-    storage = tmp_path / "qdrant" / "collection" / "nightly" / "storage.sqlite"
+    # The physical collection behind the alias "nightly".
+    storage = tmp_path / "qdrant" / "collection" / "nightly_v1" / "storage.sqlite"
     locked = threading.Event()
     release = threading.Event()
 

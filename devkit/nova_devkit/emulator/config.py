@@ -8,13 +8,17 @@ first in its defaults, so every key under ``emulator:`` (YAML or command line) i
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.config.schema import NOVA_MME_MODEL_ID
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +48,12 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0
     s3_port: int = 0
+    # The endpoint and its control API (/_emulator/) have no authentication: a host that is not
+    # loopback is refused unless this is set.
+    allow_remote: bool = False
+    # Any request declaring a longer body is answered 413 without reading it (all operations,
+    # the control API included); InvokeModel's own, service-like limit is max_body_bytes.
+    max_request_bytes: int = 64 * 1024 * 1024
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     latency: EmulatorLatencyConfig = field(default_factory=EmulatorLatencyConfig)
@@ -103,6 +113,56 @@ def register_emulator_configs() -> None:
 
     ConfigStore.instance().store(name="emulator_schema", node=EmulatorJobConfig)
     _REGISTERED = True
+
+
+def check_emulator_config(cfg: EmulatorConfig) -> None:
+    """Refuse what would expose the endpoint or leave it unbounded; :class:`ConfigError` names
+    the key. Called before anything listens."""
+    from pipelines.core.credentials import is_loopback_host
+    from pipelines.core.errors import ConfigError
+
+    if not is_loopback_host(cfg.host) and not cfg.allow_remote:
+        raise ConfigError(
+            "emulator.host",
+            f"{cfg.host!r} is not a loopback address: the endpoint and its control API "
+            "(/_emulator/: reset, config, scripted faults) have no authentication; bind "
+            "127.0.0.1, or set emulator.allow_remote=true to expose them knowingly",
+        )
+    for key in ("port", "s3_port"):
+        value = getattr(cfg, key)
+        if not 0 <= value <= 65535:
+            raise ConfigError(
+                f"emulator.{key}", f"must be in 0..65535 (0: any free port), got {value}"
+            )
+    if cfg.max_request_bytes < 1:
+        raise ConfigError(
+            "emulator.max_request_bytes", f"must be >= 1, got {cfg.max_request_bytes}"
+        )
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "is in use (another emulator or program listens there)",
+    errno.EACCES: "needs privileges this process does not have",
+    errno.EADDRNOTAVAIL: "is not an address of this machine",
+}
+
+
+def bind_or_explain(bind: Callable[[], T], key: str, host: str, port: int) -> T:
+    """``bind()``, or a :class:`ConfigError` naming ``key`` when the address cannot be taken
+    (in use, privileged, not this machine's)."""
+    from pipelines.core.errors import ConfigError
+
+    try:
+        return bind()
+    except OSError as exc:
+        reason = _BIND_ERRORS.get(exc.errno or 0)
+        if reason is None:
+            raise
+        raise ConfigError(
+            key,
+            f"{host}:{port} {reason}; choose another port with {key}=<port> (0: any free one) "
+            "or stop the program that holds it",
+        ) from exc
 
 
 def to_emulator_config(node: DictConfig) -> EmulatorConfig:

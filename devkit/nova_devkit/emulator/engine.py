@@ -205,10 +205,14 @@ class EmbeddingEngine:
     # -- embedding ---------------------------------------------------------------------------
 
     def _media_vectors(
-        self, p: Prepared, thumbs: list[np.ndarray], samples: np.ndarray | None
+        self,
+        p: Prepared,
+        thumbs: list[np.ndarray],
+        samples: np.ndarray | None,
+        seed: int | None = None,
     ) -> list[tuple[str, np.ndarray]]:
         """(embeddingType, full 3072-d vector) for one audio/video window."""
-        seed = self._cfg().seed
+        seed = self._cfg().seed if seed is None else seed
         if p.req.kind == "audio":
             empty = np.zeros(0, dtype=np.float32)
             feats = F.audio_features(samples if samples is not None else empty)
@@ -223,9 +227,10 @@ class EmbeddingEngine:
             out.append(("AUDIO", F.embed_features(F.audio_features(samples), "audio", seed)))
         return out
 
-    def embed(self, p: Prepared) -> list[dict[str, Any]]:
-        """The synchronous response's ``embeddings`` list."""
-        seed, dim = self._cfg().seed, p.req.dimension
+    def embed(self, p: Prepared, other: bool = False) -> list[dict[str, Any]]:
+        """The synchronous response's ``embeddings`` list; ``other``: vectors of another seed
+        (the scripted ``OtherVectors`` outcome)."""
+        seed, dim = self._cfg().seed + (1 if other else 0), p.req.dimension
         if p.req.kind == "text":
             assert p.text is not None
             entry: dict[str, Any] = {
@@ -244,7 +249,7 @@ class EmbeddingEngine:
         thumbs = [t for _, t in p.media.frames]
         return [
             {"embeddingType": kind, "embedding": F.truncate(vec, dim)}
-            for kind, vec in self._media_vectors(p, thumbs, p.media.audio)
+            for kind, vec in self._media_vectors(p, thumbs, p.media.audio, seed)
         ]
 
     def segment(self, p: Prepared) -> dict[str, tuple[str, list[dict[str, Any]]]]:

@@ -36,12 +36,16 @@ ASYNC_JOB_FAILURE = "AsyncJobFailure"
 # requested dimension, or holding NaN (as JSON's non-standard NaN, which Python's json reads).
 WRONG_DIMENSION = "WrongDimension"
 NAN_VECTOR = "NanVector"
+# InvokeModel answers normally, with vectors of another seed: valid, deterministic, normalised,
+# and unrelated to what the same input gets otherwise (a model that disagrees).
+OTHER_VECTORS = "OtherVectors"
 TRANSPORT_FAULTS = (
     DROPPED_CONNECTION,
     MALFORMED_BODY,
     ASYNC_JOB_FAILURE,
     WRONG_DIMENSION,
     NAN_VECTOR,
+    OTHER_VECTORS,
 )
 # Everything the fault injector accepts (rates and scripts).
 FAULT_CODES: tuple[str, ...] = (

@@ -26,6 +26,7 @@ from nova_devkit.emulator.errors import (
     ERROR_STATUS,
     MALFORMED_BODY,
     NAN_VECTOR,
+    OTHER_VECTORS,
     WRONG_DIMENSION,
     ApiError,
     injected,
@@ -105,7 +106,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- plumbing ----------------------------------------------------------------------------
 
     def _read_body(self, limit: int | None) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = self._declared_length()
         if limit is not None and length > limit:
             # Drain the body so the client reads our answer instead of a reset connection.
             remaining = length
@@ -173,7 +174,42 @@ class RequestHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def _declared_length(self) -> int:
+        """The body's declared length (``_admit`` has checked it)."""
+        return int(self.headers.get("Content-Length") or 0)
+
+    def _admit(self) -> bool:
+        """Refuse, without reading it, a body declared longer than ``max_request_bytes`` (413)
+        or a length that is not a number (400); the connection is closed after the answer."""
+        raw = self.headers.get("Content-Length")
+        limit = self.server.emulator.cfg.max_request_bytes
+        if self.headers.get("Transfer-Encoding"):
+            status, message = 411, "chunked request bodies are not accepted: send Content-Length"
+        elif raw is not None and not raw.strip().isdigit():
+            status, message = 400, f"bad Content-Length {raw!r}"
+        elif raw is not None and int(raw) > limit:
+            status, message = (
+                413,
+                (
+                    f"request body of {int(raw)} bytes is over the {limit}-byte limit "
+                    "(emulator.max_request_bytes)"
+                ),
+            )
+        else:
+            return True
+        self.close_connection = True
+        body = json.dumps({"message": message}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        return False
+
     def _dispatch(self, method: str) -> None:
+        if not self._admit():
+            return
         parts = urlsplit(self.path)
         segs = [s for s in parts.path.split("/") if s]
         if segs and segs[0] == "_emulator":
@@ -259,7 +295,7 @@ class RequestHandler(BaseHTTPRequestHandler):
 
         if op == "InvokeModel":
             assert ident is not None
-            payload, headers = self._invoke(emu, ident, body, rec)
+            payload, headers = self._invoke(emu, ident, body, rec, outcome.code == OTHER_VECTORS)
             if outcome.code in (WRONG_DIMENSION, NAN_VECTOR):
                 payload = _spoil_vectors(payload, outcome.code)
         elif op == "StartAsyncInvoke":
@@ -284,7 +320,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._send(200, payload, rid, headers=headers)
 
     def _invoke(
-        self, emu: EmulatorServer, model_id: str, body: Any, rec: RequestRecord
+        self, emu: EmulatorServer, model_id: str, body: Any, rec: RequestRecord, other: bool
     ) -> tuple[bytes, dict[str, str]]:
         emu.resolve_model(model_id)
         emu.quotas.take_request()
@@ -295,7 +331,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         prepared = emu.engine.prepare(req)
         rec.tokens = prepared.tokens
         emu.quotas.take_tokens(prepared.tokens)
-        embeddings = emu.engine.embed(prepared)
+        embeddings = emu.engine.embed(prepared, other=other)
         delay = emu.latency_s(req.kind)
         if delay > 0:
             time.sleep(delay)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from nova_devkit.emulator.config import EmulatorConfig
+from nova_devkit.emulator.config import EmulatorConfig, bind_or_explain, check_emulator_config
 from nova_devkit.emulator.server import EmulatorServer
 
 # Dummy credentials for clients of the local endpoints (they are never checked).
@@ -90,21 +92,80 @@ class Endpoints:
         )
 
 
+class S3Server:
+    """moto's S3 in server mode, on a socket bound in the caller's thread.
+
+    moto's own ``ThreadedMotoServer`` binds in its background thread: a port in use ends that
+    thread and leaves ``start()`` waiting forever (and a stop signal unanswered). Here the bind
+    happens in :meth:`start`, which raises :class:`~pipelines.core.errors.ConfigError` naming
+    ``emulator.s3_port`` instead.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> S3Server:
+        from moto.moto_server.threaded_moto_server import MotoRequestHandler
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
+
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            bind_or_explain(lambda: sock.bind(address), "emulator.s3_port", self.host, self.port)
+            sock.listen(128)
+            app = DomainDispatcherApplication(create_backend_app)
+            # werkzeug serves a duplicate of the bound socket's descriptor.
+            self._server = make_server(
+                self.host,
+                self.port,
+                app,
+                threaded=True,
+                request_handler=MotoRequestHandler,
+                fd=sock.fileno(),
+            )
+        thread = threading.Thread(target=self._server.serve_forever, name="s3", daemon=True)
+        thread.start()
+        self._thread = thread
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            if thread is not None:
+                server.shutdown()  # waits for serve_forever: only a server that serves
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+
 @contextlib.contextmanager
 def local_endpoints(cfg: EmulatorConfig | None = None) -> Iterator[Endpoints]:
     """Run moto S3 (on ``cfg.s3_port``, 0 = free port) and the emulator (``cfg.port``) on
-    ``cfg.host``; both stop when the block exits."""
-    from moto.server import ThreadedMotoServer
+    ``cfg.host``; both stop when the block exits (also when it is interrupted while starting).
 
+    Raises :class:`~pipelines.core.errors.ConfigError` before anything listens for a host that
+    is not loopback (unless ``allow_remote``), and naming the port's key when a port is in use.
+    """
     cfg = cfg if cfg is not None else EmulatorConfig()
-    s3 = ThreadedMotoServer(ip_address=cfg.host, port=cfg.s3_port, verbose=False)
-    s3.start()
+    check_emulator_config(cfg)
+    s3 = S3Server(cfg.host, cfg.s3_port)
     try:
-        host, port = s3.get_host_and_port()
-        s3_url = f"http://{host}:{port}"
-        with EmulatorServer(cfg, s3_endpoint_url=s3_url) as emulator:
+        s3.start()
+        with EmulatorServer(cfg, s3_endpoint_url=s3.url) as emulator:
             yield Endpoints(
-                bedrock_url=emulator.url, s3_url=s3_url, emulator=emulator, region=cfg.region
+                bedrock_url=emulator.url, s3_url=s3.url, emulator=emulator, region=cfg.region
             )
     finally:
         s3.stop()

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nova_devkit.emulator.async_jobs import AsyncJobStore
-from nova_devkit.emulator.config import EmulatorConfig
+from nova_devkit.emulator.config import EmulatorConfig, bind_or_explain, check_emulator_config
 from nova_devkit.emulator.control import merge_config
 from nova_devkit.emulator.engine import EmbeddingEngine
 from nova_devkit.emulator.errors import validation
@@ -57,10 +57,21 @@ class EmulatorServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> EmulatorServer:
-        """Listen on ``host:port`` (port 0 picks a free one) and serve in a daemon thread."""
+        """Listen on ``host:port`` (port 0 picks a free one) and serve in a daemon thread.
+
+        Raises :class:`~pipelines.core.errors.ConfigError` naming ``emulator.host`` for an
+        address that is not loopback (unless ``allow_remote``) and ``emulator.port`` when the
+        port is in use, before anything listens.
+        """
         if self._httpd is not None:
             return self
-        self._httpd = EmulatorHTTPServer((self._cfg.host, self._cfg.port), self)
+        check_emulator_config(self._cfg)
+        self._httpd = bind_or_explain(
+            lambda: EmulatorHTTPServer((self._cfg.host, self._cfg.port), self),
+            "emulator.port",
+            self._cfg.host,
+            self._cfg.port,
+        )
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="bedrock-emulator", daemon=True
         )
@@ -68,14 +79,16 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        """Stop serving and release the port (also after a start that was interrupted)."""
+        httpd, thread = self._httpd, self._thread
+        self._httpd = self._thread = None
+        if httpd is not None:
+            if thread is not None:
+                # shutdown() waits for serve_forever: only ask a server that is serving.
+                httpd.shutdown()
+            httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
         self.jobs.shutdown()
 
     def __enter__(self) -> EmulatorServer:

@@ -1,0 +1,127 @@
+"""``kill -9`` of a migration's driver in the middle of building the next collection, then the
+same command again: the second run resumes the same collection (``slow_v2``), pays only for what
+the journal does not hold, validates and switches the alias.
+
+Both jobs run as real processes (their own Ray) over the slow-decoding modality of
+``test_kill_resume.py``, registered by each process.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from nova_devkit.emulator.launch import Endpoints
+from tests.integration.test_kill_resume import (
+    ASSETS,
+    CHUNKS,
+    HERE,
+    _calls,
+    _kill_all,
+    _manifest,
+    _quiet,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+JOB = f"""
+import sys
+sys.path.insert(0, {str(HERE)!r})
+from ray import cloudpickle
+import slow_modality
+cloudpickle.register_pickle_by_value(slow_modality)
+from pipelines.modalities import register
+register(slow_modality.SlowText())
+if sys.argv[1] == "backfill":
+    from pipelines.backfill import run_backfill
+    from pipelines.config.compose import compose_backfill
+    sys.exit(run_backfill(compose_backfill(sys.argv[2:])).exit_code)
+from pipelines.config.compose import compose_migrate
+from pipelines.migrate import run_migration
+sys.exit(run_migration(compose_migrate(sys.argv[2:])).exit_code)
+"""
+QUERIES = 3
+
+
+def _args(job: str, manifest: Path, root: Path, emulator: Endpoints, *more: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        JOB,
+        job,
+        "usecase.name=slow",
+        "usecase.modalities=[slow_text]",
+        f"manifest={manifest}",
+        *emulator.pipeline_overrides(),
+        "qdrant.collection=slow",
+        "bedrock.quota.requests_per_minute=240",
+        "resources.embed.max_in_flight=4",
+        f"qdrant.path={root / 'qdrant'}",
+        f"run_dir={root / 'runs'}",
+        f"state.path={root / 'state'}",
+        *more,
+    ]
+
+
+def test_a_killed_migration_resumes_and_switches(emulator: Endpoints, tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient
+
+    manifest = _manifest(tmp_path)
+    subprocess.run(
+        _args("backfill", manifest, tmp_path, emulator),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    migrate = _args(
+        "migrate",
+        manifest,
+        tmp_path,
+        emulator,
+        "embedding.dimension=3072",
+        f"validation.sample_queries={QUERIES}",
+    )
+    total = ASSETS * CHUNKS
+    start = _calls(emulator)
+    proc = subprocess.Popen(
+        migrate, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    tree: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 180
+        while _calls(emulator) - start < 0.4 * total and time.monotonic() < deadline:
+            assert proc.poll() is None, "the migration ended before it could be killed"
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            time.sleep(0.02)
+    finally:
+        _kill_all(proc, tree)
+    _quiet(emulator)
+    killed_at = _calls(emulator) - start
+    assert 0.4 * total <= killed_at < total
+
+    again = subprocess.run(migrate, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    paid_again = _calls(emulator) - start - killed_at
+    reports = sorted((tmp_path / "runs" / "slow").glob("migrate-*/migration.json"))
+    report = json.loads(reports[-1].read_text())
+    assert report["outcome"] == "switched" and report["resumed"] and report["to"] == "slow_v2"
+    # The resumed run paid for the unfinished assets (and a preflight), and the queries: not
+    # for the ones the killed run finished.
+    assert paid_again < total + 1 + 2 * QUERIES, (killed_at, paid_again)
+    assert report["build"]["skipped_unchanged"] > 0
+
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    try:
+        aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+        assert aliases == {"slow": "slow_v2"}
+        records, _ = client.scroll("slow_v2", limit=10_000, with_vectors=True)
+        assert len(records) == total and {len(r.vector) for r in records} == {3072}
+        assert {c.name for c in client.get_collections().collections} == {"slow_v1", "slow_v2"}
+    finally:
+        client.close()
