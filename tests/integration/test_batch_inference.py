@@ -280,21 +280,21 @@ def test_records_too_few_for_a_job_go_on_demand(
     batch_emulator: Endpoints, tmp_path: Path, bucket: str
 ) -> None:
     _corpus(tmp_path)
-    # Jobs of at most 10 records, at least 8: the first job takes whole assets up to 10 records,
-    # the rest is too few for a second job and goes on demand in the same run.
+    # 18 records; jobs of 10..12 records of whole assets (2 or 3 records each): one job, and the
+    # rest (6..8 records) too few for a second one, on demand in the same run.
     result = _batch(
         tmp_path,
         batch_emulator,
         bucket,
         "r",
-        "bedrock.batch.min_records_per_job=8",
-        "bedrock.batch.max_records_per_job=10",
+        "bedrock.batch.min_records_per_job=10",
+        "bedrock.batch.max_records_per_job=12",
     )
     rep = result.report
     assert (rep["status"], rep["embedded"]) == ("done", 8)
     assert rep["batch"]["jobs_submitted"] == 1 and rep["batch"]["assets_sent_on_demand"] > 0
     paths = rep["by_path"]
     assert paths["batch"]["embedded"] + paths["on_demand"]["embedded"] == 8
-    # On-demand calls: the remainder's segments and the preflight's one.
-    assert _ops(batch_emulator, "InvokeModel") == rep["bedrock_calls"] + rep["preflight_calls"]
-    assert rep["bedrock_calls"] == paths["on_demand"]["segments"]
+    # On-demand calls: the remainder's segments and the preflight's one (in the report's count).
+    assert _ops(batch_emulator, "InvokeModel") == rep["bedrock_calls"]
+    assert rep["bedrock_calls"] == paths["on_demand"]["segments"] + rep["preflight_calls"]

@@ -103,6 +103,9 @@ class EmulatorConfig:
     batch_end_status: str = "auto"
     batch_partial_fraction: float = 0.5
     batch_shuffle_output: bool = False
+    # Buckets ``python -m nova_devkit.emulator`` creates on its S3 when it starts (e.g. the
+    # staging bucket of bedrock=emulator: nova-staging).
+    create_buckets: list[str] = field(default_factory=list)
     # Request records kept for inspection, and how much of a text value they keep.
     max_recorded_requests: int = 10_000
     record_text_preview_chars: int = 200
