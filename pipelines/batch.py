@@ -6,9 +6,9 @@ One run, driven from :func:`pipelines.backfill._run_locked`:
    records are written (same point ids and payloads as on demand) for the assets this run still
    has to embed, at the same content version; a job still running keeps its assets out of this
    run (they end ``pending``);
-2. **stage** the remaining assets: decode -> :class:`~pipelines.stages.stage_records.BatchRecordStage`;
-   the driver spools the records (JSONL lines, and the record -> segment mapping as Parquet) in
-   the run folder;
+2. **stage** the remaining assets: decode, then
+   :class:`~pipelines.stages.stage_records.BatchRecordStage`; the driver spools the records
+   (JSONL lines, and the record -> segment mapping as Parquet) in the run folder;
 3. **pack and submit**: whole assets into jobs of ``min..max_records_per_job`` records, files of
    at most ``max_records_per_file`` records and ``max_bytes_per_file`` bytes; each job is recorded
    in the journal (name, client token, URIs, mapping) *before* it is submitted, with a name and
@@ -23,8 +23,8 @@ See ``docs/batch-inference.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,12 +295,13 @@ class BatchDriver:
                 raise _StillRunning()
 
         policy = RetryPolicy(
-            max_attempts=None, deadline_s=wait_s, base_s=self.batch.poll_min_s, cap_s=self.batch.poll_max_s
+            max_attempts=None,
+            deadline_s=wait_s,
+            base_s=self.batch.poll_min_s,
+            cap_s=self.batch.poll_max_s,
         )
-        try:
+        with contextlib.suppress(_StillRunning):
             retry_call(sweep, lambda exc: isinstance(exc, _StillRunning), policy)
-        except _StillRunning:
-            pass
         self.outcome.jobs_pending = sorted(self.running)
 
     def collect(self, entry: BatchJobEntry, state: JobState) -> None:
@@ -312,7 +313,9 @@ class BatchDriver:
         mapping = pq.read_table(entry.records_path)
         rows = {r["record_id"]: r for r in mapping.to_pylist()}
         wanted = {
-            rid: r for rid, r in rows.items() if self.todo.get(r["asset_id"]) == r["content_version"]
+            rid: r
+            for rid, r in rows.items()
+            if self.todo.get(r["asset_id"]) == r["content_version"]
         }
         folder = f"{state.output_uri.rstrip('/')}/{state.job_id}"
         manifest = read_manifest(self.s3, folder)
@@ -327,12 +330,16 @@ class BatchDriver:
                 self.account(write.process(EMBEDDED.table(out)), "batch")
                 out.clear()
 
-        lines = output_lines(self.s3, folder) if manifest is not None or state.status != "Failed" else iter(())
+        lines = (
+            output_lines(self.s3, folder)
+            if manifest is not None or state.status != "Failed"
+            else iter(())
+        )
         for _, line in lines:
             rid = line.get("recordId")
-            row = wanted.get(rid) if isinstance(rid, str) else None
-            if row is None or rid in seen:
+            if not isinstance(rid, str) or rid in seen or rid not in wanted:
                 continue
+            row = wanted[rid]
             seen.add(rid)
             if "modelOutput" in line:
                 produced = self._embedded(row, line["modelOutput"])
@@ -341,12 +348,16 @@ class BatchDriver:
                     self.outcome.records_collected += 1
                 else:
                     failed.setdefault(row["asset_id"], []).append(
-                        _failure(row, codes.MALFORMED_RESPONSE, "the record's modelOutput is unusable")
+                        _failure(
+                            row, codes.MALFORMED_RESPONSE, "the record's modelOutput is unusable"
+                        )
                     )
             else:
                 code, message = service_code(line.get("error"))
                 failed.setdefault(row["asset_id"], []).append(
-                    _failure(row, codes.from_service_code(code), f"batch job {entry.name}: {message}")
+                    _failure(
+                        row, codes.from_service_code(code), f"batch job {entry.name}: {message}"
+                    )
                 )
             if len(out) >= 512:
                 flush()
@@ -376,7 +387,9 @@ class BatchDriver:
         self._release(entry.name)
         self.outcome.jobs_collected += 1
         counts = manifest or state.counts
-        self.say(f"batch: collected {entry.name} ({state.status}; {json.dumps(counts, sort_keys=True)})")
+        self.say(
+            f"batch: collected {entry.name} ({state.status}; {json.dumps(counts, sort_keys=True)})"
+        )
 
     def _embedded(self, row: dict[str, Any], model_output: Any) -> list[dict[str, Any]] | None:
         from pipelines.bedrock.errors import BedrockCallError
@@ -422,7 +435,9 @@ class BatchDriver:
             return None
         table = pq.read_table(self.plan.todo_path)
         if exclude:
-            drop = pc.is_in(table.column("asset_id"), value_set=pa.array(sorted(exclude), pa.string()))
+            drop = pc.is_in(
+                table.column("asset_id"), value_set=pa.array(sorted(exclude), pa.string())
+            )
             table = table.filter(pc.invert(drop))
         # Assets an earlier job's output settled are done too.
         done = [a for a in table.column("asset_id").to_pylist() if a not in self.todo]
@@ -468,14 +483,15 @@ class _Spool:
             self._lines.close()
             self._map.close()
 
-    def by_asset(
-        self, skip: set[str]
-    ) -> Iterator[tuple[str, list[tuple[dict[str, Any], str]]]]:
+    def by_asset(self, skip: set[str]) -> Iterator[tuple[str, list[tuple[dict[str, Any], str]]]]:
         """``(asset id, [(mapping row, line)])`` in arrival order (an asset's segments arrive
         together: the decode stage emits them from one block)."""
         current: str | None = None
         records: list[tuple[dict[str, Any], str]] = []
-        with pq.ParquetFile(self.map_path) as mapping, self.lines_path.open(encoding="utf-8") as lines:
+        with (
+            pq.ParquetFile(self.map_path) as mapping,
+            self.lines_path.open(encoding="utf-8") as lines,
+        ):
             for batch in mapping.iter_batches(batch_size=1024):
                 for row in batch.to_pylist():
                     line = lines.readline().rstrip("\n")
@@ -504,7 +520,9 @@ def _files(group: list[tuple[dict[str, Any], str]], batch: Any) -> Iterator[byte
     size = 0
     for _, line in group:
         data = (line + "\n").encode()
-        if chunk and (len(chunk) >= batch.max_records_per_file or size + len(data) > batch.max_bytes_per_file):
+        if chunk and (
+            len(chunk) >= batch.max_records_per_file or size + len(data) > batch.max_bytes_per_file
+        ):
             yield b"".join(chunk)
             chunk, size = [], 0
         chunk.append(data)
@@ -515,7 +533,8 @@ def _files(group: list[tuple[dict[str, Any], str]], batch: Any) -> Iterator[byte
 
 def _failure(row: dict[str, Any], code: str, message: str) -> dict[str, Any]:
     error = RecordError("embed", code, message)
-    error.at(**{c: row.get(c) for c in ("segment_index", "segment_count", "page", "start_s", "end_s", "char_start", "char_end", "input_kind")})  # fmt: skip
+    where = ("segment_index", "segment_count", "page", "start_s", "end_s", "char_start")
+    error.at(**{c: row.get(c) for c in (*where, "char_end", "input_kind")})
     return dead_letter_row(row, error)
 
 
@@ -539,7 +558,9 @@ def check_batch_access(client: BatchJobClient) -> None:
     try:
         client.check_access()
     except BedrockCallError as exc:
-        raise InfrastructureError(f"batch inference: ListModelInvocationJobs failed: {exc}") from exc
+        raise InfrastructureError(
+            f"batch inference: ListModelInvocationJobs failed: {exc}"
+        ) from exc
 
 
 def run_batch(

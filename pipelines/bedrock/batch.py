@@ -103,7 +103,9 @@ def make_control_client(cfg: BedrockConfig) -> Any:
         connect_timeout=cfg.connect_timeout_s,
         read_timeout=cfg.read_timeout_s,
     )
-    return boto3.client("bedrock", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=config)
+    return boto3.client(
+        "bedrock", region_name=cfg.region, endpoint_url=cfg.endpoint_url, config=config
+    )
 
 
 class BatchJobClient:
@@ -139,7 +141,9 @@ class BatchJobClient:
             "roleArn": self.cfg.batch.role_arn,
             "clientRequestToken": token,
             "modelId": self.model_id,
-            "inputDataConfig": {"s3InputDataConfig": {"s3Uri": input_uri, "s3InputFormat": "JSONL"}},
+            "inputDataConfig": {
+                "s3InputDataConfig": {"s3Uri": input_uri, "s3InputFormat": "JSONL"}
+            },
             "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": output_uri}},
             "timeoutDurationInHours": self.cfg.batch.timeout_hours,
         }
@@ -169,9 +173,14 @@ class BatchJobClient:
 
 
 def _state(out: dict[str, Any]) -> JobState:
-    counts = {
+    counts: dict[str, int] = {
         k: int(out[k])
-        for k in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount")
+        for k in (
+            "totalRecordCount",
+            "processedRecordCount",
+            "successRecordCount",
+            "errorRecordCount",
+        )
         if k in out
     }
     return JobState(

@@ -191,7 +191,9 @@ def validate_batch(cfg: BedrockConfig, seg: SegmentationConfig | None, staging_o
             "bedrock.batch.max_bytes_per_file", f"must be >= 1 MiB, got {b.max_bytes_per_file}"
         )
     if not 24 <= b.timeout_hours <= 168:
-        raise ConfigError("bedrock.batch.timeout_hours", f"must be in 24..168, got {b.timeout_hours}")
+        raise ConfigError(
+            "bedrock.batch.timeout_hours", f"must be in 24..168, got {b.timeout_hours}"
+        )
     _positive("bedrock.batch.wait_s", b.wait_s, allow_zero=True)
     _positive("bedrock.batch.poll_min_s", b.poll_min_s)
     if b.poll_max_s < b.poll_min_s:

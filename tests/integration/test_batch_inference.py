@@ -81,7 +81,9 @@ def _run(root: Path, emulator: Endpoints, bucket: str, name: str, *more: str) ->
 
 
 def _batch(root: Path, emulator: Endpoints, bucket: str, name: str, *more: str) -> BackfillResult:
-    return _run(root, emulator, bucket, name, "bedrock.mode=batch", "bedrock.batch.wait_s=60", *more)
+    return _run(
+        root, emulator, bucket, name, "bedrock.mode=batch", "bedrock.batch.wait_s=60", *more
+    )
 
 
 def _ops(emulator: Endpoints, op: str) -> int:
@@ -95,13 +97,17 @@ def _points(root: Path, name: str) -> dict[str, tuple[dict[str, Any], list[float
     from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
 
     probe = QdrantConfig(path=str(root / name / "qdrant"), collection="batchy")
-    with QdrantStore(probe, 1024, embedding=EmbeddingConfig(), segmentation=SegmentationConfig()) as s:
+    with QdrantStore(
+        probe, 1024, embedding=EmbeddingConfig(), segmentation=SegmentationConfig()
+    ) as s:
         physical = s.resolve_alias("batchy")
     if physical is None:
         return {}
     cfg = QdrantConfig(path=str(root / name / "qdrant"), collection=physical)
     out: dict[str, tuple[dict[str, Any], list[float]]] = {}
-    with QdrantStore(cfg, 1024, embedding=EmbeddingConfig(), segmentation=SegmentationConfig()) as s:
+    with QdrantStore(
+        cfg, 1024, embedding=EmbeddingConfig(), segmentation=SegmentationConfig()
+    ) as s:
         if not s.exists():
             return {}
         for table in s.scan(with_vectors=True):
@@ -129,7 +135,12 @@ def test_batch_run_equals_on_demand_run_without_invoke_calls(
 
     batch = _batch(tmp_path, batch_emulator, bucket, "batch")
     rep = batch.report
-    assert (batch.exit_code, rep["status"], rep["embedded"], rep["dead_lettered"]) == (0, "done", 8, 0)
+    assert (batch.exit_code, rep["status"], rep["embedded"], rep["dead_lettered"]) == (
+        0,
+        "done",
+        8,
+        0,
+    )
     # Not one InvokeModel call: every record went through the one job.
     assert _ops(batch_emulator, "InvokeModel") == invoke_before
     assert _ops(batch_emulator, "CreateModelInvocationJob") == 1
@@ -244,7 +255,9 @@ def test_partially_completed_job_retried_on_demand(
     batch_emulator: Endpoints, tmp_path: Path, bucket: str
 ) -> None:
     _corpus(tmp_path)
-    batch_emulator.emulator.configure(batch_end_status="PartiallyCompleted", batch_partial_fraction=0.5)
+    batch_emulator.emulator.configure(
+        batch_end_status="PartiallyCompleted", batch_partial_fraction=0.5
+    )
     dl = _batch(tmp_path, batch_emulator, bucket, "p1")
     rep = dl.report
     assert rep["batch"]["job_states"] and set(rep["batch"]["job_states"].values()) == {
@@ -254,7 +267,9 @@ def test_partially_completed_job_retried_on_demand(
     assert set(rep["dead_letters_by_code"]) == {"batch_record_missing"}
 
     invoke = _ops(batch_emulator, "InvokeModel")
-    retried = _batch(tmp_path, batch_emulator, bucket, "p2", "bedrock.batch.on_failed_records=on_demand")
+    retried = _batch(
+        tmp_path, batch_emulator, bucket, "p2", "bedrock.batch.on_failed_records=on_demand"
+    )
     rep2 = retried.report
     assert (rep2["embedded"], rep2["dead_lettered"]) == (8, 0)
     assert rep2["by_path"]["on_demand"]["embedded"] > 0

@@ -55,8 +55,12 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 _JOB_NAME = r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}"
 _ROLE_ARN = r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+"
 _TOKEN = r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}"
-_S3_URI = r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?"
-_JOB_ID = r"((arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?[a-z0-9]{12})"
+_S3_URI = (
+    r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?"
+)
+_JOB_ID = (
+    r"((arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:model-invocation-job/)?[a-z0-9]{12})"
+)
 # One input file may be at most this big for the emulator (it holds it in memory).
 _MAX_FILE_BYTES = 1 << 30
 
@@ -244,7 +248,7 @@ class BatchJobStore:
             job.status, job.last_modified = "Stopping", time.time()
         return {}
 
-    def list(self, query: Mapping[str, str]) -> dict[str, Any]:
+    def list_jobs(self, query: Mapping[str, str]) -> dict[str, Any]:
         """The ListModelInvocationJobs body: filtered, sorted by creation time, paginated."""
         known = {
             "submitTimeAfter", "submitTimeBefore", "statusEquals", "nameContains", "maxResults",
@@ -267,8 +271,16 @@ class BatchJobStore:
         order = query.get("sortOrder", "Descending")
         if order not in ("Ascending", "Descending"):
             raise validation("sortOrder: must be Ascending or Descending")
-        after = _parse_iso(query["submitTimeAfter"], "submitTimeAfter") if "submitTimeAfter" in query else None
-        before = _parse_iso(query["submitTimeBefore"], "submitTimeBefore") if "submitTimeBefore" in query else None  # fmt: skip
+        after = (
+            _parse_iso(query["submitTimeAfter"], "submitTimeAfter")
+            if "submitTimeAfter" in query
+            else None
+        )
+        before = (
+            _parse_iso(query["submitTimeBefore"], "submitTimeBefore")
+            if "submitTimeBefore" in query
+            else None
+        )
         contains = query.get("nameContains")
         offset = 0
         if "nextToken" in query:
@@ -339,7 +351,10 @@ class BatchJobStore:
             raise validation(f"inputDataConfig: cannot list {uri} ({exc})") from exc
         if not keys:
             raise validation(f"inputDataConfig: no .jsonl file under {uri}")
-        return [(k.rsplit("/", 1)[-1], self._s3.read(f"s3://{bucket}/{k}", _MAX_FILE_BYTES)) for k in sorted(keys)]  # fmt: skip
+        return [
+            (k.rsplit("/", 1)[-1], self._s3.read(f"s3://{bucket}/{k}", _MAX_FILE_BYTES))
+            for k in sorted(keys)
+        ]
 
     def _set(self, job: BatchJob, generation: int, status: str, **fields: Any) -> bool:
         with self._lock:
@@ -459,7 +474,11 @@ class BatchJobStore:
         except ApiError as exc:
             err = {"errorCode": exc.status, "errorMessage": f"{exc.code}: {exc.message}"}
             return json.dumps({**base, "error": err}), False, 0
-        return json.dumps({**base, "modelOutput": {"embeddings": embeddings}}), True, prepared.tokens
+        return (
+            json.dumps({**base, "modelOutput": {"embeddings": embeddings}}),
+            True,
+            prepared.tokens,
+        )
 
     def _write(
         self,
@@ -476,7 +495,9 @@ class BatchJobStore:
             payload = "".join(line + "\n" for line in out).encode()
             self._s3.write(f"{folder}/{name}.out", payload, "application/jsonl")
         manifest = {**counts, "outputTokenCount": 0}
-        self._s3.write(f"{folder}/manifest.json.out", json.dumps(manifest).encode(), "application/json")  # fmt: skip
+        self._s3.write(
+            f"{folder}/manifest.json.out", json.dumps(manifest).encode(), "application/json"
+        )
 
 
 def _s3_uri(config: Any, name: str, member: str) -> str:

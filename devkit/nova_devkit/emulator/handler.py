@@ -61,7 +61,12 @@ def route(method: str, segs: list[str]) -> tuple[str, str | None] | None:
         return "ListModelInvocationJobs", None
     if method == "GET" and len(segs) == 2 and segs[0] == "model-invocation-job":
         return "GetModelInvocationJob", unquote(segs[1])
-    if method == "POST" and len(segs) == 3 and segs[0] == "model-invocation-job" and segs[2] == "stop":
+    if (
+        method == "POST"
+        and len(segs) == 3
+        and segs[0] == "model-invocation-job"
+        and segs[2] == "stop"
+    ):
         return "StopModelInvocationJob", unquote(segs[1])
     return None
 
@@ -327,7 +332,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             assert ident is not None
             payload, headers = json.dumps(emu.batch.stop(ident)).encode(), {}
         elif op == "ListModelInvocationJobs":
-            payload, headers = json.dumps(emu.batch.list(query)).encode(), {}
+            payload, headers = json.dumps(emu.batch.list_jobs(query)).encode(), {}
         else:
             payload, headers = json.dumps(emu.jobs.list(query)).encode(), {}
 

@@ -1,8 +1,9 @@
 """The local Bedrock Runtime-compatible HTTP endpoint: its state and lifecycle.
 
 :class:`EmulatorServer` serves ``InvokeModel``, ``StartAsyncInvoke``, ``GetAsyncInvoke`` and
-``ListAsyncInvokes``, and the control plane's batch inference API (``CreateModelInvocationJob``,
-``GetModelInvocationJob``, ``ListModelInvocationJobs``, ``StopModelInvocationJob``) with the service's wire shapes on loopback, so unmodified boto3 (given
+``ListAsyncInvokes``, and the control plane's batch inference API
+(``CreateModelInvocationJob``, ``GetModelInvocationJob``, ``ListModelInvocationJobs``,
+``StopModelInvocationJob``) with the service's wire shapes on loopback, so unmodified boto3 (given
 ``endpoint_url``) runs its real signing, serialisation, retry and error-parsing code against it.
 It also enforces quotas, adds latency, injects faults and records every request; all of that is
 controlled from Python (methods on the server) or over HTTP under ``/_emulator/``
