@@ -226,8 +226,14 @@ class BatchDriver:
         from pipelines.core.io import split_s3_uri
 
         ids = [row["record_id"] for row, _ in group]
+        attempt = 1
         name, token = job_identity(self.plan.collection, ids)
         known = self.journal.batch_job(name)
+        while known is not None and known.status == "collected":
+            # The same records ended in a job already (expired, failed): a new job.
+            attempt += 1
+            name, token = job_identity(self.plan.collection, ids, attempt)
+            known = self.journal.batch_job(name)
         if known is not None and known.status != "collected":
             # Staged by a run that was killed: the same records, the same job.
             if name not in self.running:

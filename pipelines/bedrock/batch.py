@@ -48,11 +48,15 @@ def record_id(asset_id: str, content_version: str | None, segment_index: int) ->
     return hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
-def job_identity(collection: str, record_ids: list[str]) -> tuple[str, str]:
+def job_identity(collection: str, record_ids: list[str], attempt: int = 1) -> tuple[str, str]:
     """``(job name, client token)`` of a job holding these records in this collection: the same
     records give the same job, so a run that was killed after submitting finds it (by name) or
-    gets it back from the service (by token) instead of paying twice."""
+    gets it back from the service (by token) instead of paying twice. ``attempt`` counts the
+    jobs of the same records already collected (an expired job's records are submitted again
+    under a new name and token)."""
     digest = hashlib.sha256(collection.encode())
+    if attempt > 1:
+        digest.update(f"#attempt{attempt}".encode())
     for rid in record_ids:
         digest.update(rid.encode())
     hexed = digest.hexdigest()
