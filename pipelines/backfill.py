@@ -59,7 +59,7 @@ class BackfillResult:
     dead_letter_path: Path
     report: dict[str, Any] = field(default_factory=dict)
     # The process's exit code (docs/scheduled-backfills.md): 0 done, 3 aborted, 4 stopped by a
-    # spending limit, 5 too many dead letters.
+    # spending limit, 5 too many dead letters, 7 batch jobs still running (pending).
     exit_code: int = 0
 
 
@@ -128,11 +128,16 @@ def _run_locked(
     figures: dict[str, Any] = {}
     abort: str | None = None
     stopped = False
+    pending_jobs = 0
     try:
         # The store first: an unreachable store or a dimension clash fails before Bedrock.
         store.ensure_collection()
         preflight.check_store(store)
-        if plan.todo_rows:
+        if cfg.bedrock.mode == "batch":
+            from pipelines.batch import run_batch
+
+            pending_jobs = run_batch(cfg, plan, store, journal, console, worker_env, figures)
+        elif plan.todo_rows:
             if cfg.segmentation.mode == "service":
                 preflight.check_staging(cfg)
             figures["preflight_calls"] = preflight.check_bedrock(cfg)
@@ -160,7 +165,16 @@ def _run_locked(
         console.say(f"{'stopped' if stopped else 'aborted'}: {abort}")
     try:
         return finish_backfill(
-            cfg, plan, store, figures, started, console, journal, abort, stopped=stopped
+            cfg,
+            plan,
+            store,
+            figures,
+            started,
+            console,
+            journal,
+            abort,
+            stopped=stopped,
+            pending_jobs=pending_jobs,
         )
     finally:
         store.close()
@@ -203,6 +217,11 @@ class _Accounting:
 
     def __call__(self, batch: pa.Table) -> None:
         self.plan.ledger.account(batch)
+        self.flush()
+
+    def account(self, batch: pa.Table, via: str | None = None) -> None:
+        """Rows that did not come out of the pipeline (a batch job's output: ``via="batch"``)."""
+        self.plan.ledger.account(batch, via)
         self.flush()
 
     def flush(self, force: bool = False) -> None:
@@ -313,11 +332,14 @@ def finish_backfill(
     abort: str | None = None,
     *,
     stopped: bool = False,
+    pending_jobs: int = 0,
 ) -> BackfillResult:
     """Decide outcomes, remove partial and stale points, journal, prune, check counts, write the
     report and dead letters. After an abort (``abort`` says why) the same, best effort: assets
     not finished are left ``pending`` for the next run, and a store that is down is left alone.
-    ``stopped``: the abort was a spending limit (status ``stopped``, ``stop_reason``, exit 4)."""
+    ``stopped``: the abort was a spending limit (status ``stopped``, ``stop_reason``, exit 4).
+    ``pending_jobs``: batch jobs still running; their assets stay ``pending`` (status
+    ``pending``, exit 7) and the next run collects them."""
     from pipelines.sinks.dead_letter import DeadLetterWriter
 
     console = console or Console("backfill")
@@ -330,7 +352,7 @@ def finish_backfill(
     try:
         if abort is None and plan.copy_rows:
             _copy_same_content(plan, store, journal)
-        ledger.finalize(cfg.prices, pending=abort is not None)
+        ledger.finalize(cfg.prices, pending=abort is not None or pending_jobs > 0)
         for pairs in ledger.partial():
             # Only this run's version: a changed asset keeps its previous, complete version.
             left += len(pairs)
@@ -349,6 +371,8 @@ def finish_backfill(
         cleanup = {"error": f"{type(exc).__name__}: {exc}", "left_for_next_run": left}
     duration = time.monotonic() - started
     status = "stopped" if abort and stopped else "aborted" if abort else "done"
+    if status == "done" and pending_jobs:
+        status = "pending"
     why = ("stop_reason" if stopped else "abort_reason") if abort else None
     report = build_report(
         ledger,
@@ -366,15 +390,17 @@ def finish_backfill(
             "count_check": count_check,
             # Dead-letter rows by code (malformed answers, throttled at the deadline, ...).
             "dead_letters_by_code": ledger.dead_letters_by_code(),
+            # Which path the assets took and what each cost at its own price table.
+            "by_path": ledger.by_path(),
             **({why: abort} if why else {}),
             **({"cleanup": cleanup} if cleanup else {}),
             **figures,
         },
     )
     report["bedrock_calls"] += int(figures.get("preflight_calls", 0))
-    exit_code = (4 if stopped else 3) if abort else 0
+    exit_code = (4 if stopped else 3) if abort else 7 if status == "pending" else 0
     limit = cfg.limits.max_dead_letter_fraction
-    if not abort and limit is not None and plan.todo_rows:
+    if not abort and not pending_jobs and limit is not None and plan.todo_rows:
         fraction = report["dead_lettered"] / plan.todo_rows
         if fraction > limit:
             report["status"] = "failed"

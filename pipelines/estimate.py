@@ -218,10 +218,37 @@ def _figures(
                 },
             }
         )
+    if decoded:
+        out.update(_side_by_side(cfg, plan, out))
     out["by_modality"] = report["by_modality"]
     out["duration_s"] = round(duration_s, 3)
     out.update(extra)
     return out
+
+
+def _side_by_side(
+    cfg: BackfillJobConfig, plan: BackfillPlan, out: dict[str, Any]
+) -> dict[str, Any]:
+    """On-demand and batch inference for the same work: cost at each price table, and time
+    (the quota for on demand; for batch, the service's job turnaround, which it bounds by
+    ``bedrock.batch.timeout_hours`` but does not promise: docs/batch-inference.md)."""
+    b = cfg.bedrock.batch
+    segments = int(out.get("segments") or 0)
+    jobs = 0 if segments < b.min_records_per_job else math.ceil(segments / b.max_records_per_job)
+    # Records left over under the minimum would go on demand; the figure assumes full jobs.
+    return {
+        "on_demand": {
+            "cost_usd": round(plan.ledger.cost_at(cfg.prices), 6),
+            "wall_clock_s": out["wall_clock_s"],
+        },
+        "batch": {
+            "cost_usd": round(plan.ledger.cost_at(cfg.prices.for_batch()), 6),
+            "jobs": jobs,
+            "records": segments,
+            "wall_clock_s_at_most": b.timeout_hours * 3600 if jobs else None,
+            "fits_a_job": segments >= b.min_records_per_job,
+        },
+    }
 
 
 def _audio_as_input(usage: dict[str, dict[str, float]]) -> float:
@@ -248,6 +275,14 @@ def _summary(console: Console, estimate: dict[str, Any], path: Path) -> None:
             f"          {estimate['bedrock_calls']} Bedrock calls, ${estimate['cost_usd']:.4f}, "
             f"about {_duration(estimate['wall_clock_s'])} at the configured quota "
             f"({estimate['quota']['requests_per_minute']:g} requests/min)"
+        )
+        batch = estimate.get("batch") or {}
+        console.say(
+            f"          on demand ${estimate['on_demand']['cost_usd']:.4f} vs batch "
+            f"${batch.get('cost_usd', 0.0):.4f} ({batch.get('jobs', 0)} jobs of at most "
+            f"{_duration(float(batch.get('wall_clock_s_at_most') or 0))} each"
+            + ("" if batch.get("fits_a_job") else "; too few records for a job: on demand")
+            + ")"
         )
     console.say(f"estimate:    {path}")
 

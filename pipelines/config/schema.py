@@ -72,10 +72,44 @@ class QuotaConfig:
     # at once (over it Bedrock answers ServiceQuotaExceededException).
     async_requests_per_minute: float = 60.0
     async_max_concurrent_jobs: int = 20
+    # Batch inference (bedrock.mode=batch): CreateModelInvocationJob jobs submitted and not yet
+    # ended at once, per account and model (a Service Quotas value: check yours).
+    batch_max_concurrent_jobs: int = 10
     # Whose quota this is: the guard is shared by every job naming the same account (or, when
     # unset, the account STS names against AWS, or the endpoint's address for another endpoint),
     # region and model. See docs/rate-control.md.
     account: str | None = None
+
+
+@dataclass
+class BatchConfig:
+    """Batch inference (``bedrock.mode=batch``): records staged as JSONL in S3, one
+    ``CreateModelInvocationJob`` per group, results read back (see ``docs/batch-inference.md``).
+
+    The service's limits are quotas per account and model whose values for this model are
+    uncertain: every one is configurable, the defaults are the values commonly documented.
+    """
+
+    # The IAM role Bedrock assumes to read the inputs and write the outputs (required).
+    role_arn: str | None = None
+    # A job needs at least this many records (the service refuses fewer); records of a run too
+    # few for a job go on-demand in the same run.
+    min_records_per_job: int = 100
+    max_records_per_job: int = 50_000
+    # One input file holds at most this many records and bytes (1 GiB).
+    max_records_per_file: int = 50_000
+    max_bytes_per_file: int = 1_073_741_824
+    # Job-level timeout the service enforces (24..168 hours); an unfinished job ends Expired.
+    timeout_hours: int = 24
+    # How long a run waits for its jobs before it exits pending (0: submit and exit); the next
+    # run, or the same command, collects them.
+    wait_s: float = 0.0
+    # Poll interval bounds while waiting (full-jitter backoff between them).
+    poll_min_s: float = 5.0
+    poll_max_s: float = 60.0
+    # Records a job did not embed (per-record errors, or a job that ended PartiallyCompleted,
+    # Failed, Stopped or Expired): "dead_letter" them, or retry their assets once "on_demand".
+    on_failed_records: str = "dead_letter"
 
 
 @dataclass
@@ -102,6 +136,9 @@ class BedrockConfig:
     # http:// to an endpoint that is not on this machine sends session tokens and every input in
     # clear; refused unless this is set (see docs/reliability.md).
     allow_insecure_endpoint: bool = False
+    # on_demand: InvokeModel per segment; batch: CreateModelInvocationJob (docs/batch-inference.md).
+    mode: str = "on_demand"
+    batch: BatchConfig = field(default_factory=BatchConfig)
 
 
 @dataclass
@@ -170,13 +207,33 @@ class ResourcesConfig:
 
 
 @dataclass
+class BatchPricesConfig:
+    """Batch inference prices (USD). Reported at about half the on-demand price for text; no
+    batch price was found for images, video or audio (assumed half too: uncertain)."""
+
+    text_per_1k_tokens: float = 0.0000675
+    image_each: float = 0.00003
+    video_per_second: float = 0.00035
+    audio_per_second: float = 0.00007
+
+
+@dataclass
 class PricesConfig:
-    """On-demand prices (USD) used for cost estimates; keep them in config, not code."""
+    """On-demand prices (USD) used for cost estimates, and the batch table (``prices.batch``);
+    keep them in config, not code."""
 
     text_per_1k_tokens: float = 0.000135
     image_each: float = 0.00006
     video_per_second: float = 0.0007
     audio_per_second: float = 0.00014
+    batch: BatchPricesConfig = field(default_factory=BatchPricesConfig)
+
+    def for_batch(self) -> PricesConfig:
+        """The batch table as a price table the modalities' cost rules read."""
+        b = self.batch
+        return PricesConfig(
+            b.text_per_1k_tokens, b.image_each, b.video_per_second, b.audio_per_second, b
+        )
 
 
 @dataclass

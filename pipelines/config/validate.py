@@ -139,6 +139,7 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
             "bedrock.s3_staging_uri",
             "segmentation.mode=service needs an s3://bucket/prefix for inputs and outputs",
         )
+    validate_batch(cfg, seg, staging_ok)
     if cfg.s3_staging_uri is not None:
         from pipelines.core.io import split_s3_uri
 
@@ -146,6 +147,63 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
             split_s3_uri(cfg.s3_staging_uri)
         except ValueError as exc:
             raise ConfigError("bedrock.s3_staging_uri", str(exc)) from exc
+
+
+BEDROCK_MODES = ("on_demand", "batch")
+# The service's pattern for an IAM role ARN (botocore's bedrock model, RoleArn).
+_ROLE_ARN = r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+"
+
+
+def validate_batch(cfg: BedrockConfig, seg: SegmentationConfig | None, staging_ok: bool) -> None:
+    """``bedrock.mode`` and, for ``batch``, every ``bedrock.batch.*`` key."""
+    import re
+
+    _one_of("bedrock.mode", cfg.mode, BEDROCK_MODES)
+    b = cfg.batch
+    if cfg.mode != "batch":
+        return
+    if seg is not None and seg.mode != "local":
+        raise ConfigError(
+            "bedrock.mode", "batch needs segmentation.mode=local (records are cut segments)"
+        )
+    if not staging_ok:
+        raise ConfigError(
+            "bedrock.s3_staging_uri",
+            "bedrock.mode=batch needs an s3://bucket/prefix for the job inputs and outputs",
+        )
+    if not b.role_arn or not re.fullmatch(_ROLE_ARN, b.role_arn):
+        raise ConfigError(
+            "bedrock.batch.role_arn",
+            f"bedrock.mode=batch needs an IAM role ARN (arn:aws:iam::<account>:role/<name>) "
+            f"Bedrock can assume; got {b.role_arn!r}",
+        )
+    for key in ("min_records_per_job", "max_records_per_job", "max_records_per_file"):
+        if getattr(b, key) < 1:
+            raise ConfigError(f"bedrock.batch.{key}", f"must be >= 1, got {getattr(b, key)}")
+    if b.min_records_per_job > b.max_records_per_job:
+        raise ConfigError(
+            "bedrock.batch.min_records_per_job",
+            f"{b.min_records_per_job} is over bedrock.batch.max_records_per_job "
+            f"({b.max_records_per_job})",
+        )
+    if b.max_bytes_per_file < 1024 * 1024:
+        raise ConfigError(
+            "bedrock.batch.max_bytes_per_file", f"must be >= 1 MiB, got {b.max_bytes_per_file}"
+        )
+    if not 24 <= b.timeout_hours <= 168:
+        raise ConfigError(
+            "bedrock.batch.timeout_hours", f"must be in 24..168, got {b.timeout_hours}"
+        )
+    _positive("bedrock.batch.wait_s", b.wait_s, allow_zero=True)
+    _positive("bedrock.batch.poll_min_s", b.poll_min_s)
+    if b.poll_max_s < b.poll_min_s:
+        raise ConfigError("bedrock.batch.poll_max_s", "must be >= bedrock.batch.poll_min_s")
+    _one_of("bedrock.batch.on_failed_records", b.on_failed_records, ("dead_letter", "on_demand"))
+    if cfg.quota.batch_max_concurrent_jobs < 1:
+        raise ConfigError(
+            "bedrock.quota.batch_max_concurrent_jobs",
+            f"must be >= 1, got {cfg.quota.batch_max_concurrent_jobs}",
+        )
 
 
 def _in_clear_to_another_host(url: str | None) -> bool:

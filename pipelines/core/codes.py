@@ -83,6 +83,11 @@ ASYNC_JOB_FAILED = "async_job_failed"  # the async job (or one embedding type of
 ASYNC_JOB_TIMEOUT = "async_job_timeout"  # the async job did not finish in time
 ASYNC_OUTPUT_UNREADABLE = "async_output_unreadable"  # the async job's outputs cannot be read
 SEGMENT_FAILED = "segment_failed"  # the async job reports one segment failed (reason in message)
+# Batch inference (bedrock.mode=batch): a record's own error keeps the service's code (above).
+BATCH_JOB_FAILED = "batch_job_failed"  # the batch job ended Failed before embedding the record
+BATCH_JOB_STOPPED = "batch_job_stopped"  # the batch job was stopped before embedding the record
+BATCH_JOB_EXPIRED = "batch_job_expired"  # the batch job ran out of time before the record
+BATCH_RECORD_MISSING = "batch_record_missing"  # the job ended without an output line for it
 
 # Bedrock service error codes, as dead-letter codes (see SERVICE_CODES).
 THROTTLING_EXCEPTION = "throttling_exception"  # throttled on every attempt
@@ -171,6 +176,10 @@ TRANSIENT: frozenset[str] = frozenset(
         ASYNC_JOB_TIMEOUT,
         ASYNC_OUTPUT_UNREADABLE,
         SEGMENT_FAILED,
+        BATCH_JOB_FAILED,
+        BATCH_JOB_STOPPED,
+        BATCH_JOB_EXPIRED,
+        BATCH_RECORD_MISSING,
         THROTTLING_EXCEPTION,
         MODEL_NOT_READY_EXCEPTION,
         MODEL_TIMEOUT_EXCEPTION,

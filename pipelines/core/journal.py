@@ -57,6 +57,20 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER,
     report TEXT
 );
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    name TEXT PRIMARY KEY,              -- the job's name (unique per account)
+    collection TEXT NOT NULL,
+    client_token TEXT NOT NULL,
+    job_arn TEXT,                       -- null until CreateModelInvocationJob answered
+    input_uri TEXT NOT NULL,
+    output_uri TEXT NOT NULL,
+    records_path TEXT NOT NULL,         -- Parquet: record id -> asset and segment
+    records INTEGER NOT NULL,
+    status TEXT NOT NULL,               -- staged | a service status | collected
+    run_id TEXT,
+    submitted_at REAL,
+    updated_at REAL
+);
 CREATE TABLE IF NOT EXISTS locks (
     collection TEXT PRIMARY KEY,
     run_id TEXT,
@@ -79,6 +93,22 @@ class Entry:
     error_code: str | None = None
     permanent: bool = False
     points: int = 0
+
+
+@dataclass(frozen=True)
+class BatchJobEntry:
+    """A batch inference job the journal knows (``bedrock.mode=batch``)."""
+
+    name: str
+    collection: str
+    client_token: str
+    job_arn: str | None
+    input_uri: str
+    output_uri: str
+    records_path: str
+    records: int
+    status: str
+    run_id: str | None
 
 
 class CollectionLocked(ConfigError):
@@ -256,6 +286,54 @@ class Journal:
                 (collection, outcome),
             )
         return int(row.fetchone()[0])
+
+    # -- batch inference jobs -------------------------------------------------------------------
+
+    def add_batch_job(self, job: BatchJobEntry) -> None:
+        """Record a job before it is submitted (status ``staged``): a run killed between the
+        submission and its answer finds it again by name or client token."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO batch_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.name,
+                job.collection,
+                job.client_token,
+                job.job_arn,
+                job.input_uri,
+                job.output_uri,
+                job.records_path,
+                job.records,
+                job.status,
+                job.run_id,
+                time.time(),
+                time.time(),
+            ),
+        )
+
+    def update_batch_job(self, name: str, status: str, job_arn: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE batch_jobs SET status = ?, job_arn = COALESCE(?, job_arn), updated_at = ? "
+            "WHERE name = ?",
+            (status, job_arn, time.time(), name),
+        )
+
+    def open_batch_jobs(self, collection: str) -> list[BatchJobEntry]:
+        """The collection's jobs not yet collected, oldest first."""
+        rows = self.db.execute(
+            "SELECT name, collection, client_token, job_arn, input_uri, output_uri, records_path, "
+            "records, status, run_id FROM batch_jobs WHERE collection = ? AND status != "
+            "'collected' ORDER BY submitted_at",
+            (collection,),
+        ).fetchall()
+        return [BatchJobEntry(*r) for r in rows]
+
+    def batch_job(self, name: str) -> BatchJobEntry | None:
+        row = self.db.execute(
+            "SELECT name, collection, client_token, job_arn, input_uri, output_uri, records_path, "
+            "records, status, run_id FROM batch_jobs WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return None if row is None else BatchJobEntry(*row)
 
     # -- runs ------------------------------------------------------------------------------------
 

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS plan (
     images INTEGER NOT NULL DEFAULT 0,
     media_seconds REAL NOT NULL DEFAULT 0,
     audio_seconds REAL NOT NULL DEFAULT 0,
-    cost REAL NOT NULL DEFAULT 0
+    cost REAL NOT NULL DEFAULT 0,
+    path TEXT                           -- batch: embedded by a batch job (null: on demand)
 );
 CREATE TABLE IF NOT EXISTS segments (
     asset_id TEXT NOT NULL,
@@ -265,14 +266,17 @@ class RunLedger:
 
     # -- accounting ------------------------------------------------------------------------------
 
-    def account(self, batch: pa.Table) -> None:
-        """Account for one batch of write acknowledgements (the last stage's output)."""
+    def account(self, batch: pa.Table, via: str | None = None) -> None:
+        """Account for one batch of write acknowledgements (the last stage's output).
+
+        ``via="batch"``: rows read from a batch job's output; they made no call, and a segment's
+        usage is counted on the row whose ``input_tokens`` is set (its first embedding)."""
         for row in batch.to_pylist():
-            self.observe(row)
+            self.observe(row, via)
             if row.get("error_code") is None:
                 self._delta(row["asset_id"]).written.add(int(row["segment_index"]))
 
-    def observe(self, row: dict[str, Any]) -> None:
+    def observe(self, row: dict[str, Any], via: str | None = None) -> None:
         """Account for one row out of the embed stage (before it is written)."""
         delta = self._delta(row["asset_id"])
         count = row.get("segment_count")
@@ -297,10 +301,32 @@ class RunLedger:
             return
         delta.usage.input_tokens += int(row.get("input_tokens") or 0)
         # Usage for the cost estimate is counted once per segment (its first embedding row).
-        if row.get("bedrock_calls"):
+        first = row.get("bedrock_calls") or (via == "batch" and row.get("input_tokens") is not None)
+        if first:
             modality = self.modalities.get(str(row.get("modality")))
             if modality is not None:
                 delta.usage.add(modality.usage(row))
+
+    def set_path(self, asset_ids: Sequence[str], path: str | None) -> None:
+        """Say which path these assets took (``batch``; None: on demand): it picks their price
+        table."""
+        with self._tx():
+            self.db.executemany(
+                "UPDATE plan SET path = ? WHERE asset_id = ?", [(path, a) for a in asset_ids]
+            )
+
+    def by_path(self) -> dict[str, dict[str, Any]]:
+        """Assets to embed, embedded and their cost, by the path they took."""
+        rows = self.db.execute(
+            "SELECT COALESCE(path, 'on_demand'), COUNT(*), "
+            "SUM(CASE WHEN outcome = 'embedded' THEN 1 ELSE 0 END), SUM(segments), SUM(cost) "
+            "FROM plan WHERE decision = 'todo' GROUP BY 1 ORDER BY 1"
+        )
+        return {
+            p: {"assets": int(n), "embedded": int(e or 0), "segments": int(g or 0),
+                "cost_usd": round(float(c or 0.0), 6)}
+            for p, n, e, g, c in rows
+        }  # fmt: skip
 
     def fail(self, asset_id: str, stage: str, code: str, message: str) -> None:
         """Fail a whole asset from the driver (e.g. a copy whose source failed)."""
@@ -465,19 +491,37 @@ class RunLedger:
         self._price(prices)
 
     def _price(self, prices: PricesConfig) -> None:
-        """Every asset's cost, by its modality's cost rule, from its summed usage."""
+        """Every asset's cost, by its modality's cost rule, from its summed usage, at the price
+        table of the path it took (``prices.batch`` for batch jobs)."""
+        batch_prices = prices.for_batch()
         cursor = self.db.execute(
             "SELECT asset_id, modality, text_chars, input_tokens, images, media_seconds, "
-            "audio_seconds FROM plan WHERE calls > 0"
+            "audio_seconds, path FROM plan WHERE calls > 0 OR path = 'batch'"
         )
         costs = []
         while rows := cursor.fetchmany(_CHUNK):
-            for asset_id, name, chars, tokens, images, media, audio in rows:
+            for asset_id, name, chars, tokens, images, media, audio, path in rows:
                 modality = self.modalities.get(name)
                 usage = Usage(chars, tokens, images, media, audio)
-                costs.append((modality.cost(usage, prices) if modality else 0.0, asset_id))
+                table = batch_prices if path == "batch" else prices
+                costs.append((modality.cost(usage, table) if modality else 0.0, asset_id))
         with self._tx():
             self.db.executemany("UPDATE plan SET cost = ? WHERE asset_id = ?", costs)
+
+    def cost_at(self, prices: PricesConfig) -> float:
+        """What the embedded assets' usage would cost at ``prices`` (estimates: the on-demand
+        and the batch table side by side); nothing is written."""
+        cursor = self.db.execute(
+            "SELECT modality, text_chars, input_tokens, images, media_seconds, audio_seconds "
+            "FROM plan WHERE outcome = 'embedded' AND decision = 'todo'"
+        )
+        total = 0.0
+        while rows := cursor.fetchmany(_CHUNK):
+            for name, chars, tokens, images, media, audio in rows:
+                modality = self.modalities.get(name)
+                if modality is not None:
+                    total += modality.cost(Usage(chars, tokens, images, media, audio), prices)
+        return total
 
     def partial(self) -> Iterator[list[tuple[str, str | None]]]:
         """``(asset_id, content_version)`` of assets not embedded that have points, in chunks."""

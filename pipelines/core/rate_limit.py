@@ -259,6 +259,8 @@ class QuotaGuard:
         self.sync = AdaptiveRateBudget(settings, clock)
         self.starts = AdaptiveRateBudget(self._start_settings(), clock)
         self.jobs: dict[str, float] = {}  # client token -> lease expiry (wall clock)
+        # Batch inference jobs submitted and not yet collected: job name -> lease expiry.
+        self.batch_jobs: dict[str, float] = {}
         self.runs: dict[str, RunAccount] = {}
         self.last_used = wall()
         self.restarts = 0
@@ -378,6 +380,23 @@ class QuotaGuard:
     def release_job(self, token: str) -> None:
         self.jobs.pop(token, None)
 
+    def acquire_batch_job(self, name: str, lease_s: float, limit: int) -> bool:
+        """A slot for one batch inference job (the same name holds the same slot); False when
+        ``limit`` jobs hold one. A slot whose job was never collected is freed when its lease
+        (the job's own timeout and a margin) expires."""
+        now = self._wall()
+        self.last_used = now
+        for held, expiry in list(self.batch_jobs.items()):
+            if expiry < now:
+                del self.batch_jobs[held]
+        if name not in self.batch_jobs and len(self.batch_jobs) >= limit:
+            return False
+        self.batch_jobs[name] = now + lease_s
+        return True
+
+    def release_batch_job(self, name: str) -> None:
+        self.batch_jobs.pop(name, None)
+
     # -- what survives a restart -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
@@ -386,6 +405,7 @@ class QuotaGuard:
             "sync": self.sync.learned(),
             "starts": self.starts.learned(),
             "jobs": dict(self.jobs),
+            "batch_jobs": dict(self.batch_jobs),
             "runs": {k: dataclasses.asdict(v) for k, v in self.runs.items()},
             "last_used": self.last_used,
             "restarts": self.restarts,
@@ -401,6 +421,7 @@ class QuotaGuard:
         self.starts = AdaptiveRateBudget(self._start_settings(), self._clock)
         self.starts.restore(state["starts"])
         self.jobs = {str(k): float(v) for k, v in state.get("jobs", {}).items()}
+        self.batch_jobs = {str(k): float(v) for k, v in state.get("batch_jobs", {}).items()}
         self.runs = {k: RunAccount(**v) for k, v in state.get("runs", {}).items()}
         self.last_used = float(state.get("last_used", self._wall()))
         self.restarts = int(state.get("restarts", 0)) + 1
@@ -410,6 +431,7 @@ class QuotaGuard:
             **self.sync.snapshot(),
             "async_starts": self.starts.snapshot(),
             "async_jobs_in_progress": len(self.jobs),
+            "batch_jobs_in_progress": len(self.batch_jobs),
             "restarts": self.restarts,
         }
 
@@ -575,6 +597,15 @@ def _actor_class() -> Any:
 
         def release_job(self, token: str) -> None:
             self.guard.release_job(token)
+            self._save(force=True)
+
+        def acquire_batch_job(self, name: str, lease_s: float, limit: int) -> bool:
+            ok = self.guard.acquire_batch_job(name, lease_s, limit)
+            self._save(force=True)
+            return ok
+
+        def release_batch_job(self, name: str) -> None:
+            self.guard.release_batch_job(name)
             self._save(force=True)
 
         def stop_reason(self, run_id: str) -> str | None:

@@ -72,6 +72,11 @@ def _serve(cfg: DictConfig, stopping: threading.Event) -> None:
                 "and its control API have no authentication",
                 flush=True,
             )
+        if emu_cfg.create_buckets:
+            s3 = eps.s3_client()
+            for name in emu_cfg.create_buckets:
+                s3.create_bucket(Bucket=name)
+            print(f"buckets: {', '.join(emu_cfg.create_buckets)}", flush=True)
         print(f"bedrock endpoint: {eps.bedrock_url}", flush=True)
         print(f"s3 endpoint: {eps.s3_url}", flush=True)
         print(f"control: {eps.bedrock_url}/_emulator/stats", flush=True)

@@ -89,6 +89,23 @@ class EmulatorConfig:
     async_workers: int = 2
     async_max_in_progress: int = 0
     async_not_found_code: str = "ValidationException"
+    # Batch inference (CreateModelInvocationJob): seconds from submission to the end of a job,
+    # the service's quotas (records per job, jobs in progress; 0 = no limit), scripted per-record
+    # errors (a record whose JSON line contains the key fails with "<errorCode>:<message>", the
+    # code an HTTP status as the service writes it, e.g. "400:bad input"), how jobs end ("auto":
+    # Completed; "PartiallyCompleted" after batch_partial_fraction of the records; "Failed" or
+    # "Expired" with no output) and whether output lines come in another order than the input's.
+    batch_duration_s: float = 1.0
+    batch_min_records: int = 100
+    batch_max_records: int = 50_000
+    batch_max_in_progress: int = 0
+    batch_record_errors: dict[str, str] = field(default_factory=dict)
+    batch_end_status: str = "auto"
+    batch_partial_fraction: float = 0.5
+    batch_shuffle_output: bool = False
+    # Buckets ``python -m nova_devkit.emulator`` creates on its S3 when it starts (e.g. the
+    # staging bucket of bedrock=emulator: nova-staging).
+    create_buckets: list[str] = field(default_factory=list)
     # Request records kept for inspection, and how much of a text value they keep.
     max_recorded_requests: int = 10_000
     record_text_preview_chars: int = 200

@@ -42,6 +42,15 @@ def merge_config(base: EmulatorConfig, update: Mapping[str, Any]) -> EmulatorCon
                 if sk not in sub_fields:
                     raise ValueError(f"unknown key {key}.{sk}")
                 setattr(current, sk, float(sv))
+        elif key == "batch_record_errors":
+            if not isinstance(value, Mapping):
+                raise ValueError("batch_record_errors must be a mapping of marker to error")
+            cfg.batch_record_errors = {str(k): str(v) for k, v in value.items()}
+        elif key == "batch_end_status":
+            allowed = ("auto", "PartiallyCompleted", "Failed", "Expired")
+            if value not in allowed:
+                raise ValueError(f"batch_end_status must be one of {list(allowed)}")
+            cfg.batch_end_status = str(value)
         elif key == "faults":
             if not isinstance(value, Mapping):
                 raise ValueError("faults must be a mapping of code to probability")

@@ -54,6 +54,20 @@ def route(method: str, segs: list[str]) -> tuple[str, str | None] | None:
         return "ListAsyncInvokes", None
     if method == "GET" and len(segs) == 2 and segs[0] == "async-invoke":
         return "GetAsyncInvoke", unquote(segs[1])
+    # The control plane's batch inference API (botocore's "bedrock" service model).
+    if method == "POST" and segs == ["model-invocation-job"]:
+        return "CreateModelInvocationJob", None
+    if method == "GET" and segs == ["model-invocation-jobs"]:
+        return "ListModelInvocationJobs", None
+    if method == "GET" and len(segs) == 2 and segs[0] == "model-invocation-job":
+        return "GetModelInvocationJob", unquote(segs[1])
+    if (
+        method == "POST"
+        and len(segs) == 3
+        and segs[0] == "model-invocation-job"
+        and segs[2] == "stop"
+    ):
+        return "StopModelInvocationJob", unquote(segs[1])
     return None
 
 
@@ -307,6 +321,18 @@ class RequestHandler(BaseHTTPRequestHandler):
         elif op == "GetAsyncInvoke":
             assert ident is not None
             payload, headers = json.dumps(emu.jobs.get(ident)).encode(), {}
+        elif op == "CreateModelInvocationJob":
+            if isinstance(body, dict):
+                rec.model_id = body.get("modelId")
+            payload, headers = json.dumps(emu.batch.create(body)).encode(), {}
+        elif op == "GetModelInvocationJob":
+            assert ident is not None
+            payload, headers = json.dumps(emu.batch.get(ident)).encode(), {}
+        elif op == "StopModelInvocationJob":
+            assert ident is not None
+            payload, headers = json.dumps(emu.batch.stop(ident)).encode(), {}
+        elif op == "ListModelInvocationJobs":
+            payload, headers = json.dumps(emu.batch.list_jobs(query)).encode(), {}
         else:
             payload, headers = json.dumps(emu.jobs.list(query)).encode(), {}
 

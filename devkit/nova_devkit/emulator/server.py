@@ -1,7 +1,9 @@
 """The local Bedrock Runtime-compatible HTTP endpoint: its state and lifecycle.
 
 :class:`EmulatorServer` serves ``InvokeModel``, ``StartAsyncInvoke``, ``GetAsyncInvoke`` and
-``ListAsyncInvokes`` with the service's wire shapes on loopback, so unmodified boto3 (given
+``ListAsyncInvokes``, and the control plane's batch inference API
+(``CreateModelInvocationJob``, ``GetModelInvocationJob``, ``ListModelInvocationJobs``,
+``StopModelInvocationJob``) with the service's wire shapes on loopback, so unmodified boto3 (given
 ``endpoint_url``) runs its real signing, serialisation, retry and error-parsing code against it.
 It also enforces quotas, adds latency, injects faults and records every request; all of that is
 controlled from Python (methods on the server) or over HTTP under ``/_emulator/``
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nova_devkit.emulator.async_jobs import AsyncJobStore
+from nova_devkit.emulator.batch_jobs import BatchJobStore
 from nova_devkit.emulator.config import EmulatorConfig, bind_or_explain, check_emulator_config
 from nova_devkit.emulator.control import merge_config
 from nova_devkit.emulator.engine import EmbeddingEngine
@@ -50,6 +53,7 @@ class EmulatorServer:
         self._latency_rng = random.Random(self._cfg.seed + 1)
         self.engine = EmbeddingEngine(lambda: self._cfg, self.s3.read)
         self.jobs = AsyncJobStore(lambda: self._cfg, self.engine, self.s3.write, self.model_arn)
+        self.batch = BatchJobStore(lambda: self._cfg, self.engine, self.s3, self.resolve_model)
         self.recorder = RequestRecorder()
         self._httpd: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -160,6 +164,7 @@ class EmulatorServer:
             self._apply(copy.deepcopy(self._initial), reseed=True)
             self.recorder.reset()
         self.jobs.reset()
+        self.batch.reset()
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -171,6 +176,7 @@ class EmulatorServer:
         out = self.recorder.stats()
         out["script_pending"] = self.faults.pending
         out["async_jobs"] = self.jobs.counts()
+        out["batch_jobs"] = self.batch.counts()
         return out
 
     # -- used by the engine, the async jobs and the handler ------------------------------------
