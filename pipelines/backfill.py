@@ -126,6 +126,16 @@ def _run_locked(
         raise
     journal.start_run(run_id, plan.collection)
     figures: dict[str, Any] = {}
+    left = journal.invocations(plan.collection)
+    if left:
+        # A stopped run's async jobs: this run's starts of the same inputs carry the same
+        # client tokens and get those jobs back (their assets that are done are skipped).
+        runs = sorted({str(j["run_id"]) for j in left})
+        console.say(
+            f"{len(left)} async job(s) that stopped run(s) {', '.join(runs)} left in flight are "
+            "on record; their inputs get them back instead of new jobs"
+        )
+        figures["async_jobs_left_in_flight"] = len(left)
     abort: str | None = None
     stopped = False
     pending_jobs = 0
@@ -144,7 +154,7 @@ def _run_locked(
             pipeline = (arrange or backfill_pipeline)(cfg, plan, store)
             console.say(f"pipeline: {pipeline.describe()}")
             console.watch(lambda: _status(plan.ledger.progress, pipeline))
-            accounting = _Accounting(plan, store, journal)
+            accounting = _Accounting(plan, store, journal, pipeline)
             try:
                 # Blocks as they come (the store batches its own upserts): the accounting, the
                 # journal and the console follow the run instead of waiting for full batches.
@@ -211,8 +221,15 @@ class _Accounting:
     ids.
     """
 
-    def __init__(self, plan: BackfillPlan, store: VectorStore, journal: Journal) -> None:
+    def __init__(
+        self,
+        plan: BackfillPlan,
+        store: VectorStore,
+        journal: Journal,
+        pipeline: Pipeline | None = None,
+    ) -> None:
         self.plan, self.store, self.journal = plan, store, journal
+        self.pipeline = pipeline
         self.last = time.monotonic()
 
     def __call__(self, batch: pa.Table) -> None:
@@ -230,6 +247,11 @@ class _Accounting:
             return
         self.last = time.monotonic()
         settle(self.plan, self.store, self.journal, ledger.flush())
+        # Async jobs in flight go on record (segmentation=service): a killed run's are known.
+        for stage in self.pipeline.stages if self.pipeline is not None else ():
+            jobs = stage.live().get("async_jobs")
+            if jobs:
+                self.journal.record_invocations(self.plan.collection, self.plan.run_id, jobs)
         self.journal.heartbeat(self.plan.collection, self.plan.run_id)
 
 
@@ -246,6 +268,7 @@ def settle(
         store.delete_versions(stale, keep=True)
     if journal is not None:
         journal.record(plan.collection, plan.run_id, entries_of(done, plan.fingerprints))
+        journal.collect_invocations(plan.collection, [s.asset_id for s in done])
 
 
 def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorStore) -> Pipeline:

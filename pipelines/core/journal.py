@@ -18,9 +18,10 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.core.errors import ConfigError
 
@@ -71,6 +72,19 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     submitted_at REAL,
     updated_at REAL
 );
+CREATE TABLE IF NOT EXISTS invocations (
+    collection TEXT NOT NULL,
+    token TEXT NOT NULL,                -- the job's client token (derived from its input)
+    arn TEXT,
+    asset_id TEXT NOT NULL,
+    content_version TEXT,
+    run_id TEXT,                        -- the run that started it
+    status TEXT NOT NULL,               -- in_progress | collected
+    started_at REAL,
+    updated_at REAL,
+    PRIMARY KEY (collection, token)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS invocations_asset ON invocations (collection, asset_id);
 CREATE TABLE IF NOT EXISTS locks (
     collection TEXT PRIMARY KEY,
     run_id TEXT,
@@ -288,6 +302,61 @@ class Journal:
         return int(row.fetchone()[0])
 
     # -- batch inference jobs -------------------------------------------------------------------
+
+    # -- async invocations (segmentation.mode=service) ---------------------------------------------
+
+    def record_invocations(
+        self, collection: str, run_id: str, jobs: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Async jobs in flight (``token``, ``arn``, ``asset_id``, ``content_version``), recorded
+        as the run goes: after a crash they are on record, and the next run, whose start of the
+        same input carries the same client token, gets them back instead of paying again."""
+        now = time.time()
+        rows = [
+            (
+                collection,
+                str(j["token"]),
+                j.get("arn"),
+                str(j["asset_id"]),
+                j.get("content_version"),
+                run_id,
+                now,
+                now,
+            )
+            for j in jobs
+        ]
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO invocations VALUES (?, ?, ?, ?, ?, ?, 'in_progress', ?, ?) "
+                "ON CONFLICT (collection, token) DO UPDATE SET arn = excluded.arn, "
+                "updated_at = excluded.updated_at WHERE status = 'in_progress'",
+                rows,
+            )
+        return len(rows)
+
+    def collect_invocations(self, collection: str, asset_ids: Sequence[str]) -> None:
+        """The assets' async jobs are done with (their outcome is journaled)."""
+        now = time.time()
+        for start in range(0, len(asset_ids), _CHUNK):
+            chunk = list(asset_ids[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(
+                "UPDATE invocations SET status = 'collected', updated_at = ? WHERE collection = ? "
+                f"AND status = 'in_progress' AND asset_id IN ({marks})",
+                [now, collection, *chunk],
+            )
+
+    def invocations(self, collection: str, status: str = "in_progress") -> list[dict[str, Any]]:
+        """The collection's recorded async jobs with ``status`` (a stopped run's, in flight)."""
+        cursor = self.db.execute(
+            "SELECT token, arn, asset_id, content_version, run_id FROM invocations "
+            "WHERE collection = ? AND status = ? ORDER BY started_at",
+            (collection, status),
+        )
+        keys = ("token", "arn", "asset_id", "content_version", "run_id")
+        return [dict(zip(keys, r, strict=True)) for r in cursor.fetchall()]
+
+    # -- batch inference jobs ----------------------------------------------------------------------
 
     def add_batch_job(self, job: BatchJobEntry) -> None:
         """Record a job before it is submitted (status ``staged``): a run killed between the

@@ -261,6 +261,9 @@ class QuotaGuard:
         self.jobs: dict[str, float] = {}  # client token -> lease expiry (wall clock)
         # Batch inference jobs submitted and not yet collected: job name -> lease expiry.
         self.batch_jobs: dict[str, float] = {}
+        # Async jobs started and not yet collected: client token -> what the job is (its ARN,
+        # asset, content version and run), for the journal of the run that started it.
+        self.started: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, RunAccount] = {}
         self.last_used = wall()
         self.restarts = 0
@@ -379,6 +382,17 @@ class QuotaGuard:
 
     def release_job(self, token: str) -> None:
         self.jobs.pop(token, None)
+        self.started.pop(token, None)
+
+    def job_started(self, token: str, job: dict[str, Any]) -> None:
+        """An async job was started under ``token`` (``job``: arn, asset_id, content_version,
+        run); kept until its slot is released."""
+        if token in self.jobs:
+            self.started[token] = dict(job)
+
+    def started_jobs(self, run_id: str) -> list[dict[str, Any]]:
+        """The async jobs in progress that ``run_id`` started, each with its ``token``."""
+        return [{"token": t, **job} for t, job in self.started.items() if job.get("run") == run_id]
 
     def acquire_batch_job(self, name: str, lease_s: float, limit: int) -> bool:
         """A slot for one batch inference job (the same name holds the same slot); False when
@@ -406,6 +420,7 @@ class QuotaGuard:
             "starts": self.starts.learned(),
             "jobs": dict(self.jobs),
             "batch_jobs": dict(self.batch_jobs),
+            "started": {k: dict(v) for k, v in self.started.items()},
             "runs": {k: dataclasses.asdict(v) for k, v in self.runs.items()},
             "last_used": self.last_used,
             "restarts": self.restarts,
@@ -422,6 +437,7 @@ class QuotaGuard:
         self.starts.restore(state["starts"])
         self.jobs = {str(k): float(v) for k, v in state.get("jobs", {}).items()}
         self.batch_jobs = {str(k): float(v) for k, v in state.get("batch_jobs", {}).items()}
+        self.started = {str(k): dict(v) for k, v in state.get("started", {}).items()}
         self.runs = {k: RunAccount(**v) for k, v in state.get("runs", {}).items()}
         self.last_used = float(state.get("last_used", self._wall()))
         self.restarts = int(state.get("restarts", 0)) + 1
@@ -598,6 +614,13 @@ def _actor_class() -> Any:
         def release_job(self, token: str) -> None:
             self.guard.release_job(token)
             self._save(force=True)
+
+        def job_started(self, token: str, job: dict[str, Any]) -> None:
+            self.guard.job_started(token, job)
+            self._save(force=True)
+
+        def started_jobs(self, run_id: str) -> list[dict[str, Any]]:
+            return self.guard.started_jobs(run_id)
 
         def acquire_batch_job(self, name: str, lease_s: float, limit: int) -> bool:
             ok = self.guard.acquire_batch_job(name, lease_s, limit)

@@ -246,6 +246,18 @@ class ServiceSegmentEmbedder:
             self._acquire_slot(token)
             try:
                 arn = self._start(jobs, request, output_uri, token, counters)
+                if self.guard is not None:
+                    # In flight: the driver journals it (a killed run's jobs are on record).
+                    self.guard.tell(
+                        "job_started",
+                        token,
+                        {
+                            "arn": arn,
+                            "asset_id": asset.get("asset_id"),
+                            "content_version": asset.get("content_version"),
+                            "run": self.account,
+                        },
+                    )
                 stats = PollStats()
                 try:
                     status = jobs.wait(
@@ -581,6 +593,15 @@ class ServiceEmbedStage(Stage):
             self.guard.attach()
             if self.account is not None:
                 self.guard.ask("open_run", self.account, self.max_calls, self.max_usd)
+
+    def live(self) -> dict[str, Any]:
+        """The async jobs of this run in flight (the driver journals them every second)."""
+        if self.guard is None or self.account is None:
+            return {}
+        try:
+            return {"async_jobs": self.guard.ask("started_jobs", self.account)}
+        except Exception:  # figures for the journal and console; the run goes on
+            return {}
 
     def on_finish(self) -> dict[str, Any]:
         if self.guard is None:

@@ -340,3 +340,82 @@ def test_an_async_job_a_killed_run_started_is_reused_not_paid_twice(
     assert len(starts) == 4
     jobs = emulator.bedrock_runtime_client().list_async_invokes()["asyncInvokeSummaries"]
     assert len({j["invocationArn"] for j in jobs}) == 3
+
+
+def test_a_killed_runs_async_jobs_are_on_record_and_the_next_run_gets_them_back(
+    emulator: Endpoints, tmp_path: Path, bucket: str
+) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    rows = [{"asset_id": f"note-{i}", "text": _text(i, 600)} for i in range(4)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "manifest.parquet")
+    service = [
+        "usecase.modalities=[text]",
+        "segmentation.mode=service",
+        f"bedrock.s3_staging_uri=s3://{bucket}/staging",
+        "bedrock.async_poll_min_s=0.2",
+        "bedrock.async_poll_max_s=0.5",
+    ]
+    # Jobs stay in progress long enough for the driver to put them on record, then it dies.
+    emulator.emulator.configure(async_min_duration_s=6.0)
+    overrides = [
+        "usecase=mixed_media",
+        f"manifest={tmp_path / 'manifest.parquet'}",
+        *emulator.pipeline_overrides(),
+        f"qdrant.path={tmp_path / 'qdrant'}",
+        "qdrant.collection=nightly",
+        f"run_dir={tmp_path / 'runs'}",
+        f"state.path={tmp_path / 'state'}",
+        "ray.num_cpus=2",
+        *service,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.backfill", *overrides],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    journal = tmp_path / "state" / "journal.sqlite"
+
+    def on_record() -> list[tuple[str, str, str]]:
+        if not journal.exists():
+            return []
+        db = sqlite3.connect(journal)
+        try:
+            return db.execute(
+                "SELECT asset_id, arn, status FROM invocations WHERE status = 'in_progress'"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+
+    try:
+        deadline = time.monotonic() + 180
+        while len(on_record()) < 2:
+            assert proc.poll() is None, "the run ended before its jobs were on record"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    recorded = on_record()
+    started = {
+        j["invocationArn"]
+        for j in emulator.bedrock_runtime_client().list_async_invokes()["asyncInvokeSummaries"]
+    }
+    assert {arn for _, arn, _ in recorded} <= started
+
+    emulator.emulator.configure(async_min_duration_s=0.2)
+    rep = _run(tmp_path, emulator, *service).report
+    # What the killed run finished and journaled is unchanged; the rest is embedded now.
+    assert rep["embedded"] + rep["skipped_unchanged"] == 4 and rep["count_check"]["ok"]
+    assert rep["async_jobs_left_in_flight"] == len(recorded)
+    jobs = emulator.bedrock_runtime_client().list_async_invokes()["asyncInvokeSummaries"]
+    # One job per asset in all: the recorded ones were got back by their tokens, not paid again.
+    assert len({j["invocationArn"] for j in jobs}) == 4
+    assert on_record() == []
