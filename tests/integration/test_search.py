@@ -126,7 +126,22 @@ def test_audio_excerpts_find_their_track_and_offset(
 # -- a picture and words, fused ------------------------------------------------------------------
 
 WORDS = "alpine trail waterproof leather boot"
-FILLER = "sturdy everyday item with a simple finish and a neutral colour for daily use".split()
+FILLER = [
+    "sturdy",
+    "everyday",
+    "item",
+    "with",
+    "a",
+    "simple",
+    "finish",
+    "and",
+    "a",
+    "neutral",
+    "colour",
+    "for",
+    "daily",
+    "use",
+]
 
 
 def _description(words: list[str], seed: int) -> str:
@@ -298,7 +313,8 @@ def test_grouped_hits_name_each_asset_once(text_corpus: Path, endpoints: Endpoin
     )
     assets = [h["asset_id"] for h in points]
     print(
-        f"\ngrouping: {len(assets)} points name {len(set(assets))} assets; grouped: {len(grouped)} hits"
+        f"\ngrouping: {len(assets)} points name {len(set(assets))} assets; "
+        f"grouped: {len(grouped)} hits"
     )
     assert len(set(assets)) < len(assets)  # ungrouped, assets repeat
     assert len(grouped) == 8 and len({h["asset_id"] for h in grouped}) == 8
