@@ -117,7 +117,7 @@ def _run_locked(
     worker_env: dict[str, str],
     started: float,
 ) -> BackfillResult:
-    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
+    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation, cfg.keywords)
     store.open()
     try:
         plan = plan_backfill(cfg, console, journal, run_id, store, collection_key(cfg))

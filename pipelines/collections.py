@@ -71,6 +71,8 @@ class Recorded:
     alias: str | None = None
     # For a migration's collection: {"from", "strategy", "status", "run_id", ...}.
     migration: dict[str, Any] | None = None
+    # Keyword vectors beside the dense ones ({"vector", "scheme", "modifier"}), or None.
+    keywords: dict[str, Any] | None = None
 
     @staticmethod
     def of(meta: Mapping[str, Any]) -> Recorded | None:
@@ -85,6 +87,7 @@ class Recorded:
             usecase=str(held.get("usecase") or ""),
             alias=held.get("alias"),
             migration=dict(held["migration"]) if held.get("migration") else None,
+            keywords=dict(held["keywords"]) if held.get("keywords") else None,
         )
 
     def to_meta(self) -> dict[str, Any]:
@@ -97,6 +100,7 @@ class Recorded:
                 "usecase": self.usecase,
                 "alias": self.alias,
                 "migration": self.migration,
+                "keywords": self.keywords,
             }
         }
 
@@ -122,6 +126,13 @@ def record_of(
     cfg: BackfillJobConfig, alias: str | None, migration: dict[str, Any] | None = None
 ) -> Recorded:
     """What a collection built by ``cfg`` records."""
+    from pipelines.keywords import SCHEME
+
+    keywords = (
+        {"vector": cfg.keywords.vector_name, "scheme": SCHEME, "modifier": "idf"}
+        if cfg.keywords.enabled
+        else None
+    )
     return Recorded(
         embedding=dataclasses.replace(cfg.embedding),
         segmentation=dataclasses.replace(cfg.segmentation),
@@ -129,6 +140,7 @@ def record_of(
         usecase=cfg.usecase.name,
         alias=alias,
         migration=migration,
+        keywords=keywords,
     )
 
 
@@ -181,7 +193,7 @@ def aim_collection(cfg: C, say: Say) -> C:
     physical name and ``qdrant.physical_collection`` cleared.
     """
     name = cfg.qdrant.collection
-    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
+    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation, cfg.keywords)
     store.open()
     try:
         alias: str | None = name
@@ -213,7 +225,9 @@ def aim_collection(cfg: C, say: Say) -> C:
         held = Recorded.of(phys.metadata())
         if held is not None:
             cfg = _follow(cfg, held, physical, alias, say)
-        if not phys.exists():
+        if phys.exists():
+            cfg = _follow_keywords(cfg, phys.keyword_vector(), physical, say)
+        else:
             phys = store.for_collection(physical, cfg.embedding.dimension)
             phys.ensure_collection()
             phys.finish()  # restores the indexing ensure_collection deferred on a server
@@ -225,6 +239,23 @@ def aim_collection(cfg: C, say: Say) -> C:
         store.close()
     qdrant = dataclasses.replace(cfg.qdrant, collection=physical, physical_collection=None)
     return dataclasses.replace(cfg, qdrant=qdrant)
+
+
+def _follow_keywords(cfg: C, held: str | None, physical: str, say: Say) -> C:
+    """``cfg`` writing keyword vectors exactly when the collection has a keyword vector (so a
+    collection made without them is unaffected by a use case that now turns them on)."""
+    if held is None and cfg.keywords.enabled:
+        say(
+            f"collection {physical!r} was made without keyword vectors: writing without them "
+            "(hybrid search needs a collection made with keywords.enabled=true)"
+        )
+        return dataclasses.replace(cfg, keywords=dataclasses.replace(cfg.keywords, enabled=False))
+    if held is not None and (not cfg.keywords.enabled or cfg.keywords.vector_name != held):
+        say(f"collection {physical!r} keeps keyword vectors ({held!r}): writing them too")
+        return dataclasses.replace(
+            cfg, keywords=dataclasses.replace(cfg.keywords, enabled=True, vector_name=held)
+        )
+    return cfg
 
 
 def _follow(cfg: C, held: Recorded, physical: str, alias: str | None, say: Say) -> C:

@@ -7,8 +7,10 @@ share:
   ``asset_ids`` each should find), or one sampled from a manifest (:func:`sample_queries`: each
   asset's own content, its first segment as the decoder cuts it, must find the asset);
 - :func:`embed_queries`: one real call per query, with the query purpose of the parameters given;
-- :func:`evaluate`: recall@k and MRR over distinct assets (a query's hits are points; an asset
-  counts once, at its best rank);
+- :func:`evaluate`: recall@k, MRR and nDCG over distinct assets (a query's hits are points; an
+  asset counts once, at its best rank); :func:`score_ranked` and :func:`breakdown` measure ranked
+  lists however they were found (``jobs.evaluate`` ranks with the search's query parts, per
+  modality and per query kind: :func:`run_evaluation`);
 - :func:`check_vectors`: every stored vector's size, norm and finiteness, streamed.
 
 Queries are embedded one at a time in the driver (a query set is small: tens to a few thousand);
@@ -40,6 +42,22 @@ class Query:
     text: str | None = None
     uri: str | None = None
     asset: dict[str, Any] | None = None
+    # What kind of query it is ("excerpt", "re-shoot", ...; the query set's ``kind`` column).
+    kind: str | None = None
+
+    @property
+    def modality(self) -> str:
+        """The query's own modality: text, or the media file's (image, audio, video)."""
+        if self.text is not None:
+            return "text"
+        if self.uri is not None:
+            from pipelines.search import part_of_file
+
+            try:
+                return part_of_file(self.uri)
+            except ValueError:
+                return "unknown"
+        return str((self.asset or {}).get("modality") or "unknown")
 
 
 @dataclass
@@ -50,6 +68,7 @@ class Metrics:
     queries: int = 0
     recall_at_k: float = 0.0
     mrr: float = 0.0
+    ndcg: float = 0.0
     # Queries that found none of their assets within k (ids, at most 20).
     missed: list[str] = field(default_factory=list)
 
@@ -59,6 +78,7 @@ class Metrics:
             "queries": self.queries,
             f"recall_at_{self.k}": round(self.recall_at_k, 4),
             "mrr": round(self.mrr, 4),
+            f"ndcg_at_{self.k}": round(self.ndcg, 4),
             "missed": self.missed,
         }
 
@@ -66,12 +86,12 @@ class Metrics:
 # -- query sets ----------------------------------------------------------------------------------
 
 
-def load_queries(path: str) -> list[Query]:
+def load_queries(path: str, key: str = "validation.queries") -> list[Query]:
     """A query set from Parquet: ``text`` or ``uri`` per row, ``asset_ids`` (a list of strings,
-    or one id as a string), optional ``query_id``. A bad file fails naming the row."""
+    or one id as a string), optional ``query_id`` and ``kind``. A bad file fails naming the row
+    (and ``key``, the setting that named the file)."""
     import pyarrow.parquet as pq
 
-    key = "validation.queries"
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -89,7 +109,16 @@ def load_queries(path: str) -> list[Query]:
             raise ConfigError(
                 key, f"{path!r} row {i}: needs asset_ids and exactly one of text or uri"
             )
-        out.append(Query(str(row.get("query_id") or i), [str(a) for a in expected], text, uri))
+        kind = row.get("kind")
+        out.append(
+            Query(
+                str(row.get("query_id") or i),
+                [str(a) for a in expected],
+                text,
+                uri,
+                kind=str(kind) if kind is not None else None,
+            )
+        )
     return out
 
 
@@ -196,23 +225,49 @@ def evaluate(
     vectors: Sequence[Sequence[float] | None],
     k: int,
 ) -> Metrics:
-    """recall@k and MRR (within the first k distinct assets) of ``store`` on the queries; a
-    query without a vector counts as finding nothing."""
+    """recall@k, MRR and nDCG (within the first k distinct assets) of ``store`` on the queries;
+    a query without a vector counts as finding nothing."""
+    ranked = [ranked_assets(store, vector, k) if vector is not None else [] for vector in vectors]
+    return score_ranked(queries, ranked, k)
+
+
+def score_ranked(queries: Sequence[Query], ranked: Sequence[Sequence[str]], k: int) -> Metrics:
+    """recall@k, MRR and nDCG@k of ranked asset lists (one per query, best first; relevance is
+    binary: an expected asset is relevant). MRR counts the first expected asset within k."""
     out = Metrics(k=k, queries=len(queries))
     if not queries:
         return out
-    recall = rr = 0.0
-    for q, vector in zip(queries, vectors, strict=True):
-        ranked = ranked_assets(store, vector, k) if vector is not None else []
+    recall = rr = ndcg = 0.0
+    for q, assets in zip(queries, ranked, strict=True):
+        top = list(dict.fromkeys(assets))[:k]
         expected = set(q.expected)
-        found = [i for i, a in enumerate(ranked) if a in expected]
-        recall += len({ranked[i] for i in found}) / len(expected)
+        found = [i for i, a in enumerate(top) if a in expected]
+        recall += len(found) / len(expected)
         rr += 1.0 / (found[0] + 1) if found else 0.0
+        ideal = sum(1.0 / np.log2(i + 2) for i in range(min(len(expected), k)))
+        ndcg += sum(1.0 / np.log2(i + 2) for i in found) / ideal
         if not found and len(out.missed) < 20:
             out.missed.append(q.query_id)
     out.recall_at_k = recall / len(queries)
     out.mrr = rr / len(queries)
+    out.ndcg = float(ndcg / len(queries))
     return out
+
+
+def breakdown(
+    queries: Sequence[Query],
+    ranked: Sequence[Sequence[str]],
+    k: int,
+    key: Callable[[Query], str],
+) -> dict[str, Metrics]:
+    """:func:`score_ranked` of each group of queries (``key``: e.g. the query's modality)."""
+    groups: dict[str, list[int]] = {}
+    for i, q in enumerate(queries):
+        groups.setdefault(key(q), []).append(i)
+    return {
+        name: score_ranked([queries[i] for i in idx], [ranked[i] for i in idx], k)
+        for name, idx in sorted(groups.items())
+    }
 
 
 @dataclass

@@ -81,6 +81,9 @@ def run_migration(cfg: MigrateJobConfig) -> MigrationResult:
     console = Console("migrate", quota_rpm=cfg.bedrock.quota.requests_per_minute)
     alias = cfg.alias or cfg.qdrant.collection
     cfg = dataclasses.replace(cfg, qdrant=dataclasses.replace(cfg.qdrant, collection=alias))
+    if cfg.adopt or cfg.strategy == "matryoshka":
+        # Copies carry the dense vectors only: keyword vectors come with re-embedding.
+        cfg = dataclasses.replace(cfg, keywords=dataclasses.replace(cfg.keywords, enabled=False))
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     run_dir = Path(cfg.run_dir) / cfg.usecase.name / f"migrate-{run_id}"
     if cfg.adopt:
@@ -110,7 +113,7 @@ def run_migration(cfg: MigrateJobConfig) -> MigrationResult:
 def _opened(cfg: MigrateJobConfig) -> Iterator[VectorStore]:
     """The store, open only for a step (the embedded store allows one client at a time, and
     every backfill pass opens its own)."""
-    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation)
+    store = open_store(cfg.qdrant, cfg.embedding, cfg.segmentation, cfg.keywords)
     store.open()
     try:
         yield store

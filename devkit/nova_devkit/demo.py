@@ -182,7 +182,68 @@ def build_corpus(root: Path) -> tuple[Path, list[DemoQuery]]:
         DemoQuery("audio_fingerprinting", "first 6 s of music-1", "music-1", path=str(q_audio)),
         DemoQuery("mixed_media", f"words about {topic}", "article-2", text=topic_words),
     ]
+    write_query_set(root, queries_dir, q_img, q_page, q_video, q_audio)
     return manifest, queries
+
+
+def write_query_set(
+    root: Path, queries_dir: Path, q_img: Path, q_page: Path, q_video: Path, q_audio: Path
+) -> Path:
+    """``queries.parquet``: the demo corpus's query set for ``jobs.evaluate`` (each query's
+    text or file, the assets it should find, its kind)."""
+    from nova_devkit.media import TOPICS, article_topic, make_near_duplicate
+    from nova_devkit.media.av import make_audio_excerpt
+
+    corpus = root / "corpus"
+    rows: list[dict[str, Any]] = [
+        {
+            "query_id": "reshoot-005",
+            "uri": str(q_img),
+            "asset_ids": ["product-005"],
+            "kind": "re-shoot",
+        },
+        {"query_id": "page-1-2", "uri": str(q_page), "asset_ids": ["report-1"], "kind": "page"},
+        {"query_id": "clip-long-1", "uri": str(q_video), "asset_ids": ["long-1"], "kind": "clip"},
+        {
+            "query_id": "excerpt-music-1",
+            "uri": str(q_audio),
+            "asset_ids": ["music-1"],
+            "kind": "excerpt",
+        },
+    ]
+    for i in (2, 6):
+        q = queries_dir / f"product-00{i}-query.jpg"
+        make_near_duplicate(corpus / "images" / f"product-00{i}.jpg", q, seed=90 + i)
+        rows.append(
+            {
+                "query_id": f"reshoot-00{i}",
+                "uri": str(q),
+                "asset_ids": [f"product-00{i}"],
+                "kind": "re-shoot",
+            }
+        )
+    for name, source, start in (("speech-2", "speech-2.mp3", 6.0), ("music-2", "music-2.ogg", 4.0)):
+        q = queries_dir / f"{name}-from-{start:.0f}s.wav"
+        make_audio_excerpt(corpus / "audio" / source, q, start, 6.0)
+        rows.append(
+            {"query_id": f"excerpt-{name}", "uri": str(q), "asset_ids": [name], "kind": "excerpt"}
+        )
+    for i in (0, 3, 5):
+        words = " ".join(TOPICS[article_topic(i)][1][:8])
+        rows.append(
+            {
+                "query_id": f"topic-{i}",
+                "text": words,
+                "asset_ids": [f"article-{i}"],
+                "kind": "topic words",
+            }
+        )
+    for row in rows:
+        row.setdefault("uri", None)
+        row.setdefault("text", None)
+    path = root / "queries.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
 
 
 def _embed_one_of_each(root: Path, endpoint_url: str) -> None:

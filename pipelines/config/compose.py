@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipelines.config.schema import BackfillJobConfig, MigrateJobConfig
+from pipelines.config.schema import (
+    BackfillJobConfig,
+    EvaluateJobConfig,
+    MigrateJobConfig,
+    SearchJobConfig,
+)
 
 # The jobs' YAML ships inside the package (``pipelines/conf/``, package data), so an installed
 # wheel finds it as well as the checkout. ``@hydra.main(config_path=CONF_PATH)`` resolves it
@@ -27,6 +32,27 @@ def compose_migrate(overrides: Sequence[str] = ()) -> MigrateJobConfig:
     obj = _compose("migrate", overrides)
     assert isinstance(obj, MigrateJobConfig)
     return obj
+
+
+def compose_search(overrides: Sequence[str] = ()) -> SearchJobConfig:
+    """``search.yaml`` with ``overrides`` (``filter.<field>=value`` accepted as on the command
+    line), typed, as ``python -m jobs.search`` builds it."""
+    obj = _compose("search", filter_overrides(overrides))
+    assert isinstance(obj, SearchJobConfig)
+    return obj
+
+
+def compose_evaluate(overrides: Sequence[str] = ()) -> EvaluateJobConfig:
+    """``evaluate.yaml`` with ``overrides``, typed, as ``python -m jobs.evaluate`` builds it."""
+    obj = _compose("evaluate", filter_overrides(overrides))
+    assert isinstance(obj, EvaluateJobConfig)
+    return obj
+
+
+def filter_overrides(args: Sequence[str]) -> list[str]:
+    """``filter.<field>=value`` made an addition (``+filter.<field>=value``): the fields are the
+    payload's, not the schema's, so Hydra would refuse them as unknown keys."""
+    return [f"+{a}" if a.startswith("filter.") else a for a in args]
 
 
 def _compose(name: str, overrides: Sequence[str]) -> object:

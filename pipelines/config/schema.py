@@ -8,6 +8,7 @@ composition, before any work. Only these plain dataclasses travel to Ray workers
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 NOVA_MME_MODEL_ID = "amazon.nova-2-multimodal-embeddings-v1:0"
 
@@ -308,6 +309,17 @@ class InputsConfig:
 
 
 @dataclass
+class KeywordsConfig:
+    """Sparse keyword vectors stored beside the dense ones, for hybrid search of text
+    (``pipelines/keywords.py``; docs/search-and-evaluation.md). Off by default: a use case turns
+    it on, and a collection records whether it holds them (later runs follow the collection)."""
+
+    enabled: bool = False
+    # The named sparse vector of the collection (the dense vector stays unnamed).
+    vector_name: str = "keywords"
+
+
+@dataclass
 class BackfillJobConfig:
     """``python -m jobs.backfill``: the whole job's configuration."""
 
@@ -327,6 +339,7 @@ class BackfillJobConfig:
     state: StateConfig = field(default_factory=StateConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    keywords: KeywordsConfig = field(default_factory=KeywordsConfig)
     # Delete the points of assets that are in the journal but no longer in the manifest.
     prune: bool = False
     # Embed again the unchanged assets that failed for a permanent reason last time.
@@ -391,3 +404,84 @@ class MigrateJobConfig(BackfillJobConfig):
     # Put a collection made by an earlier version under the plain name behind an alias of that
     # name (copied to <name>_v1, checked, the plain one dropped).
     adopt: bool = False
+
+
+@dataclass
+class QueryConfig:
+    """``jobs.search``: the query's parts (any of them; several are fused)."""
+
+    text: str | None = None
+    # Files: a picture, a sound excerpt, a video clip (at most 30 s: one synchronous call each).
+    image: str | None = None
+    audio: str | None = None
+    video: str | None = None
+
+
+@dataclass
+class QueryWeightsConfig:
+    """Each part's weight in ``search.fusion=weighted`` (``keywords``: the text's keyword part in
+    hybrid mode)."""
+
+    text: float = 1.0
+    image: float = 1.0
+    audio: float = 1.0
+    video: float = 1.0
+    keywords: float = 1.0
+
+
+@dataclass
+class SearchSettingsConfig:
+    """How a query is matched (docs/search-and-evaluation.md)."""
+
+    # dense: the model's vectors; sparse: the text's keywords against the collection's keyword
+    # vectors (IDF applied by Qdrant); hybrid: both, fused.
+    mode: str = "dense"
+    # rrf: reciprocal rank fusion of the parts; weighted: the same with weights.
+    fusion: str = "rrf"
+    weights: QueryWeightsConfig = field(default_factory=QueryWeightsConfig)
+    # Candidates each part brings to the fusion (Qdrant prefetch limit).
+    candidates: int = 100
+    # With group_by: the best points shown per group (pages or segments of one asset).
+    group_size: int = 3
+
+
+@dataclass
+class QueryJobConfig:
+    """What ``jobs.search`` and ``jobs.evaluate`` share: the use case (its query purpose), where
+    the collection is and how to reach Bedrock."""
+
+    usecase: UseCaseConfig = field(default_factory=UseCaseConfig)
+    run_dir: str = "runs"
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    bedrock: BedrockConfig = field(default_factory=BedrockConfig)
+    qdrant: QdrantConfig = field(default_factory=QdrantConfig)
+    keywords: KeywordsConfig = field(default_factory=KeywordsConfig)
+    search: SearchSettingsConfig = field(default_factory=SearchSettingsConfig)
+    # Payload conditions every hit meets: filter.<field>=value (metadata.<key> for the
+    # manifest's metadata).
+    filter: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchJobConfig(QueryJobConfig):
+    """``python -m jobs.search``."""
+
+    query: QueryConfig = field(default_factory=QueryConfig)
+    top_k: int = 10
+    # asset (each asset once, with its best segments) or any payload field; null: points.
+    group_by: str | None = None
+    # table: for people; json: one array of hits on stdout.
+    format: str = "table"
+
+
+@dataclass
+class EvaluateJobConfig(QueryJobConfig):
+    """``python -m jobs.evaluate``: retrieval quality of a collection on a query set."""
+
+    # A Parquet of queries: text or uri, asset_ids (what each should find), optional kind.
+    queries: str | None = None
+    # Distinct assets per query for recall@k, MRR and nDCG.
+    k: int = 10
+    # Where evaluation.json and evaluation.png go (null: runs/<usecase>/evaluate-<run id>).
+    out_dir: str | None = None

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from pipelines.config.schema import BackfillJobConfig, MigrateJobConfig
+from pipelines.config.schema import (
+    BackfillJobConfig,
+    EvaluateJobConfig,
+    MigrateJobConfig,
+    SearchJobConfig,
+)
 
 _REGISTERED = False
 
@@ -23,4 +28,6 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="backfill_schema", node=BackfillJobConfig)
     cs.store(name="migrate_schema", node=MigrateJobConfig)
+    cs.store(name="search_schema", node=SearchJobConfig)
+    cs.store(name="evaluate_schema", node=EvaluateJobConfig)
     _REGISTERED = True

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipelines.stores.base import AssetHolding, VectorStore, WriteResult
+from pipelines.stores.base import AssetHolding, QueryPart, SearchHit, VectorStore, WriteResult
 
 if TYPE_CHECKING:
-    from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
+    from pipelines.config.schema import (
+        EmbeddingConfig,
+        KeywordsConfig,
+        QdrantConfig,
+        SegmentationConfig,
+    )
 
-__all__ = ["AssetHolding", "VectorStore", "WriteResult", "open_store"]
+__all__ = ["AssetHolding", "QueryPart", "SearchHit", "VectorStore", "WriteResult", "open_store"]
 
 
 def open_store(
-    qdrant: QdrantConfig, embedding: EmbeddingConfig, segmentation: SegmentationConfig
+    qdrant: QdrantConfig,
+    embedding: EmbeddingConfig,
+    segmentation: SegmentationConfig,
+    keywords: KeywordsConfig | None = None,
 ) -> VectorStore:
-    """The run's store (not yet connected: it opens its client on first use)."""
+    """The run's store (not yet connected: it opens its client on first use). ``keywords``:
+    create the collection with a keyword vector and write text segments' keyword vectors."""
     from pipelines.stores.qdrant import QdrantStore
 
-    return QdrantStore(qdrant, embedding.dimension, embedding=embedding, segmentation=segmentation)
+    return QdrantStore(
+        qdrant,
+        embedding.dimension,
+        embedding=embedding,
+        segmentation=segmentation,
+        keywords=keywords,
+    )

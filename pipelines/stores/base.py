@@ -49,6 +49,30 @@ class AssetHolding:
     fingerprints: frozenset[str] = frozenset()
 
 
+@dataclass
+class QueryPart:
+    """One part of a query: a dense vector, or keyword terms (``pipelines.keywords``) matched
+    against the collection's keyword vector; ``weight`` counts in weighted fusion."""
+
+    dense: Sequence[float] | None = None
+    sparse: Any = None
+    weight: float = 1.0
+
+
+@dataclass
+class SearchHit:
+    """A point found by :meth:`VectorStore.query`; a grouped hit also lists the group's best
+    points (``group``, best first) and the value it was grouped by (``group_key``)."""
+
+    score: float
+    payload: dict[str, Any]
+    point_id: str = ""
+    group: list[SearchHit] = field(default_factory=list)
+    group_key: str = ""
+    # Audio: where the query most likely starts in the track (set by the search).
+    offset_s: float | None = None
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """A collection of vectors with payloads, addressed by name or alias."""
@@ -95,6 +119,25 @@ class VectorStore(Protocol):
         self, vector: Sequence[float], limit: int = 10
     ) -> list[tuple[float, dict[str, Any]]]:
         """The nearest points: (score, payload), best first."""
+        ...
+
+    def query(
+        self,
+        parts: Sequence[QueryPart],
+        *,
+        limit: int = 10,
+        where: Mapping[str, Any] | None = None,
+        fusion: str = "rrf",
+        group_by: str | None = None,
+        group_size: int = 3,
+        candidates: int = 100,
+    ) -> list[SearchHit]:
+        """A query of one or more parts (fused), filtered on payload fields, optionally grouped
+        by a payload field: best first."""
+        ...
+
+    def keyword_vector(self) -> str | None:
+        """The name of the collection's keyword (sparse) vector, or None."""
         ...
 
     def vectors_of(self, point_ids: Sequence[str]) -> dict[str, list[float]]: ...

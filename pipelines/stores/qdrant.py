@@ -43,7 +43,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from pipelines.config.schema import EmbeddingConfig, QdrantConfig, SegmentationConfig
+from pipelines.config.schema import (
+    EmbeddingConfig,
+    KeywordsConfig,
+    QdrantConfig,
+    SegmentationConfig,
+)
 from pipelines.core import codes
 from pipelines.core.errors import ConfigError, InfrastructureError, RecordError
 from pipelines.core.ids import build_payload, fingerprint, point_id
@@ -51,7 +56,7 @@ from pipelines.core.retry import GIVE_UP, Decision, Failure, RetryPolicy, retry_
 from pipelines.core.rows import POSITION_COLUMNS, dead_letter_row, is_dead_letter
 from pipelines.modalities import Registry, current
 from pipelines.stores.base import WriteResult
-from pipelines.stores.qdrant_read import ID_CHUNK, QdrantReadSide, asset_filter
+from pipelines.stores.qdrant_read import ID_CHUNK, QdrantReadSide, asset_filter, split_vectors
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,10 @@ class QdrantStore(QdrantReadSide):
     ``fingerprints`` maps modality to :func:`pipelines.core.ids.fingerprint`; when omitted they are
     computed from ``embedding`` and ``segmentation`` (defaults when those are omitted too).
     ``client_factory`` replaces the real client (tests, instrumentation).
+
+    ``keywords`` (enabled): the collection is created with a named sparse vector under Qdrant's
+    IDF modifier, and every written text segment carries its keyword vector
+    (:mod:`pipelines.keywords`) beside the dense one.
     """
 
     def __init__(
@@ -127,6 +136,7 @@ class QdrantStore(QdrantReadSide):
         segmentation: SegmentationConfig | None = None,
         fingerprints: Mapping[str, str] | None = None,
         collection: str | None = None,
+        keywords: KeywordsConfig | None = None,
         modalities: Registry | None = None,
         max_attempts: int = 6,
         base_backoff_s: float = 0.5,
@@ -163,6 +173,7 @@ class QdrantStore(QdrantReadSide):
             else {m: fingerprint(emb, seg, m, self.modalities) for m in self.modalities}
         )
         self.positions = {name: m.position_fields for name, m in self.modalities.items()}
+        self.keywords: str | None = keywords.vector_name if keywords and keywords.enabled else None
         self.max_attempts = max_attempts
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
@@ -302,6 +313,7 @@ class QdrantStore(QdrantReadSide):
                     vectors_config=models.VectorParams(
                         size=self.dimension, distance=models.Distance.COSINE
                     ),
+                    sparse_vectors_config=self._sparse_config(),
                     on_disk_payload=self.cfg.on_disk_payload,
                 )
             except UnexpectedResponse as exc:
@@ -309,6 +321,7 @@ class QdrantStore(QdrantReadSide):
                     raise
         info = self._call("get_collection", client.get_collection, name)
         self._check_vectors(info.config.params.vectors)
+        self._check_sparse(info.config.params.sparse_vectors)
         if not self.embedded:
             # Local mode ignores payload indexes (and warns); a server needs them before the load.
             for key in PAYLOAD_INDEXES:
@@ -351,6 +364,41 @@ class QdrantStore(QdrantReadSide):
             raise ConfigError(
                 key, f"collection {name!r} uses {vectors.distance} distance; expected Cosine"
             )
+
+    def _sparse_config(self) -> Any:
+        """The keyword vector's config (IDF applied by Qdrant at query time), or None."""
+        from qdrant_client import models
+
+        if self.keywords is None:
+            return None
+        return {self.keywords: models.SparseVectorParams(modifier=models.Modifier.IDF)}
+
+    def _check_sparse(self, sparse: Any) -> None:
+        if self.keywords is not None and self.keywords not in (sparse or {}):
+            raise ConfigError(
+                "keywords.enabled",
+                f"collection {self.collection!r} has no sparse vector {self.keywords!r} (it was "
+                "made without keyword vectors); run with keywords.enabled=false, or migrate to a "
+                "collection that has them",
+            )
+
+    def _point_vector(self, row: Mapping[str, Any], dense: list[float]) -> Any:
+        """The point's vectors: the dense one, and the keyword vector of a text segment when the
+        collection keeps them (a copy passes the stored one as ``keyword_vector``)."""
+        if self.keywords is None:
+            return dense
+        from qdrant_client import models
+
+        from pipelines.keywords import encode_document
+
+        terms = row.get("keyword_vector")
+        if terms is None:
+            text = row.get("input_text")
+            terms = encode_document(text) if text else None
+        if not terms:
+            return dense
+        sparse = models.SparseVector(indices=list(terms.indices), values=list(terms.values))
+        return {"": dense, self.keywords: sparse}
 
     def finish(self) -> int:
         """Restore indexing if it was deferred, and return the exact point count."""
@@ -434,7 +482,7 @@ class QdrantStore(QdrantReadSide):
                         row["embedding_type"],
                         row.get("content_version"),
                     ),
-                    vector=vector,
+                    vector=self._point_vector(row, vector),
                     payload=build_payload(
                         row, fp, self.positions.get(str(row["modality"]), POSITION_COLUMNS)
                     ),
@@ -524,7 +572,8 @@ class QdrantStore(QdrantReadSide):
         rows = []
         for record in self._scroll(models.Filter(must=must), with_vectors=True, payload=True):
             held = record.payload or {}
-            row = {**held, **dict(target), "vector": record.vector}
+            dense, keywords = split_vectors(record.vector)
+            row = {**held, **dict(target), "vector": dense, "keyword_vector": keywords}
             row.update(
                 segment_index=held["segment_index"],
                 segment_count=held["segment_count"],

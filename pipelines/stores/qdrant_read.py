@@ -5,13 +5,13 @@ the client, the collection and the retried call."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from pipelines.core.rows import STORED_POINT
-from pipelines.stores.base import AssetHolding
+from pipelines.stores.base import AssetHolding, QueryPart, SearchHit
 
 T = TypeVar("T")
 ID_CHUNK = 1000
@@ -93,7 +93,7 @@ class QdrantReadSide:
         rows: list[dict[str, Any]] = []
         for record in self._scroll(None, with_vectors=with_vectors, payload=True, page=batch_size):
             payload = record.payload or {}
-            vector = record.vector if with_vectors else None
+            vector = split_vectors(record.vector)[0] if with_vectors else None
             rows.append(
                 {
                     "point_id": str(record.id),
@@ -157,9 +157,121 @@ class QdrantReadSide:
                 with_vectors=True,
             )
             for r in records:
-                if isinstance(r.vector, list):
-                    out[str(r.id)] = list(r.vector)
+                dense = split_vectors(r.vector)[0]
+                if dense is not None:
+                    out[str(r.id)] = dense
         return out
+
+    def query(
+        self,
+        parts: Sequence[QueryPart],
+        *,
+        limit: int = 10,
+        where: Mapping[str, Any] | None = None,
+        fusion: str = "rrf",
+        group_by: str | None = None,
+        group_size: int = 3,
+        candidates: int = 100,
+    ) -> list[SearchHit]:
+        """Points (or groups of points) nearest to a query of one or more parts, best first.
+
+        One part is one Qdrant query. Several are fused by Qdrant's query API: one prefetch of
+        ``candidates`` points per part, then reciprocal rank fusion (``fusion="rrf"``) or the
+        same with each part's ``weight`` (``"weighted"``). ``where`` filters on payload fields
+        (``{"label": "report", "metadata.sku": "SKU-1000"}``; a list matches any of its values).
+
+        ``group_by`` (a payload field, e.g. ``asset_id``) returns each group once with its best
+        ``group_size`` points (Qdrant's grouped query). With several parts, each part ranks the
+        groups by their best point and the ranks are fused with the same formula: an asset whose
+        photo matches the picture and whose description matches the words rises, although they
+        are different points.
+        """
+        from qdrant_client import models
+
+        if not parts:
+            raise ValueError("a query needs at least one part")
+        flt = payload_filter(where)
+        weights = [p.weight for p in parts] if fusion == "weighted" else None
+        if group_by is None:
+            if len(parts) == 1:
+                res = self._call(
+                    "query_points",
+                    self.client.query_points,
+                    collection_name=self.collection,
+                    **self._part_query(parts[0]),
+                    query_filter=flt,
+                    limit=limit,
+                    with_payload=True,
+                )
+            else:
+                fused: Any = (
+                    models.RrfQuery(rrf=models.Rrf(weights=weights))
+                    if weights is not None
+                    else models.FusionQuery(fusion=models.Fusion.RRF)
+                )
+                res = self._call(
+                    "query_points",
+                    self.client.query_points,
+                    collection_name=self.collection,
+                    prefetch=[
+                        models.Prefetch(**self._part_query(p), filter=flt, limit=candidates)
+                        for p in parts
+                    ],
+                    query=fused,
+                    limit=limit,
+                    with_payload=True,
+                )
+            return [SearchHit(float(p.score), dict(p.payload or {}), str(p.id)) for p in res.points]
+        ranked = [
+            self._groups(p, flt, group_by, limit if len(parts) == 1 else candidates, group_size)
+            for p in parts
+        ]
+        if len(parts) == 1:
+            return ranked[0][:limit]
+        return fuse_groups(ranked, weights, limit, group_size)
+
+    def _groups(
+        self, part: QueryPart, flt: Any, group_by: str, limit: int, group_size: int
+    ) -> list[SearchHit]:
+        res = self._call(
+            "query_points_groups",
+            self.client.query_points_groups,
+            collection_name=self.collection,
+            **self._part_query(part),
+            query_filter=flt,
+            group_by=group_by,
+            limit=limit,
+            group_size=group_size,
+            with_payload=True,
+        )
+        out = []
+        for g in res.groups:
+            hits = [SearchHit(float(h.score), dict(h.payload or {}), str(h.id)) for h in g.hits]
+            if hits:
+                out.append(
+                    SearchHit(hits[0].score, hits[0].payload, hits[0].point_id, hits, str(g.id))
+                )
+        return out
+
+    def _part_query(self, part: QueryPart) -> dict[str, Any]:
+        from qdrant_client import models
+
+        if part.sparse is not None:
+            name = self.keyword_vector()
+            if name is None:
+                raise ValueError(f"collection {self.collection!r} has no keyword vector")
+            sparse = models.SparseVector(
+                indices=list(part.sparse.indices), values=list(part.sparse.values)
+            )
+            return {"query": sparse, "using": name}
+        assert part.dense is not None
+        return {"query": [float(x) for x in part.dense]}
+
+    def keyword_vector(self) -> str | None:
+        """The name of the collection's keyword (sparse) vector, or None."""
+        info = self._call("get_collection", self.client.get_collection, self.collection)
+        sparse = info.config.params.sparse_vectors or {}
+        return next(iter(sorted(sparse)), None)
 
     # ---- collections -----------------------------------------------------------------------
 
@@ -220,6 +332,68 @@ class QdrantReadSide:
             self.client.update_collection_aliases,
             change_aliases_operations=ops,
         )
+
+
+def split_vectors(stored: Any) -> tuple[list[float] | None, Any]:
+    """A stored point's dense vector and keyword vector (None when absent): a collection with a
+    keyword vector returns ``{"": dense, "keywords": sparse}``, one without it the dense list."""
+    if isinstance(stored, dict):
+        dense = stored.get("")
+        sparse = next((v for k, v in stored.items() if k != ""), None)
+        return (list(dense) if isinstance(dense, list) else None), sparse
+    return (list(stored) if isinstance(stored, list) else None), None
+
+
+def payload_filter(where: Mapping[str, Any] | None) -> Any:
+    """A Qdrant filter requiring every ``field: value`` (a list: any of its values)."""
+    from qdrant_client import models
+
+    if not where:
+        return None
+    must: list[Any] = []
+    for key, value in where.items():
+        if isinstance(value, list | tuple):
+            match: Any = models.MatchAny(any=list(value))
+        else:
+            match = models.MatchValue(value=value)
+        must.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=must)
+
+
+# Qdrant's reciprocal rank fusion constant (qdrant_client.hybrid.fusion), so that fused groups
+# score like fused points.
+RRF_K = 2
+
+
+def fuse_groups(
+    ranked: Sequence[Sequence[SearchHit]],
+    weights: Sequence[float] | None,
+    limit: int,
+    group_size: int,
+) -> list[SearchHit]:
+    """Reciprocal rank fusion of groups ranked by several parts (Qdrant's formula: a group at
+    0-based rank ``r`` of a part of weight ``w`` adds ``1 / ((r + 1) / w + k - 1)``). A fused
+    group keeps its best points over all parts."""
+    scores: dict[str, float] = {}
+    members: dict[str, dict[str, SearchHit]] = {}
+    first: dict[str, SearchHit] = {}
+    for i, hits in enumerate(ranked):
+        w = weights[i] if weights is not None else 1.0
+        for rank, group in enumerate(hits):
+            key = group.group_key
+            add = 1.0 / ((rank + 1.0) / w + RRF_K - 1.0) if w > 0 else 0.0
+            scores[key] = scores.get(key, 0.0) + add
+            first.setdefault(key, group)
+            for h in group.group:
+                held = members.setdefault(key, {})
+                if h.point_id not in held or held[h.point_id].score < h.score:
+                    held[h.point_id] = h
+    out = []
+    for key in sorted(scores, key=lambda k: -scores[k])[:limit]:
+        hits = sorted(members[key].values(), key=lambda h: -h.score)[:group_size]
+        best = first[key]
+        out.append(SearchHit(scores[key], best.payload, best.point_id, hits, key))
+    return out
 
 
 def asset_filter(asset_ids: list[str]) -> Any:

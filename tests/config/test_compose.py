@@ -170,3 +170,47 @@ def test_bad_migrate_values_name_their_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         validate_migrate(cfg)
     assert info.value.key == key
+
+
+@pytest.mark.parametrize("usecase", USECASES)
+def test_search_and_evaluate_compose_for_every_usecase(usecase: str) -> None:
+    from pipelines.config.compose import compose_evaluate, compose_search
+
+    cfg = compose_search([f"usecase={usecase}", "query.text=x", "filter.metadata.sku=SKU-1"])
+    assert cfg.usecase.name == usecase and cfg.query.text == "x"
+    assert cfg.filter == {"metadata": {"sku": "SKU-1"}}
+    assert cfg.keywords.enabled == (usecase == "text_retrieval")
+    ev = compose_evaluate([f"usecase={usecase}", "queries=q.parquet", "k=5"])
+    assert ev.k == 5 and ev.embedding.query_purpose == cfg.embedding.query_purpose
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("search.mode=fuzzy", "search.mode"),
+        ("search.fusion=max", "search.fusion"),
+        ("top_k=0", "top_k"),
+        ("format=xml", "format"),
+        ("search.weights.image=-1", "search.weights.image"),
+        ("query.image=/no/such.jpg", "query.image"),
+        ("group_by=", "group_by"),
+    ],
+)
+def test_bad_search_values_name_their_key(override: str, key: str) -> None:
+    from pipelines.config.compose import compose_search
+    from pipelines.search import validate_search
+
+    cfg = compose_search(["usecase=text_retrieval", "query.text=x", override])
+    with pytest.raises(ConfigError) as info:
+        validate_search(cfg)
+    assert info.value.key == key
+
+
+def test_keyword_modes_need_text() -> None:
+    from pipelines.config.compose import compose_search
+    from pipelines.search import validate_search
+
+    cfg = compose_search(["usecase=text_retrieval", "search.mode=hybrid"])
+    with pytest.raises(ConfigError) as info:
+        validate_search(cfg)
+    assert info.value.key == "query"

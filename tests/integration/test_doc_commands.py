@@ -262,7 +262,8 @@ class Workspace:
                 extra.append(f"emulator.port={self.ports['bedrock']}")
             if "emulator.s3_port=" not in text:
                 extra.append(f"emulator.s3_port={self.ports['s3']}")
-        if ("jobs.backfill" in text or "jobs.migrate" in text) and "bedrock=emulator" in text:
+        jobs = ("jobs.backfill", "jobs.migrate", "jobs.search", "jobs.evaluate")
+        if any(j in text for j in jobs) and "bedrock=emulator" in text:
             if "bedrock.endpoint_url=" not in text:
                 extra.append(f"bedrock.endpoint_url={bedrock}")
             if "bedrock.s3_endpoint_url=" not in text:
@@ -291,17 +292,45 @@ def _copy_project(dest: Path) -> None:
 
 
 def _make_corpus(root: Path) -> None:
-    """What `make demo` leaves in demo_data/, in small: three photos and an inline text."""
-    from nova_devkit.media import make_article, make_product_photo
+    """What `make demo` leaves in demo_data/, in small and at the same paths: three photos, two
+    inline texts, a query picture and the query set (queries.parquet)."""
+    from nova_devkit.media import (
+        TOPICS,
+        article_topic,
+        make_article,
+        make_near_duplicate,
+        make_product_photo,
+    )
 
-    corpus = root / "demo_data" / "corpus"
+    corpus = root / "demo_data" / "corpus" / "images"
     corpus.mkdir(parents=True)
+    queries = root / "demo_data" / "queries"
+    queries.mkdir()
     rows = []
     for i in range(3):
-        photo = make_product_photo(corpus / f"product-{i}.jpg", seed=i, size=(160, 120))
-        rows.append({"asset_id": f"product-{i}", "uri": str(photo.resolve()), "text": None})
-    rows.append({"asset_id": "note-1", "uri": None, "text": make_article(1, paragraphs=2)})
+        photo = make_product_photo(corpus / f"product-00{i}.jpg", seed=i, size=(160, 120))
+        rows.append({"asset_id": f"product-00{i}", "uri": str(photo.resolve()), "text": None})
+    for i in (1, 2):
+        rows.append(
+            {"asset_id": f"article-{i}", "uri": None, "text": make_article(i, paragraphs=2)}
+        )
     pq.write_table(pa.Table.from_pylist(rows), root / "demo_data" / "manifest.parquet")
+    query = make_near_duplicate(corpus / "product-001.jpg", queries / "product-001-query.jpg", 9)
+    query_set = [
+        {
+            "uri": str(query.resolve()),
+            "text": None,
+            "asset_ids": ["product-001"],
+            "kind": "re-shoot",
+        },
+        {
+            "uri": None,
+            "text": " ".join(TOPICS[article_topic(2)][1][:8]),
+            "asset_ids": ["article-2"],
+            "kind": "topic words",
+        },
+    ]
+    pq.write_table(pa.Table.from_pylist(query_set), root / "demo_data" / "queries.parquet")
 
 
 @pytest.fixture

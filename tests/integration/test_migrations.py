@@ -98,7 +98,8 @@ class _Store:
         return {c.name for c in self.client.get_collections().collections}
 
     def points(self, name: str) -> dict[str, tuple[list[float], dict[str, Any]]]:
-        records, _ = self.client.scroll(name, limit=10_000, with_vectors=True)
+        # The dense vector only (text_retrieval keeps keyword vectors beside it).
+        records, _ = self.client.scroll(name, limit=10_000, with_vectors=[""])
         return {str(r.id): (list(r.vector), dict(r.payload or {})) for r in records}
 
     def recorded(self, name: str) -> Recorded:

@@ -192,6 +192,44 @@ def make_tone_audio(
     return path
 
 
+def make_audio_excerpt(
+    source: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    start_s: float,
+    seconds: float,
+    sample_rate: int = 16000,
+) -> str:
+    """Write ``seconds`` of ``source`` from ``start_s`` on to ``path`` (format from its
+    extension, as :func:`make_tone_audio`): an excerpt of a recording, decoded and encoded
+    again, as someone would clip it. Returns the path."""
+    import av
+
+    chunks: list[np.ndarray] = []
+    with av.open(os.fspath(source)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        for frame in container.decode(audio=0):
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    first = max(0, round(start_s * sample_rate))
+    clip = samples[first : first + round(seconds * sample_rate)]
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _AUDIO_FORMATS:
+        raise ValueError(
+            f"unsupported audio extension {ext!r}; use one of {sorted(_AUDIO_FORMATS)}"
+        )
+    fmt, codec = _AUDIO_FORMATS[ext]
+    with av.open(path, "w", format=fmt) as out_container:
+        stream: Any = out_container.add_stream(codec, rate=sample_rate, layout="mono")
+        for frame in _audio_frames(clip.astype(np.float32), sample_rate, "mono", 4096):
+            out_container.mux(stream.encode(frame))
+        out_container.mux(stream.encode(None))
+    return path
+
+
 def _video_frame_rgb(
     index: int,
     fps: float,
