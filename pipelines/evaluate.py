@@ -122,15 +122,30 @@ def load_queries(path: str, key: str = "validation.queries") -> list[Query]:
     return out
 
 
-def sample_queries(manifest: pa.Table, n: int, modalities: Sequence[str]) -> list[Query]:
+def sample_manifest_queries(
+    uri: str, s3_endpoint_url: str | None, n: int, modalities: Sequence[str]
+) -> list[Query]:
     """``n`` assets spread evenly over the manifest rows the use case takes; each one's own
-    content is a query that must find it."""
-    wanted = manifest.filter(pc.is_in(manifest.column("modality"), pa.array(list(modalities))))
-    total = wanted.num_rows
+    content is a query that must find it. The manifest is read in batches, twice (counted, then
+    picked): memory is bounded by a batch."""
+    from pipelines.core.manifest import iter_manifest
+
+    wanted = pa.array(list(modalities))
+    total = 0
+    for _, table in iter_manifest(uri, s3_endpoint_url):
+        total += int(pc.sum(pc.is_in(table.column("modality"), wanted)).as_py() or 0)
     if n <= 0 or total == 0:
         return []
-    picks = sorted({int(i * total / min(n, total)) for i in range(min(n, total))})
-    rows = wanted.take(pa.array(picks, pa.int64())).to_pylist()
+    k = min(n, total)
+    picks = sorted({int(i * total / k) for i in range(k)})
+    rows: list[dict[str, Any]] = []
+    seen = 0
+    for _, table in iter_manifest(uri, s3_endpoint_url):
+        table = table.filter(pc.is_in(table.column("modality"), wanted))
+        local = [p - seen for p in picks if seen <= p < seen + table.num_rows]
+        if local:
+            rows.extend(table.take(pa.array(local, pa.int64())).to_pylist())
+        seen += table.num_rows
     return [Query(str(r["asset_id"]), [str(r["asset_id"])], asset=r) for r in rows]
 
 

@@ -332,10 +332,11 @@ def _matryoshka_sample(
     """Embed assets spread over the old collection at the new dimension (a backfill into a
     scratch collection, at most ``matryoshka.sample_size`` calls with its preflight) and compare
     each real vector with the truncated, renormalised old one (same point ids)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from pipelines.core.incremental import content_versions
-    from pipelines.core.manifest import load_manifest
+    from pipelines.core.manifest import iter_manifest
 
     assert cfg.manifest is not None
     budget = cfg.matryoshka.sample_size - 1  # the backfill's preflight makes one call
@@ -347,7 +348,7 @@ def _matryoshka_sample(
         picked: dict[str, Entry] = {}
         spent = 0
         position = 0
-        for chunk in journal.absent(_key(cfg, old), []):
+        for chunk in journal.entries(_key(cfg, old)):
             for entry in chunk:
                 position += 1
                 if entry.outcome != "embedded" or (position - 1) % stride:
@@ -357,10 +358,17 @@ def _matryoshka_sample(
                     spent += entry.points
     finally:
         journal.close()
-    manifest = load_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url)
-    rows = [r for r in manifest.to_pylist() if r["asset_id"] in picked]
+    # The sampled rows of the manifest, read in batches (the sample is small, the manifest not).
+    schema: pa.Schema | None = None
+    rows: list[dict[str, Any]] = []
+    wanted = pa.array(sorted(picked), pa.string())
+    for _, batch in iter_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url):
+        schema = batch.schema
+        rows.extend(batch.filter(pc.is_in(batch.column("asset_id"), wanted)).to_pylist())
     if rows:
-        table = content_versions(pa.Table.from_pylist(rows, manifest.schema))
+        assert schema is not None
+        manifest_schema = schema
+        table = content_versions(pa.Table.from_pylist(rows, manifest_schema))
         versions = table.column("content_version").to_pylist()
         rows = [
             r
@@ -375,7 +383,7 @@ def _matryoshka_sample(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     sample_manifest = run_dir / "matryoshka_sample.parquet"
-    pq.write_table(pa.Table.from_pylist(rows, manifest.schema), sample_manifest)
+    pq.write_table(pa.Table.from_pylist(rows, manifest_schema), sample_manifest)
     scratch = f"{target}__sample"
     say(f"matryoshka sample: {len(rows)} assets embedded at {cfg.embedding.dimension}-d")
     result = run_backfill(_aimed(cfg, alias, scratch, manifest=str(sample_manifest), prune=False))
@@ -468,8 +476,7 @@ def _copy_journal(
         journal.acquire(new_key, run_id, cfg.state.lock_stale_after_s)
         try:
             copied = 0
-            chunks = list(journal.absent(old_key, []))  # read before writing (one cursor)
-            for chunk in chunks:
+            for chunk in journal.entries(old_key):  # its own snapshot: safe to write meanwhile
                 entries = [
                     dataclasses.replace(e, fingerprint=fingerprints.get(e.modality or ""))
                     if e.outcome == "embedded" and e.modality in fingerprints
@@ -492,20 +499,18 @@ def _validate(
     cfg: MigrateJobConfig, alias: str, old: str, target: str, held: Recorded, say: Say
 ) -> tuple[dict[str, Any], int]:
     """Every check before the switch; ``failures`` lists what failed (empty: switch)."""
-    from pipelines.core.manifest import load_manifest
     from pipelines.evaluate import (
         check_vectors,
         embed_queries,
         evaluate,
         load_queries,
-        sample_queries,
+        sample_manifest_queries,
         truncate,
     )
 
     assert cfg.manifest is not None
     val = cfg.validation
     failures: list[str] = []
-    manifest = load_manifest(cfg.manifest, cfg.bedrock.s3_endpoint_url)
     with _opened(cfg) as store:
         new_store = store.for_collection(target, cfg.embedding.dimension)
         vectors = check_vectors(new_store, cfg.embedding.dimension, val.norm_tolerance)
@@ -514,7 +519,7 @@ def _validate(
                 f"vectors: {vectors.wrong_size} of the wrong size, {vectors.non_finite} with "
                 f"NaN or inf, {vectors.bad_norm} not of norm 1 (of {vectors.points})"
             )
-        points = _points_check(cfg, store, old, target, held, manifest)
+        points = _points_check(cfg, store, old, target, held)
     if not points["ok"]:
         failures.append(
             f"points: {points['mismatched']} assets with other point counts, "
@@ -524,7 +529,9 @@ def _validate(
     queries = (
         load_queries(val.queries)
         if val.queries
-        else sample_queries(manifest, val.sample_queries, cfg.usecase.modalities)
+        else sample_manifest_queries(
+            cfg.manifest, cfg.bedrock.s3_endpoint_url, val.sample_queries, cfg.usecase.modalities
+        )
     )
     old_emb, old_seg = held.embedding, held.segmentation
     if cfg.strategy == "matryoshka":
@@ -582,23 +589,23 @@ def _points_check(
     old: str,
     target: str,
     held: Recorded,
-    manifest: pa.Table,
 ) -> dict[str, Any]:
     """Points per asset: the new collection holds what its journal says for every asset; with
     the same segmentation, as many as the old collection holds of the same version; and every
     asset the old collection holds that the manifest still lists is in the new one."""
+    from pipelines.core.manifest import iter_asset_ids
+
     same_segments = (
         held.segmentation == cfg.segmentation
         and held.embedding.video_embedding_mode == cfg.embedding.video_embedding_mode
     )
     new_store, old_store = store.for_collection(target), store.for_collection(old)
-    listed = set(manifest.column("asset_id").to_pylist())
     journal = Journal(cfg.state.path)
     old_key, new_key = _key(cfg, old), _key(cfg, target)
     assets = mismatched = missing = 0
     examples: list[str] = []
     try:
-        for chunk in list(journal.absent(new_key, [])):
+        for chunk in journal.entries(new_key):
             done = [e for e in chunk if e.outcome == "embedded"]
             ids = [e.asset_id for e in done]
             counts = new_store.count_by_asset(ids)
@@ -620,10 +627,11 @@ def _points_check(
                     mismatched += 1
                     if len(examples) < 10:
                         examples.append(e.asset_id)
-        for chunk in list(journal.absent(old_key, [])):
-            held_ids = [
-                e.asset_id for e in chunk if e.outcome == "embedded" and e.asset_id in listed
-            ]
+        # Only the assets the manifest still lists (streamed into the reader's own table).
+        assert cfg.manifest is not None
+        listed = iter_asset_ids(cfg.manifest, cfg.bedrock.s3_endpoint_url)
+        for chunk in journal.entries(old_key, only=listed):
+            held_ids = [e.asset_id for e in chunk if e.outcome == "embedded"]
             now = journal.lookup(new_key, held_ids)
             for asset_id in held_ids:
                 entry = now.get(asset_id)
@@ -709,8 +717,8 @@ def adopt(cfg: MigrateJobConfig, say: Say) -> tuple[int, dict[str, Any]]:
                 sink.set_metadata(rec.to_meta())
             finally:
                 journal.release(old_key, run_id)
-            entries = [e for chunk in journal.absent(old_key, []) for e in chunk]
-            journal.record(new_key, run_id, entries)
+            for chunk in journal.entries(old_key):
+                journal.record(new_key, run_id, chunk)
             journal.record_fingerprints(new_key, fps)
             plain.delete_collection()
             store.create_alias(name, target)

@@ -291,6 +291,39 @@ class Journal:
         while rows := cursor.fetchmany(_CHUNK):
             yield [Entry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), int(r[7])) for r in rows]
 
+    def entries(self, collection: str, only: Iterable[str] | None = None) -> Iterator[list[Entry]]:
+        """Every entry of ``collection`` (or only those whose asset id ``only`` streams), in
+        chunks, read through a connection of its own: the caller may write to the journal
+        between chunks (the reader sees the journal as it was when it started)."""
+        reader = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            reader.execute("BEGIN")  # one snapshot for the whole read (write-ahead log)
+            where = "collection = ?"
+            if only is not None:
+                reader.execute(
+                    "CREATE TEMP TABLE only_ids (asset_id TEXT PRIMARY KEY) WITHOUT ROWID"
+                )
+                batch: list[tuple[str]] = []
+                for asset_id in only:
+                    batch.append((asset_id,))
+                    if len(batch) >= _CHUNK:
+                        reader.executemany("INSERT OR IGNORE INTO temp.only_ids VALUES (?)", batch)
+                        batch = []
+                reader.executemany("INSERT OR IGNORE INTO temp.only_ids VALUES (?)", batch)
+                where += " AND asset_id IN (SELECT asset_id FROM temp.only_ids)"
+            cursor = reader.execute(
+                "SELECT asset_id, content_version, modality, fingerprint, outcome, error_code, "
+                f"permanent, points FROM assets WHERE {where}",
+                (collection,),
+            )
+            while rows := cursor.fetchmany(_CHUNK):
+                yield [
+                    Entry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), int(r[7])) for r in rows
+                ]
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+
     def count(self, collection: str, outcome: str | None = None) -> int:
         if outcome is None:
             row = self.db.execute("SELECT COUNT(*) FROM assets WHERE collection = ?", (collection,))

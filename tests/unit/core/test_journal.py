@@ -56,3 +56,22 @@ def test_a_live_lock_is_refused_and_a_dead_one_taken_over(tmp_path: Path) -> Non
     journal.acquire("c", "run-3", stale_after_s=60)
     journal.release("c", "run-3")
     other.acquire("c", "run-4", stale_after_s=60)
+
+
+def test_entries_stream_through_a_reader_of_their_own(tmp_path: Path) -> None:
+    from pipelines.core.journal import Entry, Journal
+
+    journal = Journal(tmp_path)
+    entries = [Entry(f"a{i}", "v1", "text", "fp", "embedded", points=1) for i in range(12)]
+    journal.record("old", "r1", entries)
+    copied = 0
+    # Writing to the journal between chunks does not disturb the read (its own snapshot).
+    for chunk in journal.entries("old"):
+        copied += journal.record("new", "r2", chunk)
+        journal.record("old", "r2", [Entry("late", "v1", "text", "fp", "embedded")])
+    assert copied == 12 and journal.count("new") == 12
+    only = [
+        e.asset_id for chunk in journal.entries("old", only=iter(["a3", "a7", "zz"])) for e in chunk
+    ]
+    assert sorted(only) == ["a3", "a7"]
+    journal.close()
