@@ -80,6 +80,9 @@ class QuotaConfig:
     # unset, the account STS names against AWS, or the endpoint's address for another endpoint),
     # region and model. See docs/rate-control.md.
     account: str | None = None
+    # How long any call to the guard may take before the run stops as an infrastructure failure
+    # (exit 3): a guard that neither answers nor can be restarted never lets calls go unpaced.
+    guard_timeout_s: float = 60.0
 
 
 @dataclass

@@ -122,6 +122,7 @@ def validate_bedrock(cfg: BedrockConfig, seg: SegmentationConfig | None = None) 
             f"bedrock.{key}", url, "bedrock.allow_insecure_endpoint", cfg.allow_insecure_endpoint
         )
     _positive("bedrock.quota.requests_per_minute", cfg.quota.requests_per_minute)
+    _positive("bedrock.quota.guard_timeout_s", cfg.quota.guard_timeout_s)
     _positive("bedrock.quota.tokens_per_minute", cfg.quota.tokens_per_minute)
     _positive("bedrock.quota.async_requests_per_minute", cfg.quota.async_requests_per_minute)
     if cfg.quota.async_max_concurrent_jobs < 1:

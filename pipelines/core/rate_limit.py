@@ -709,14 +709,26 @@ class GuardHandle:
         return {**self.__dict__, "_handle": None}
 
     def attach(self) -> Any:
-        """Create or join the guard and attach this job's quota to it (the driver, once)."""
-        self._handle = get_or_create_budget(
-            self.settings,
-            self.name,
-            reset=True,
-            async_settings=self.async_settings,
-            timeout_s=self.timeout_s,
-        )
+        """Create or join the guard and attach this job's quota to it (the driver, once); a
+        guard that does not answer in time stops the run as an infrastructure failure."""
+        import ray
+
+        from pipelines.core.errors import InfrastructureError
+
+        try:
+            self._handle = get_or_create_budget(
+                self.settings,
+                self.name,
+                reset=True,
+                async_settings=self.async_settings,
+                timeout_s=self.timeout_s,
+            )
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError) as exc:
+            self._handle = None
+            raise InfrastructureError(
+                f"the quota guard {self.name!r} did not take this job's quota within "
+                f"{self.timeout_s:g} s ({type(exc).__name__}); no call may go out unpaced"
+            ) from exc
         return self._handle
 
     def _actor(self) -> Any:

@@ -39,9 +39,6 @@ from pipelines.modalities import Registry, current
 
 log = logging.getLogger(__name__)
 
-# How long one reservation may wait for the budget actor (it answers in microseconds; a restart
-# takes a second or two).
-BUDGET_TIMEOUT_S = 60.0
 
 
 def guard_for(bedrock: BedrockConfig, name: str) -> Any:
@@ -53,7 +50,7 @@ def guard_for(bedrock: BedrockConfig, name: str) -> Any:
         name,
         RateBudgetSettings(quota.requests_per_minute, quota.tokens_per_minute),
         AsyncQuotaSettings(quota.async_requests_per_minute, quota.async_max_concurrent_jobs),
-        timeout_s=BUDGET_TIMEOUT_S,
+        timeout_s=quota.guard_timeout_s,
     )
 
 

@@ -165,3 +165,48 @@ def test_run_completes_when_the_guard_is_killed_mid_run(
     assert result.report["rate_budget"]["restarts"] >= 1
     ok = [r for r in _invokes(emulator) if r.status == 200]
     assert len(ok) == rows + 1  # every asset once, and the preflight
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_guard_that_does_not_answer_stops_the_run_before_any_unpaced_call(
+    emulator: Endpoints, tmp_path: Path
+) -> None:
+    import ray
+
+    from pipelines.backfill import run_backfill
+
+    cfg = compose_backfill(
+        [
+            "usecase=text_retrieval",
+            f"manifest={_manifest(tmp_path / 'm.parquet', 'mute', 6)}",
+            *emulator.pipeline_overrides(),
+            "bedrock.quota.guard_timeout_s=2",
+            "bedrock.quota.account=mute-guard-test",
+            "qdrant.collection=quota_mute",
+            f"qdrant.path={tmp_path / 'qdrant'}",
+            f"run_dir={tmp_path / 'runs'}",
+            f"state.path={tmp_path / 'state'}",
+        ]
+    )
+
+    @ray.remote(num_cpus=0)
+    class Mute:
+        """Holds the guard's name and never answers (a guard that cannot be restarted)."""
+
+        def attach(self, *args: Any) -> None:
+            time.sleep(3600)
+
+    squatter = Mute.options(  # type: ignore[attr-defined]
+        name=guard_name(cfg.bedrock, cfg.embedding.model_id),
+        namespace=BUDGET_NAMESPACE,
+        max_concurrency=4,
+    ).remote()
+    try:
+        result = run_backfill(cfg)
+    finally:
+        ray.kill(squatter)
+    assert (result.exit_code, result.report["status"]) == (3, "aborted")
+    assert "quota guard" in result.report["abort_reason"]
+    # Only the preflight's call went out: nothing unpaced.
+    assert len([r for r in _invokes(emulator) if r.status == 200]) == 1
+    assert result.report["pending"] == 6
