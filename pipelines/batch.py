@@ -118,8 +118,8 @@ class BatchDriver:
         self.maps = Path(cfg.state.path) / "batch"
         self.maps.mkdir(parents=True, exist_ok=True)
         self.outcome = BatchOutcome()
-        # Assets still to embed in this run, by id -> content version (the plan's todo).
-        self.todo = _todo_versions(plan.todo_path)
+        # Which assets this run still embeds, and at which version, is the ledger's to say
+        # (RunLedger.still_todo): nothing per asset is held here.
         # Jobs of this run and earlier ones that have not ended: name -> journal entry.
         self.running: dict[str, BatchJobEntry] = {}
         # Assets whose failed records are retried on demand (bedrock.batch.on_failed_records).
@@ -177,12 +177,10 @@ class BatchDriver:
         busy: set[str] = set()
         for entry in self.running.values():
             table = pq.read_table(entry.records_path, columns=["asset_id", "content_version"])
-            for a, v in zip(
-                table.column("asset_id").to_pylist(),
-                table.column("content_version").to_pylist(),
-                strict=True,
-            ):
-                if a in self.todo and self.todo[a] == v:
+            ids = table.column("asset_id").to_pylist()
+            todo = self.plan.ledger.still_todo(sorted(set(ids)))
+            for a, v in zip(ids, table.column("content_version").to_pylist(), strict=True):
+                if a in todo and todo[a] == v:
                     busy.add(a)
         return busy
 
@@ -317,11 +315,12 @@ class BatchDriver:
         from pipelines.stages.write import WriteStage
 
         mapping = pq.read_table(entry.records_path)
-        rows = {r["record_id"]: r for r in mapping.to_pylist()}
+        rows = {r["record_id"]: r for r in mapping.to_pylist()}  # one job's records
+        todo = self.plan.ledger.still_todo(sorted({r["asset_id"] for r in rows.values()}))
         wanted = {
             rid: r
             for rid, r in rows.items()
-            if self.todo.get(r["asset_id"]) == r["content_version"]
+            if r["asset_id"] in todo and todo[r["asset_id"]] == r["content_version"]
         }
         folder = f"{state.output_uri.rstrip('/')}/{state.job_id}"
         manifest = read_manifest(self.s3, folder)
@@ -386,9 +385,7 @@ class BatchDriver:
         if dead:
             self.account(EMBEDDED.table(dead), "batch")
         assets = sorted({r["asset_id"] for r in wanted.values()} - self.retry_on_demand)
-        self.plan.ledger.set_path(assets, "batch")
-        for a in assets:
-            self.todo.pop(a, None)
+        self.plan.ledger.set_path(assets, "batch")  # taken: no longer to do in this run
         self.journal.update_batch_job(entry.name, "collected")
         self._release(entry.name)
         self.outcome.jobs_collected += 1
@@ -429,33 +426,43 @@ class BatchDriver:
         """A todo file of these assets (from the plan's), for the on-demand pipeline."""
         if not assets:
             return None
-        table = pq.read_table(self.plan.todo_path)
-        keep = pc.is_in(table.column("asset_id"), value_set=pa.array(sorted(assets), pa.string()))
-        path = self.folder / "on_demand.parquet"
-        pq.write_table(table.filter(keep).cast(ASSET.schema), path)
-        return path
+        keep = pa.array(sorted(assets), pa.string())
+        return self._filtered_todo(
+            self.folder / "on_demand.parquet", lambda t: pc.is_in(t.column("asset_id"), keep)
+        )
 
     def staging_todo(self, exclude: set[str]) -> Path | None:
-        """The plan's todo without ``exclude`` (assets a running job holds), for staging."""
+        """The plan's todo without ``exclude`` (assets a running job holds) and without the
+        assets an earlier job's output settled, for staging."""
+        drop = pa.array(sorted(exclude), pa.string())
+
+        def keep(table: pa.Table) -> pa.Array:
+            ids = table.column("asset_id")
+            todo = self.plan.ledger.still_todo(ids.to_pylist())
+            still = pc.is_in(ids, value_set=pa.array(sorted(todo), pa.string()))
+            return pc.and_(still, pc.invert(pc.is_in(ids, value_set=drop)))
+
+        return self._filtered_todo(self.folder / "staging.parquet", keep)
+
+    def _filtered_todo(self, path: Path, keep: Callable[[pa.Table], Any]) -> Path | None:
+        """The plan's todo rows ``keep`` selects, streamed batch by batch into ``path``."""
         if not self.plan.todo_path.exists():
             return None
-        table = pq.read_table(self.plan.todo_path)
-        if exclude:
-            drop = pc.is_in(
-                table.column("asset_id"), value_set=pa.array(sorted(exclude), pa.string())
-            )
-            table = table.filter(pc.invert(drop))
-        # Assets an earlier job's output settled are done too.
-        done = [a for a in table.column("asset_id").to_pylist() if a not in self.todo]
-        if done:
-            table = table.filter(
-                pc.invert(pc.is_in(table.column("asset_id"), value_set=pa.array(done, pa.string())))
-            )
-        if not table.num_rows:
-            return None
-        path = self.folder / "staging.parquet"
-        pq.write_table(table.cast(ASSET.schema), path)
-        return path
+        rows = 0
+        writer: pq.ParquetWriter | None = None
+        with pq.ParquetFile(self.plan.todo_path) as file:
+            for batch in file.iter_batches(batch_size=50_000):
+                table = pa.Table.from_batches([batch])
+                table = table.filter(keep(table)).cast(ASSET.schema)
+                if not table.num_rows:
+                    continue
+                if writer is None:
+                    writer = pq.ParquetWriter(path, ASSET.schema)
+                writer.write_table(table)
+                rows += table.num_rows
+        if writer is not None:
+            writer.close()
+        return path if rows else None
 
 
 class _Spool:
@@ -542,19 +549,6 @@ def _failure(row: dict[str, Any], code: str, message: str) -> dict[str, Any]:
     where = ("segment_index", "segment_count", "page", "start_s", "end_s", "char_start")
     error.at(**{c: row.get(c) for c in (*where, "char_end", "input_kind")})
     return dead_letter_row(row, error)
-
-
-def _todo_versions(path: Path) -> dict[str, str | None]:
-    if not path.exists():
-        return {}
-    table = pq.read_table(path, columns=["asset_id", "content_version"])
-    return dict(
-        zip(
-            table.column("asset_id").to_pylist(),
-            table.column("content_version").to_pylist(),
-            strict=True,
-        )
-    )
 
 
 def check_batch_access(client: BatchJobClient) -> None:

@@ -315,6 +315,20 @@ class RunLedger:
                 "UPDATE plan SET path = ? WHERE asset_id = ?", [(path, a) for a in asset_ids]
             )
 
+    def still_todo(self, asset_ids: Sequence[str]) -> dict[str, str | None]:
+        """Of these assets, those this run still embeds (to do, not taken by a batch job):
+        asset id -> the content version it embeds."""
+        out: dict[str, str | None] = {}
+        for chunk in _chunks(asset_ids, 900):
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT asset_id, content_version FROM plan WHERE decision = 'todo' AND path IS "
+                f"NULL AND asset_id IN ({marks})",
+                chunk,
+            )
+            out.update(rows.fetchall())
+        return out
+
     def by_path(self) -> dict[str, dict[str, Any]]:
         """Assets to embed, embedded and their cost, by the path they took."""
         rows = self.db.execute(

@@ -457,21 +457,42 @@ def _batches(
             if columns is None
             else pa.schema([dataset.schema.field(c) for c in columns])
         )
-        pending: list[pa.RecordBatch] = []
+        pending: list[pa.Table] = []
         rows, given = 0, False
-        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
-            pending.append(batch)
-            rows += batch.num_rows
-            if rows >= batch_rows:
-                yield pa.Table.from_batches(pending, schema=schema)
-                pending, rows, given = [], 0, True
+        # File by file, row group by row group (a dataset scan would pre-buffer a whole file
+        # while the caller works through its batches: memory in the size of the manifest).
+        for file in dataset.files:
+            with fs.open_input_file(file) as handle, pq.ParquetFile(handle) as parquet:
+                names = parquet.schema_arrow.names
+                read = None if columns is None else [c for c in columns if c in names]
+                for group in range(parquet.num_row_groups):
+                    for batch in parquet.iter_batches(
+                        batch_size=batch_rows, row_groups=[group], columns=read, use_threads=False
+                    ):
+                        table = _conform(pa.Table.from_batches([batch]), schema)
+                        pending.append(table)
+                        rows += table.num_rows
+                        if rows >= batch_rows:
+                            yield pa.concat_tables(pending)
+                            pending, rows, given = [], 0, True
         if pending or not given:
             # An empty manifest is still one (empty) table: its columns are checked.
-            yield pa.Table.from_batches(pending, schema=schema)
+            yield pa.concat_tables(pending) if pending else schema.empty_table()
     except FileNotFoundError as exc:
         raise ManifestError(f"no manifest at {uri!r}") from exc
     except (OSError, pa.ArrowInvalid) as exc:
         raise ManifestError(f"cannot read the manifest at {uri!r} as Parquet: {exc}") from exc
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the dataset's columns and types (a file may lack a column: nulls)."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def iter_manifest(

@@ -40,7 +40,6 @@ from pipelines.modalities import Registry, current
 log = logging.getLogger(__name__)
 
 
-
 def guard_for(bedrock: BedrockConfig, name: str) -> Any:
     """The handle on the shared quota guard ``name`` with the configured quotas."""
     from pipelines.core.rate_limit import AsyncQuotaSettings, GuardHandle, RateBudgetSettings
