@@ -525,13 +525,15 @@ class ClassifyJobConfig(AnalyticsJobConfig):
 
 @dataclass
 class DuplicateThresholdsConfig:
-    """Cosine similarity at or above which two assets of a modality are near-duplicates."""
+    """Cosine similarity at or above which two assets of a modality are near-duplicates (the
+    defaults separate planted copies from distinct assets on the local endpoint's vectors:
+    docs/analytics.md; calibrate them on a sample of your own corpus for Nova's)."""
 
-    text: float = 0.97
-    image: float = 0.97
-    document: float = 0.97
+    text: float = 0.85
+    image: float = 0.93
+    document: float = 0.95
     audio: float = 0.97
-    video: float = 0.97
+    video: float = 0.93
 
 
 @dataclass

@@ -149,3 +149,139 @@ def test_classify_refuses_bad_keys(labelled: Path, endpoints: Endpoints) -> None
                 [*base, f"manifest={labelled / 'new.parquet'}", "qdrant.collection=nothing"],
             )
         )
+
+
+# -- near-duplicates -----------------------------------------------------------------------------
+
+HEADLINES = [
+    "Storm closes the coastal highway for three days as crews clear fallen trees",
+    "Central bank holds interest rates steady and signals caution on inflation",
+    "City council approves the new bicycle lanes along the river embankment",
+    "Local bakery wins the national prize for its sourdough and rye loaves",
+    "Museum reopens its dinosaur hall after a two year renovation project",
+    "Ferry service to the northern islands suspended after engine failure",
+    "University researchers map the migration routes of arctic terns",
+    "Farmers report an early harvest of apples after a warm dry summer",
+]
+
+
+def _edited(headline: str) -> str:
+    """The same headline as another outlet writes it: case, punctuation, one word changed."""
+    words = headline.split()
+    words[-1] = words[-1].upper()
+    return " ".join(words).replace(" the ", " a ", 1) + "."
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory, endpoints: Endpoints) -> tuple[Path, set]:
+    """A mixed collection of originals and planted near-duplicates: photos re-encoded, resized,
+    cropped and brightened; recordings trimmed and re-encoded; clips re-encoded at another size
+    and trimmed; headlines edited. Returns the folder and the planted (original, copy) pairs."""
+    from nova_devkit.media import make_near_duplicate, make_product_photo
+    from nova_devkit.media.av import make_audio_excerpt, make_tone_audio, make_video
+
+    root = tmp_path_factory.mktemp("duplicates")
+    media = root / "media"
+    media.mkdir()
+    rows: list[dict[str, Any]] = []
+    truth: set[tuple[str, str]] = set()
+
+    def add(asset_id: str, uri: Path | None = None, text: str | None = None) -> None:
+        rows.append({"asset_id": asset_id, "uri": str(uri) if uri else None, "text": text})
+
+    for i in range(14):
+        photo = make_product_photo(media / f"photo-{i}.jpg", seed=i, size=(200, 150))
+        add(f"photo-{i}", photo)
+        if i < 9:
+            copy = make_near_duplicate(photo, media / f"photo-{i}-copy.png", seed=i)
+            add(f"photo-{i}-copy", copy)
+            truth.add((f"photo-{i}", f"photo-{i}-copy"))
+    for i in range(6):
+        # Music: the local endpoint's spectral features of speech-like noise vary along the
+        # track, so a trimmed speech copy is not close to its original there.
+        track = Path(make_tone_audio(media / f"track-{i}.wav", 14.0, kind="music", seed=20 + i))
+        add(f"track-{i}", track)
+        if i < 5:
+            copy = Path(make_audio_excerpt(track, media / f"track-{i}-trim.mp3", 1.0, 12.0))
+            add(f"track-{i}-trim", copy)
+            truth.add((f"track-{i}", f"track-{i}-trim"))
+    for i in range(5):
+        clip = Path(make_video(media / f"clip-{i}.mp4", 6.0, size=(160, 96), seed=40 + i))
+        add(f"clip-{i}", clip)
+        if i < 4:
+            copy = make_video(
+                media / f"clip-{i}-small.mp4", 5.0, size=(128, 80), seed=40 + i, crf=36
+            )
+            add(f"clip-{i}-small", Path(copy))
+            truth.add((f"clip-{i}", f"clip-{i}-small"))
+    for i, headline in enumerate(HEADLINES):
+        add(f"headline-{i}", text=headline)
+        if i < 4:
+            add(f"headline-{i}-copy", text=_edited(headline))
+            truth.add((f"headline-{i}", f"headline-{i}-copy"))
+    _backfill(root, endpoints, "mixed_media", rows)
+    return root, truth
+
+
+def test_duplicates_finds_the_planted_copies(
+    planted: tuple[Path, set], endpoints: Endpoints
+) -> None:
+    from pipelines.analytics.duplicates import run_duplicates
+
+    root, truth = planted
+    cfg = compose_analytics(
+        "duplicates", _overrides(root, endpoints, "usecase=mixed_media", "scan_batch=16")
+    )
+    result = run_duplicates(cfg)
+    table = pq.read_table(result.duplicates_path).to_pylist()
+    groups: dict[int, set[str]] = {}
+    for row in table:
+        groups.setdefault(row["group_id"], set()).add(row["asset_id"])
+    found = {(a, b) for members in groups.values() for a in members for b in members if a < b}
+    hits = found & truth
+    precision = len(hits) / len(found) if found else 0.0
+    recall = len(hits) / len(truth)
+    by_modality = {}
+    for a, b in truth:
+        mod = a.split("-")[0]
+        got = by_modality.setdefault(mod, [0, 0])
+        got[0] += (a, b) in found
+        got[1] += 1
+    print(
+        f"\nduplicates: {len(truth)} planted pairs, {len(found)} found, precision "
+        f"{precision:.3f}, recall {recall:.3f}; per modality {by_modality}; "
+        f"{result.summary['points']} points in {result.summary['blocks']} blocks"
+    )
+    for miss in sorted(truth - found):
+        print("  missed", miss)
+    for extra in sorted(found - truth):
+        print("  extra", extra)
+    assert len(truth) >= 20 and len(by_modality) >= 4
+    assert precision >= 0.9 and recall >= 0.9
+    assert result.summary["blocks"] >= 3
+    assert all(0 < row["similarity"] <= 1.0001 for row in table)
+    assert {"group_id", "asset_id", "similarity"} <= set(table[0])
+    report = json.loads(result.report_path.read_text())
+    assert report["groups"] == len(groups)
+
+
+def test_duplicates_thresholds_are_per_modality(
+    planted: tuple[Path, set], endpoints: Endpoints
+) -> None:
+    from pipelines.analytics.duplicates import run_duplicates
+
+    root, _ = planted
+    strict = compose_analytics(
+        "duplicates",
+        _overrides(root, endpoints, "usecase=mixed_media", "thresholds.image=1.0"),
+    )
+    result = run_duplicates(strict)
+    assert "image" not in result.summary["by_modality"]
+    assert result.summary["by_modality"]  # the other modalities keep their groups
+    with pytest.raises(ConfigError, match=r"^thresholds\.audio"):
+        run_duplicates(
+            compose_analytics(
+                "duplicates",
+                _overrides(root, endpoints, "usecase=mixed_media", "thresholds.audio=0"),
+            )
+        )
