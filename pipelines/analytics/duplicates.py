@@ -111,11 +111,12 @@ def group_pairs(
             best[m] = max(best.get(m, -1.0), sim)
             matches.setdefault(m, []).append(other)
             modality[m] = mod
-    groups = []
+    groups: list[dict[str, Any]] = []
     for root in sorted(members, key=lambda r: (-len(members[r]), r)):
         group = sorted(members[root])
         groups.append(
             {
+                "group_id": len(groups),
                 "modality": modality[group[0]],
                 "members": [
                     {
@@ -128,8 +129,6 @@ def group_pairs(
                 ],
             }
         )
-    for gid, group in enumerate(groups):
-        group["group_id"] = gid
     return groups
 
 

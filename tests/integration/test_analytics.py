@@ -12,6 +12,7 @@ measure the jobs' machinery on that, not Nova's semantics.
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nova_devkit.emulator.launch import Endpoints
-from nova_devkit.media import TOPIC_NAMES, article_topic, make_article
+from nova_devkit.media import TOPIC_NAMES, TOPICS, article_topic, make_article
 from pipelines.backfill import run_backfill
 from pipelines.config.compose import compose_analytics, compose_backfill
 from pipelines.core.errors import ConfigError
@@ -285,3 +286,71 @@ def test_duplicates_thresholds_are_per_modality(
                 _overrides(root, endpoints, "usecase=mixed_media", "thresholds.audio=0"),
             )
         )
+
+
+# -- topic clusters ------------------------------------------------------------------------------
+
+TOPICS_PLANTED, PER_TOPIC = 6, 6
+
+
+def _topic_note(topic: str, seed: int, words: int = 30) -> str:
+    """A short note in a topic's own words. (The generated articles wrap three topic words in a
+    dozen shared filler words per sentence; the local endpoint's hashed n-grams then see mostly
+    the filler, which leaves nearest neighbours right but no cluster structure to find.)"""
+    rng = random.Random(f"note-{topic}-{seed}")
+    vocab = TOPICS[topic][1]
+    return " ".join(rng.choice(vocab) for _ in range(words)).capitalize() + "."
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory: pytest.TempPathFactory, endpoints: Endpoints) -> Path:
+    """Notes on 6 planted topics, embedded with the CLUSTERING purpose."""
+    root = tmp_path_factory.mktemp("cluster")
+    rows = [
+        {"asset_id": f"{t}-{i}", "uri": None, "text": _topic_note(t, i), "label": t}
+        for t in TOPIC_NAMES[:TOPICS_PLANTED]
+        for i in range(PER_TOPIC)
+    ]
+    _backfill(root, endpoints, "topic_clustering", rows)
+    return root
+
+
+@pytest.mark.parametrize("clusters", ["null", str(TOPICS_PLANTED)])
+def test_cluster_recovers_planted_topics(topics: Path, endpoints: Endpoints, clusters: str) -> None:
+    from pipelines.analytics.cluster import run_cluster
+
+    cfg = compose_analytics(
+        "cluster",
+        _overrides(
+            topics, endpoints, "usecase=topic_clustering", f"clusters={clusters}", "scan_batch=8"
+        ),
+    )
+    result = run_cluster(cfg)
+    s = result.summary
+    print(
+        f"\nclusters ({'estimated' if s['estimated'] else 'chosen'}): k={s['clusters']}, "
+        f"ARI {s['adjusted_rand_index']}, sizes {s['sizes']}, silhouettes {s['silhouette_by_k']}"
+    )
+    assert s["points"] == TOPICS_PLANTED * PER_TOPIC and s["blocks"] >= 4
+    assert s["adjusted_rand_index"] >= 0.8
+    # Recomputed from what was written, not taken from the summary.
+    from sklearn.metrics import adjusted_rand_score
+
+    rows = pq.read_table(result.assignments_path).to_pylist()
+    ari = adjusted_rand_score([r["label"] for r in rows], [r["cluster"] for r in rows])
+    assert ari == pytest.approx(s["adjusted_rand_index"], abs=1e-3)
+    table = pq.read_table(result.clusters_path).to_pylist()
+    assert sum(r["size"] for r in table) == len(rows)
+    assert all(1 <= len(r["representatives"]) <= 3 for r in table if r["size"])
+    members = {(r["asset_id"], r["cluster"]) for r in rows}
+    assert all((a, r["cluster"]) in members for r in table for a in r["representatives"])
+    assert result.plot_path.stat().st_size > 5000
+
+
+def test_cluster_refuses_bad_keys(topics: Path, endpoints: Endpoints) -> None:
+    from pipelines.analytics.cluster import run_cluster
+
+    base = _overrides(topics, endpoints, "usecase=topic_clustering")
+    for key, value in (("clusters", "1"), ("max_clusters", "1"), ("sample", "5")):
+        with pytest.raises(ConfigError, match=rf"^{key}"):
+            run_cluster(compose_analytics("cluster", [*base, f"{key}={value}"]))
