@@ -28,6 +28,8 @@ from pipelines.core.errors import ConfigError
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def _backfill(
     root: Path, endpoints: Endpoints, usecase: str, rows: list[dict[str, Any]], *more: str
@@ -354,3 +356,85 @@ def test_cluster_refuses_bad_keys(topics: Path, endpoints: Endpoints) -> None:
     for key, value in (("clusters", "1"), ("max_clusters", "1"), ("sample", "5")):
         with pytest.raises(ConfigError, match=rf"^{key}"):
             run_cluster(compose_analytics("cluster", [*base, f"{key}={value}"]))
+
+
+# -- the MCP server ------------------------------------------------------------------------------
+
+
+async def _mcp_session(root: Path, endpoints: Endpoints, calls: list[tuple[str, dict]]) -> list:
+    """Start ``python -m jobs.mcp`` as a real MCP client does (a subprocess on stdio), list its
+    tools, make ``calls``; returns the tool names and each call's result."""
+    import os
+    import sys
+
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=[
+            "-m",
+            "jobs.mcp",
+            "usecase=mixed_media",
+            *endpoints.pipeline_overrides(),
+            f"qdrant.path={root / 'qdrant'}",
+        ],
+        env={k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+        cwd=str(ROOT),
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        tools = sorted(t.name for t in (await session.list_tools()).tools)
+        results = []
+        for name, arguments in calls:
+            answer = await session.call_tool(name, arguments)
+            assert not answer.is_error, answer
+            results.append(json.loads(answer.content[0].text))
+        return [tools, *results]
+
+
+def test_mcp_server_answers_as_jobs_search(planted: tuple[Path, set], endpoints: Endpoints) -> None:
+    import anyio
+
+    from pipelines.config.compose import compose_search
+    from pipelines.search import run_search
+
+    root, _ = planted
+    photo = str(root / "media" / "photo-3-copy.png")
+    words = "storm coastal highway fallen trees"
+
+    def jobs_search(*more: str) -> list[dict[str, Any]]:
+        cfg = compose_search(
+            [
+                "usecase=mixed_media",
+                *endpoints.pipeline_overrides(),
+                f"qdrant.path={root / 'qdrant'}",
+                *more,
+            ]
+        )
+        return run_search(cfg).hits
+
+    by_picture = jobs_search(f"query.image={photo}", "top_k=5")
+    by_words = jobs_search(f"query.text={words}", "top_k=3", "filter.modality=text")
+    tools, picture, text, asset, listed = anyio.run(
+        _mcp_session,
+        root,
+        endpoints,
+        [
+            ("search", {"image": photo, "top_k": 5}),
+            ("search", {"text": words, "top_k": 3, "filter": {"modality": "text"}}),
+            ("get_asset", {"asset_id": "track-2"}),
+            ("list_collections", {}),
+        ],
+    )
+    print(
+        f"\nmcp: tools {tools}; picture hits {[h['asset_id'] for h in picture]}; "
+        f"words hits {[h['asset_id'] for h in text]}"
+    )
+    assert tools == ["get_asset", "list_collections", "search"]
+    assert picture == by_picture and text == by_words  # the same hits, scores and positions
+    assert picture[0]["asset_id"] in ("photo-3", "photo-3-copy") and len(picture) == 5
+    assert text[0]["asset_id"] == "headline-0" and all(h["modality"] == "text" for h in text)
+    assert asset["points"] and all(p["asset_id"] == "track-2" for p in asset["points"])
+    assert asset["points"][0]["modality"] == "audio"
+    assert listed["aliases"]["mixed_media"] in listed["collections"]
