@@ -124,7 +124,7 @@ def build_server(cfg: McpJobConfig) -> Any:
         collection: str | None = None,
         top_k: int | None = None,
         group_by: str | None = None,
-        filter: dict[str, Any] | None = None,  # noqa: A002 - the tool's argument name
+        filter: dict[str, Any] | None = None,  # the tool's argument name
     ) -> str:
         """Search the index with a text and/or media files (paths); several parts are fused.
         Returns a JSON array of hits: score, asset_id, segment_index, position (page, start_s
