@@ -53,14 +53,33 @@ def validate_duplicates(cfg: DuplicatesJobConfig) -> None:
     for name, value in dataclasses.asdict(cfg.thresholds).items():
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"thresholds.{name}", f"must be in (0, 1], got {value}")
+    if not 0.0 < cfg.min_coverage <= 1.0:
+        raise ConfigError("min_coverage", f"must be in (0, 1], got {cfg.min_coverage}")
+
+
+class Match:
+    """What the comparisons found of one asset pair: the best segment similarity, and which
+    segments of each asset matched some segment of the other."""
+
+    __slots__ = ("modality", "segments", "similarity")
+
+    def __init__(self, similarity: float, modality: str) -> None:
+        self.similarity = similarity
+        self.modality = modality
+        self.segments: tuple[set[int], set[int]] = (set(), set())
+
+    def merge(self, other: Match) -> None:
+        self.similarity = max(self.similarity, other.similarity)
+        self.segments[0].update(other.segments[0])
+        self.segments[1].update(other.segments[1])
 
 
 def block_pairs(
     a: VectorBlock, b: VectorBlock, same: bool, thresholds: Mapping[str, float]
-) -> dict[Pair, tuple[float, str]]:
-    """Asset pairs of one modality between blocks ``a`` and ``b`` at or above the modality's
-    threshold: ``{(asset, asset): (best similarity, modality)}``, asset ids in order."""
-    out: dict[Pair, tuple[float, str]] = {}
+) -> dict[Pair, Match]:
+    """Asset pairs of one modality between blocks ``a`` and ``b`` with segments at or above the
+    modality's threshold (asset ids in order), with their best similarity and matched segments."""
+    out: dict[Pair, Match] = {}
     if not len(a) or not len(b):
         return out
     sims = a.vectors @ b.vectors.T
@@ -76,10 +95,23 @@ def block_pairs(
         sim = float(sims[i, j])
         if x == y or sim < thresholds.get(str(mod_a), 1.01):
             continue
-        key = (x, y) if x < y else (y, x)
-        if key not in out or sim > out[key][0]:
-            out[key] = (sim, str(mod_a))
+        seg_x, seg_y = a.fields["segment_index"][i] or 0, b.fields["segment_index"][j] or 0
+        if x > y:
+            x, y, seg_x, seg_y = y, x, seg_y, seg_x
+        match = out.setdefault((x, y), Match(sim, str(mod_a)))
+        match.similarity = max(match.similarity, sim)
+        match.segments[0].add(int(seg_x))
+        match.segments[1].add(int(seg_y))
     return out
+
+
+def covered(match: Match, pair: Pair, segments: Mapping[str, int], min_coverage: float) -> bool:
+    """Whether the matched segments cover ``min_coverage`` of either asset (a trimmed copy is
+    covered by its original; two long documents sharing one page are not duplicates)."""
+    return any(
+        len(found) >= min_coverage * max(1, segments.get(asset, 1))
+        for asset, found in zip(pair, match.segments, strict=True)
+    )
 
 
 def group_pairs(
@@ -142,8 +174,9 @@ def run_duplicates(cfg: DuplicatesJobConfig) -> DuplicatesResult:
     validate_duplicates(cfg)
     thresholds = dataclasses.asdict(cfg.thresholds)
     target = open_collection(cfg)
-    pairs: dict[Pair, tuple[float, str]] = {}
+    matches: dict[Pair, Match] = {}
     uris: dict[str, Any] = {}
+    segments: dict[str, set[int]] = {}
     points = 0
     try:
         start_ray(cfg)
@@ -156,18 +189,26 @@ def run_duplicates(cfg: DuplicatesJobConfig) -> DuplicatesResult:
             pending.extend(task.remote(old, ref, False, thresholds) for old in refs)
             refs.append(ref)
             while len(pending) > 16:  # a bounded number of comparisons in flight
-                _merge(ray.get(pending.pop(0)), pairs)
+                _merge(ray.get(pending.pop(0)), matches)
         for ref in pending:
-            _merge(ray.get(ref), pairs)
-        wanted = {asset for pair in pairs for asset in pair}
-        for ref in refs:  # the reports' uris, one block at a time
+            _merge(ray.get(ref), matches)
+        wanted = {asset for pair in matches for asset in pair}
+        for ref in refs:  # the candidates' uris and segment counts, one block at a time
             block = ray.get(ref)
             points += len(block)
-            for asset, uri in zip(block.fields["asset_id"], block.fields["uri"], strict=True):
+            f = block.fields
+            for asset, uri, seg in zip(f["asset_id"], f["uri"], f["segment_index"], strict=True):
                 if str(asset) in wanted:
                     uris[str(asset)] = uri
+                    segments.setdefault(str(asset), set()).add(int(seg or 0))
     finally:
         target.store.close()
+    counts = {asset: len(found) for asset, found in segments.items()}
+    pairs = {
+        pair: (m.similarity, m.modality)
+        for pair, m in matches.items()
+        if covered(m, pair, counts, cfg.min_coverage)
+    }
     groups = group_pairs(pairs, uris)
     out, run_id = run_folder(cfg, "duplicates")
     rows = [
@@ -206,6 +247,8 @@ def run_duplicates(cfg: DuplicatesJobConfig) -> DuplicatesResult:
         "thresholds": thresholds,
         "points": points,
         "blocks": len(refs),
+        "min_coverage": cfg.min_coverage,
+        "candidate_pairs": len(matches),
         "pairs": len(pairs),
         "groups": len(groups),
         "assets_in_groups": len(rows),
@@ -217,10 +260,12 @@ def run_duplicates(cfg: DuplicatesJobConfig) -> DuplicatesResult:
     return DuplicatesResult(out, path, report, summary, groups)
 
 
-def _merge(found: Mapping[Pair, tuple[float, str]], pairs: dict[Pair, tuple[float, str]]) -> None:
-    for key, value in found.items():
-        if key not in pairs or value[0] > pairs[key][0]:
-            pairs[key] = value
+def _merge(found: Mapping[Pair, Match], matches: dict[Pair, Match]) -> None:
+    for key, match in found.items():
+        if key in matches:
+            matches[key].merge(match)
+        else:
+            matches[key] = match
 
 
 def format_summary(result: DuplicatesResult) -> str:

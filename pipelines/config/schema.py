@@ -541,6 +541,9 @@ class DuplicatesJobConfig(AnalyticsJobConfig):
     """``python -m jobs.duplicates``: near-duplicate groups over a collection."""
 
     thresholds: DuplicateThresholdsConfig = field(default_factory=DuplicateThresholdsConfig)
+    # Two assets with several segments (pages, windows) are near-duplicates when the segments
+    # that match cover at least this share of either of them.
+    min_coverage: float = 0.5
 
 
 @dataclass

@@ -438,3 +438,36 @@ def test_mcp_server_answers_as_jobs_search(planted: tuple[Path, set], endpoints:
     assert asset["points"] and all(p["asset_id"] == "track-2" for p in asset["points"])
     assert asset["points"][0]["modality"] == "audio"
     assert listed["aliases"]["mixed_media"] in listed["collections"]
+
+
+def test_duplicates_need_coverage_of_one_asset() -> None:
+    """Two 6-page reports sharing one identical page are not copies; a 3-page excerpt of a
+    report is (its pages are all in the original)."""
+    import numpy as np
+
+    from pipelines.analytics.blocks import VectorBlock, unit_rows
+    from pipelines.analytics.duplicates import block_pairs, covered
+
+    rng = np.random.default_rng(0)
+    pages = {name: unit_rows(rng.normal(size=(6, 16))) for name in ("a", "b")}
+    pages["b"][2] = pages["a"][2]  # one shared page
+    excerpt = pages["a"][1:4]
+    rows = [("a", i, v) for i, v in enumerate(pages["a"])]
+    rows += [("b", i, v) for i, v in enumerate(pages["b"])]
+    rows += [("c", i, v) for i, v in enumerate(excerpt)]
+    block = VectorBlock(
+        [f"p{i}" for i in range(len(rows))],
+        np.asarray([v for *_, v in rows], dtype=np.float32),
+        {
+            "asset_id": [r[0] for r in rows],
+            "segment_index": [r[1] for r in rows],
+            "modality": ["document"] * len(rows),
+            "uri": [None] * len(rows),
+            "label": [None] * len(rows),
+        },
+    )
+    found = block_pairs(block, block, True, {"document": 0.95})
+    counts = {"a": 6, "b": 6, "c": 3}
+    assert set(found) == {("a", "b"), ("a", "c"), ("b", "c")}
+    kept = {pair for pair, m in found.items() if covered(m, pair, counts, 0.5)}
+    assert kept == {("a", "c")}
