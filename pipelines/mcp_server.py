@@ -161,4 +161,8 @@ def serve(cfg: McpJobConfig) -> None:
     from pipelines.search import validate_query_job
 
     validate_query_job(cfg)
+    if not 1 <= cfg.max_top_k <= 1000:
+        raise ConfigError("max_top_k", f"must be in 1..1000, got {cfg.max_top_k}")
+    if not 1 <= cfg.top_k <= cfg.max_top_k:
+        raise ConfigError("top_k", f"must be in 1..max_top_k ({cfg.max_top_k}), got {cfg.top_k}")
     build_server(cfg).run("stdio")

@@ -471,3 +471,28 @@ def test_duplicates_need_coverage_of_one_asset() -> None:
     assert set(found) == {("a", "b"), ("a", "c"), ("b", "c")}
     kept = {pair for pair, m in found.items() if covered(m, pair, counts, 0.5)}
     assert kept == {("a", "c")}
+
+
+@pytest.mark.parametrize(
+    "job,args,key",
+    [
+        ("classify", ["manifest=/no/such/manifest.parquet"], "manifest"),
+        ("duplicates", ["usecase=mixed_media"], "qdrant.collection"),
+        ("cluster", ["clusters=1"], "clusters"),
+        ("mcp", ["top_k=0"], "top_k"),
+    ],
+)
+def test_jobs_exit_2_naming_the_key(job: str, args: list[str], key: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", f"jobs.{job}", f"qdrant.path={tmp_path / 'q'}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"error: {key}:" in proc.stderr
