@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.config.schema import (
+    AnalyticsJobConfig,
     BackfillJobConfig,
     EvaluateJobConfig,
+    McpJobConfig,
     MigrateJobConfig,
     SearchJobConfig,
 )
@@ -46,6 +48,21 @@ def compose_evaluate(overrides: Sequence[str] = ()) -> EvaluateJobConfig:
     """``evaluate.yaml`` with ``overrides``, typed, as ``python -m jobs.evaluate`` builds it."""
     obj = _compose("evaluate", filter_overrides(overrides))
     assert isinstance(obj, EvaluateJobConfig)
+    return obj
+
+
+def compose_analytics(name: str, overrides: Sequence[str] = ()) -> AnalyticsJobConfig:
+    """``<name>.yaml`` (``classify``, ``duplicates``, ``cluster``) with ``overrides``, typed, as
+    ``python -m jobs.<name>`` builds it."""
+    obj = _compose(name, overrides)
+    assert isinstance(obj, AnalyticsJobConfig)
+    return obj
+
+
+def compose_mcp(overrides: Sequence[str] = ()) -> McpJobConfig:
+    """``mcp.yaml`` with ``overrides``, typed, as ``python -m jobs.mcp`` builds it."""
+    obj = _compose("mcp", filter_overrides(overrides))
+    assert isinstance(obj, McpJobConfig)
     return obj
 
 

@@ -488,3 +488,90 @@ class EvaluateJobConfig(QueryJobConfig):
     k: int = 10
     # Where evaluation.json and evaluation.png go (null: runs/<usecase>/evaluate-<run id>).
     out_dir: str | None = None
+
+
+# -- analytics (docs/analytics.md) ----------------------------------------------------------------
+
+
+@dataclass
+class AnalyticsJobConfig:
+    """What the analytics jobs share: the use case, the collection (``qdrant.collection``: an
+    alias or a name), Ray, and where the run folder goes."""
+
+    usecase: UseCaseConfig = field(default_factory=UseCaseConfig)
+    run_dir: str = "runs"
+    # The run folder (null: runs/<usecase>/<job>-<run id>).
+    out_dir: str | None = None
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    bedrock: BedrockConfig = field(default_factory=BedrockConfig)
+    qdrant: QdrantConfig = field(default_factory=QdrantConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    # Points per block scanned from the store: one Ray task's share of the vectors.
+    scan_batch: int = 512
+
+
+@dataclass
+class ClassifyJobConfig(AnalyticsJobConfig):
+    """``python -m jobs.classify``: labels for new assets by a similarity-weighted vote of their
+    top-K labelled neighbours."""
+
+    # The assets to label (a manifest: asset_id, uri or text, optional label to measure).
+    manifest: str | None = None
+    # Labelled neighbours (distinct assets) per vote.
+    k: int = 5
+    # The payload field holding the neighbours' labels.
+    label_field: str = "label"
+    # Assets embedded per Ray task.
+    embed_batch: int = 16
+
+
+@dataclass
+class DuplicateThresholdsConfig:
+    """Cosine similarity at or above which two assets of a modality are near-duplicates (the
+    defaults separate planted copies from distinct assets on the local endpoint's vectors:
+    docs/analytics.md; calibrate them on a sample of your own corpus for Nova's)."""
+
+    text: float = 0.85
+    image: float = 0.93
+    document: float = 0.95
+    audio: float = 0.97
+    video: float = 0.93
+
+
+@dataclass
+class DuplicatesJobConfig(AnalyticsJobConfig):
+    """``python -m jobs.duplicates``: near-duplicate groups over a collection."""
+
+    thresholds: DuplicateThresholdsConfig = field(default_factory=DuplicateThresholdsConfig)
+    # Two assets with several segments (pages, windows) are near-duplicates when the segments
+    # that match cover at least this share of either of them.
+    min_coverage: float = 0.5
+
+
+@dataclass
+class ClusterJobConfig(AnalyticsJobConfig):
+    """``python -m jobs.cluster``: topic clusters over a collection's vectors."""
+
+    # The number of clusters (null: estimated by the silhouette over the sample).
+    clusters: int | None = None
+    # The range the estimate tries.
+    min_clusters: int = 2
+    max_clusters: int = 12
+    # Vectors sampled (reservoir) to seed and estimate; every vector is assigned.
+    sample: int = 2000
+    # Refinement passes over every vector (Lloyd's, on Ray); stops early when centres settle.
+    iterations: int = 20
+    # Members listed per cluster (nearest to its centre).
+    representatives: int = 3
+    seed: int = 0
+
+
+@dataclass
+class McpJobConfig(QueryJobConfig):
+    """``python -m jobs.mcp``: the search tools served over MCP (stdio)."""
+
+    # Hits per search unless the caller asks for another number.
+    top_k: int = 10
+    # Most hits a caller may ask for.
+    max_top_k: int = 100

@@ -12,7 +12,11 @@ from hydra.core.config_store import ConfigStore
 
 from pipelines.config.schema import (
     BackfillJobConfig,
+    ClassifyJobConfig,
+    ClusterJobConfig,
+    DuplicatesJobConfig,
     EvaluateJobConfig,
+    McpJobConfig,
     MigrateJobConfig,
     SearchJobConfig,
 )
@@ -30,4 +34,8 @@ def register_configs() -> None:
     cs.store(name="migrate_schema", node=MigrateJobConfig)
     cs.store(name="search_schema", node=SearchJobConfig)
     cs.store(name="evaluate_schema", node=EvaluateJobConfig)
+    cs.store(name="classify_schema", node=ClassifyJobConfig)
+    cs.store(name="duplicates_schema", node=DuplicatesJobConfig)
+    cs.store(name="cluster_schema", node=ClusterJobConfig)
+    cs.store(name="mcp_schema", node=McpJobConfig)
     _REGISTERED = True

@@ -110,6 +110,23 @@ class QdrantReadSide:
         if rows:
             yield STORED_POINT.table(rows)
 
+    def payloads_of(self, asset_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The payloads of an asset's points (at most ``limit``), by segment then type."""
+        from qdrant_client import models
+
+        flt = models.Filter(
+            must=[models.FieldCondition(key="asset_id", match=models.MatchValue(value=asset_id))]
+        )
+        found = []
+        for record in self._scroll(flt, with_vectors=False, payload=True):
+            found.append(dict(record.payload or {}))
+            if len(found) >= limit:
+                break
+        return sorted(
+            found,
+            key=lambda p: (p.get("segment_index") or 0, str(p.get("embedding_type") or "")),
+        )
+
     def _scroll(
         self, flt: Any, *, with_vectors: bool, payload: Any, page: int = 256
     ) -> Iterator[Any]:
