@@ -158,7 +158,9 @@ def plain_image(paths: list[Path]) -> int:
             im.draft(None, (max(1, round(w * scale)), max(1, round(h * scale))))
             im.load()
             out = im.convert("RGB") if im.mode != "RGB" else im
-            out.thumbnail((IMAGE_MAX_SIDE, IMAGE_MAX_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            out.thumbnail(
+                (IMAGE_MAX_SIDE, IMAGE_MAX_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0
+            )
             buf = io.BytesIO()
             out.save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=False)
     return len(paths)
