@@ -282,6 +282,61 @@ class QdrantStore(QdrantReadSide):
 
     # ---- collection ------------------------------------------------------------------------
 
+    def _vector_params(self) -> Any:
+        """The vectors' parameters with the collection's layout
+        (``qdrant.collection_settings``). HNSW and quantization are given per vector: a server
+        applies them the same as collection-wide ones, and the embedded store keeps them with
+        the collection (it ignores them when searching), so they read back in both modes."""
+        from qdrant_client import models
+
+        cs = self.cfg.collection_settings
+        quantization: Any = None
+        if cs.quantization == "scalar":
+            quantization = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, always_ram=cs.quantization_always_ram
+                )
+            )
+        elif cs.quantization == "binary":
+            quantization = models.BinaryQuantization(
+                binary=models.BinaryQuantizationConfig(always_ram=cs.quantization_always_ram)
+            )
+        return models.VectorParams(
+            size=self.dimension,
+            distance=models.Distance.COSINE,
+            on_disk=cs.vectors_on_disk,
+            hnsw_config=models.HnswConfigDiff(
+                m=cs.hnsw_m, ef_construct=cs.hnsw_ef_construct, on_disk=cs.hnsw_on_disk
+            ),
+            quantization_config=quantization,
+        )
+
+    def search_params(self) -> Any:
+        """Re-scoring of quantized candidates on a server (the embedded store searches exactly
+        and warns about any search parameter)."""
+        cs = self.cfg.collection_settings
+        if cs.quantization == "none" or self.embedded:
+            return None
+        from qdrant_client import models
+
+        return models.SearchParams(
+            quantization=models.QuantizationSearchParams(
+                rescore=cs.rescore, oversampling=cs.oversampling
+            )
+        )
+
+    def _layout(self) -> dict[str, Any]:
+        """Shards and replicas: a server's (the embedded store has one shard, no replica)."""
+        cs = self.cfg.collection_settings
+        if self.embedded:
+            return {}
+        out: dict[str, Any] = {}
+        if cs.shard_number is not None:
+            out["shard_number"] = cs.shard_number
+        if cs.replication_factor is not None:
+            out["replication_factor"] = cs.replication_factor
+        return out
+
     def ensure_collection(self) -> None:
         """Create the collection and payload indexes if missing; check the vector size.
 
@@ -299,10 +354,9 @@ class QdrantStore(QdrantReadSide):
                     "create_collection",
                     client.create_collection,
                     collection_name=name,
-                    vectors_config=models.VectorParams(
-                        size=self.dimension, distance=models.Distance.COSINE
-                    ),
+                    vectors_config=self._vector_params(),
                     on_disk_payload=self.cfg.on_disk_payload,
+                    **self._layout(),
                 )
             except UnexpectedResponse as exc:
                 if exc.status_code != 409:  # 409: another writer created it first
