@@ -235,6 +235,19 @@ def role_of(pid: int, root_pid: int, cmdline: list[str]) -> str:
     return "ray_system"
 
 
+def _short_name(cmdline: list[str]) -> str:
+    """A Ray process's name: its title (``ray::IDLE``) or its program (``gcs_server``)."""
+    if not cmdline:
+        return "?"
+    if cmdline[0].startswith("ray::"):
+        return cmdline[0].split("(")[0].split(".")[0].strip()
+    for arg in cmdline[:3]:
+        base = os.path.basename(arg)
+        if base and not base.startswith(("python", "-")):
+            return base.removesuffix(".py")
+    return os.path.basename(cmdline[0])
+
+
 @dataclass
 class RoleCpu:
     """CPU seconds of a process tree by role, sampled (see the module docstring)."""
@@ -243,8 +256,8 @@ class RoleCpu:
     interval_s: float = 0.2
     last: dict[tuple[int, float], float] = field(default_factory=dict)
     by_role: dict[str, float] = field(default_factory=dict)
-    titles: dict[str, set[str]] = field(default_factory=dict)
-    per_process: dict[str, dict[str, float]] = field(default_factory=dict)
+    # ray_system's CPU by process (gcs_server, raylet, agents, idle workers, ...).
+    ray_detail: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -269,10 +282,9 @@ class RoleCpu:
             self.last[key] = now
             role = role_of(proc.pid, self.root_pid, cmd)
             self.by_role[role] = self.by_role.get(role, 0.0) + max(0.0, delta)
-            self.titles.setdefault(role, set()).add((" ".join(cmd))[:60])
-            self.per_process.setdefault(f"{proc.pid}", {})
-            seen = self.per_process[f"{proc.pid}"]
-            seen[role] = round(seen.get(role, 0.0) + max(0.0, delta), 2)
+            if role == "ray_system":
+                name = _short_name(cmd)
+                self.ray_detail[name] = self.ray_detail.get(name, 0.0) + max(0.0, delta)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -462,10 +474,14 @@ def run(
                         for r in ROLES
                     )
                     res.figure(f"{prefix}.cpu_by_role", split)
-                    res.figures[f"{prefix}.per_process"] = sampler.per_process
-                    res.figures[f"{prefix}.titles"] = {
-                        r: sorted(t) for r, t in sampler.titles.items()
-                    }
+                    res.figure(
+                        f"{prefix}.ray_system_by_process",
+                        ", ".join(
+                            f"{k} {v:.1f}s"
+                            for k, v in sorted(sampler.ray_detail.items(), key=lambda kv: -kv[1])
+                            if v >= 0.05
+                        ),
+                    )
                     res.figures[f"{prefix}.cpu_by_role_s"] = {
                         r: round(sampler.by_role.get(r, 0.0), 2) for r in ROLES
                     }
