@@ -147,6 +147,13 @@ class QdrantConfig:
     physical_collection: str | None = None
     # Points per upsert (Qdrant guidance: 64-256).
     batch_size: int = 128
+    # Server only: false acknowledges an upsert once the server has it in its write-ahead log,
+    # not once it is applied, so writers do not wait on indexing. Safe here: point ids are
+    # deterministic (a retried upsert overwrites), finish() waits until every shard has applied
+    # what it took (a filtered delete with wait=true, ordered after the upserts on each shard),
+    # and the run's exact per-asset count check follows. The embedded store always applies
+    # at once.
+    wait_writes: bool = True
     prefer_grpc: bool = False
     timeout_s: float = 60.0
     on_disk_payload: bool = False

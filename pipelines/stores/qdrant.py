@@ -5,7 +5,8 @@ Writes are batched and idempotent.
 
 Follows Qdrant's bulk-load guidance: the collection and its payload indexes exist before the
 load, every vector's dimension is checked before it is sent, points go in batches
-(``qdrant.batch_size``, 64-256 recommended) with ``wait=True``, HNSW indexing is deferred during the
+(``qdrant.batch_size``, 64-256 recommended) with ``wait=True`` (on a server, ``qdrant.wait_writes=false``
+sends them without waiting and :meth:`QdrantStore.finish` waits once), HNSW indexing is deferred during the
 load on a server and restored after, and the load ends with an exact count.
 
 Point ids are :func:`pipelines.core.ids.point_id`, so retrying a batch or re-running a job
@@ -407,7 +408,12 @@ class QdrantStore(QdrantReadSide):
             )
 
     def finish(self) -> int:
-        """Restore indexing if it was deferred, and return the exact point count."""
+        """Wait until upserts sent without waiting are applied, restore indexing if it was
+        deferred, and return the exact point count."""
+        if not self.embedded and not self.cfg.wait_writes:
+            # A filtered delete reaches every shard and, with wait=true, returns once each
+            # shard has applied it, hence everything it took before (in order, per shard).
+            self.delete_assets([PROBE_ASSET])
         if self._deferred_threshold is not None:
             from qdrant_client import models
 
@@ -504,7 +510,7 @@ class QdrantStore(QdrantReadSide):
                 client.upsert,
                 collection_name=self.collection,
                 points=batch,
-                wait=True,
+                wait=self.embedded or self.cfg.wait_writes,
             )
             result.written += len(batch)
             result.batches += 1

@@ -490,3 +490,48 @@ def test_server_load_indexes_payload_and_defers_hnsw() -> None:
     writer.write(_rows(2))
     assert writer.finish() == 6
     assert server.threshold == 20_000
+
+
+class UnwaitedServer(ServerLike):
+    """Applies an upsert sent with wait=false only when an operation with wait=true follows
+    (a server acknowledges from its write-ahead log and applies in order, per shard)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[dict[str, Any]] = []
+
+    def _drain(self) -> None:
+        for kwargs in self.queued:
+            self._real.upsert(**{**kwargs, "wait": True})
+        self.queued.clear()
+
+    def upsert(self, **kwargs: Any) -> Any:
+        if not kwargs.get("wait", True):
+            self.queued.append(kwargs)
+            return None
+        self._drain()
+        return self._real.upsert(**kwargs)
+
+    def delete(self, **kwargs: Any) -> Any:
+        if kwargs.get("wait", True):
+            self._drain()
+        return self._real.delete(**kwargs)
+
+
+@pytest.mark.parametrize("wait_writes", [False, True])
+def test_unwaited_server_writes_are_all_applied_when_the_load_finishes(wait_writes: bool) -> None:
+    server = UnwaitedServer()
+    cfg = QdrantConfig(
+        url="http://qdrant.invalid:6333",
+        path=None,
+        collection="test",
+        batch_size=4,
+        wait_writes=wait_writes,
+    )
+    writer = QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG, client_factory=lambda: server)
+    writer.ensure_collection()
+    assert writer.write(_rows(5)).written == 15
+    # Without waiting, the writer has moved on before the server applied anything.
+    assert server._real.count("test", exact=True).count == (15 if wait_writes else 0)
+    assert writer.finish() == 15
+    assert server.queued == []
