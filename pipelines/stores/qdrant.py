@@ -5,8 +5,9 @@ Writes are batched and idempotent.
 
 Follows Qdrant's bulk-load guidance: the collection and its payload indexes exist before the
 load, every vector's dimension is checked before it is sent, points go in batches
-(``qdrant.batch_size``, 64-256 recommended) with ``wait=True`` (on a server, ``qdrant.wait_writes=false``
-sends them without waiting and :meth:`QdrantStore.finish` waits once), HNSW indexing is deferred during the
+(``qdrant.batch_size``, 64-256 recommended) with ``wait=True`` (on a server,
+``qdrant.wait_writes=false`` sends them without waiting and :meth:`QdrantStore.finish` waits
+once), HNSW indexing is deferred during the
 load on a server and restored after, and the load ends with an exact count.
 
 Point ids are :func:`pipelines.core.ids.point_id`, so retrying a batch or re-running a job
