@@ -13,6 +13,15 @@ Work is estimated from the input's size (file size for local files, characters f
 weighted by how expensive a byte of each modality is to decode. Only the relative sizes within a
 run matter, except for the cap (``MAX_BLOCK_WORK``, a few minutes of decoding, which bounds what a
 retried task redoes). Assets whose size is unknown (``s3://``) get a block of their own.
+
+An asset whose estimated work is over the current block goal would bound the run (a 400-page PDF
+on one core while the others idle at the end): when its modality can decode a part of it
+(:meth:`pipelines.modalities.Modality.split`: PDF pages rendered as images, audio windows), it
+becomes ``n`` rows with ``part = "i/n"``, each placed like an asset of ``work / n``. Each part
+decodes the whole asset's plan and yields only its own segments
+(:func:`pipelines.modalities.base.part_segments`), numbered in the whole asset, so the ledger
+counts the asset complete once every part's segments are written, as for an asset decoded
+whole. Parts are at least ``MIN_PART_WORK`` (a few seconds of decoding each).
 """
 
 from __future__ import annotations
