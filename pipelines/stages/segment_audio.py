@@ -378,6 +378,11 @@ def _stream_windows(
     # A part of a split asset (Modality.split) decodes its own windows [first, last) only.
     mine = part_segments(asset, count)
     first, last = mine.start, min(mine.stop, len(windows))
+    if first >= last:
+        # No window of this part's own (fewer segments than parts, or only the truncation row).
+        if probe.truncated and len(windows) in mine:
+            raise _truncated_tail(len(windows), count, planned_s, probe.declared_s)
+        return
     tolerance = round(TRUNCATION_TOLERANCE_S * rate)
 
     def failed(k: int, code: str, message: str) -> RecordError:
@@ -467,9 +472,16 @@ def _stream_windows(
         # shorter than planned.
         yield row(k, total, encode_audio_window(take(start, total), audio_format, rate))
     if probe.truncated and len(windows) in mine:
-        raise RecordError(
-            STAGE, codes.MEDIA_TRUNCATED,
-            f"the file holds {planned_s:.2f} s of audio; its header says "
-            f"{probe.declared_s:.2f} s", segment_index=len(windows), segment_count=count,
-            start_s=planned_s, end_s=probe.declared_s,
-        )  # fmt: skip
+        raise _truncated_tail(len(windows), count, planned_s, probe.declared_s)
+
+
+def _truncated_tail(
+    index: int, count: int, planned_s: float, declared: float | None
+) -> RecordError:
+    """The row accounting for the audio a cut-short file's header promises beyond its end."""
+    declared_s = planned_s if declared is None else declared  # set whenever truncated
+    return RecordError(
+        STAGE, codes.MEDIA_TRUNCATED,
+        f"the file holds {planned_s:.2f} s of audio; its header says {declared_s:.2f} s",
+        segment_index=index, segment_count=count, start_s=planned_s, end_s=declared_s,
+    )  # fmt: skip

@@ -273,3 +273,15 @@ def test_parts_of_a_split_audio_asset_decode_their_own_windows_like_a_whole_deco
             for lag in range(-3, 4)
         )
         assert best > 0.9, (a["segment_index"], best)
+
+
+def test_a_part_past_the_last_window_yields_nothing(media: Path) -> None:
+    """A 10.3 s file holds one 30 s window: split in three, only the first part has it."""
+    seg = SegmentationConfig()
+    got = []
+    for k in range(3):
+        asset = {"asset_id": "a1", "uri": str(media / "speech.wav"), "modality": "audio"}
+        asset["part"] = f"{k}/3"
+        got.append(list(decoded_rows(asset, segment_audio(asset, seg, EMB))))
+    assert [len(g) for g in got] == [1, 0, 0]
+    assert got[0][0]["segment_index"] == 0 and not is_dead_letter(got[0][0])
