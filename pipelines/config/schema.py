@@ -274,7 +274,7 @@ class DecodeConfig:
     # One asset's decoder process may use this much memory (MiB) above its start (resident
     # size, and its data segment as a hard limit) before it is stopped (decode_out_of_memory).
     memory_limit_mb: int = 4096
-    # Decode a large asset in parts (PDF page ranges, audio time ranges) on several tasks at
+    # Decode a large asset in parts (PDF page ranges, audio/video time ranges) on several tasks at
     # once, so that one asset does not bound the run (pipelines/core/plan.py); false: whole.
     split: bool = True
 

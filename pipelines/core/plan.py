@@ -16,7 +16,8 @@ retried task redoes). Assets whose size is unknown (``s3://``) get a block of th
 
 An asset whose estimated work is over the current block goal would bound the run (a 400-page PDF
 on one core while the others idle at the end): when its modality can decode a part of it
-(:meth:`pipelines.modalities.Modality.split`: PDF pages rendered as images, audio windows), it
+(:meth:`pipelines.modalities.Modality.split`: PDF pages rendered as images, audio windows,
+re-encoded video segments), it
 becomes ``n`` rows with ``part = "i/n"``, each placed like an asset of ``work / n``. Each part
 decodes the whole asset's plan and yields only its own segments
 (:func:`pipelines.modalities.base.part_segments`), numbered in the whole asset, so the ledger
