@@ -19,11 +19,13 @@ While the job runs, a thread samples every process of the job's tree (the driver
 raylet and helpers, the Ray workers, the decoder subprocesses) every 0.2 s with psutil and
 attributes each process's CPU time to a role by what it is doing (Ray sets a worker's process
 title to the task or actor it runs): ``decode`` (decode tasks), ``decoder_subprocess`` (decode
-isolation, :mod:`pipelines.stages.decode_isolated`), ``embed`` (embed actors), ``write``
-(writer actors in server mode), ``driver`` (the job's own process: planning, Ray Data's
-executor, the embedded Qdrant writer, the ledger), ``ray_system`` (GCS, raylet, dashboard agents,
-log monitor), ``ray_other`` (idle workers, the rate-budget actor). A process that ends between two
-samples loses at most 0.2 s of CPU from the figure.
+isolation, :mod:`pipelines.stages.decode_isolated`), ``embed`` (embed actors, and server mode's
+write actors), ``driver`` (the job's own process: planning, Ray Data's executor, the embedded
+Qdrant writer, the ledger), ``quota_actor`` (the cluster-wide rate budget), ``ray_system`` (GCS,
+raylet, dashboard and runtime-env agents, log monitor, idle workers, Ray Data's own actors and
+metadata tasks; its share is also printed by process). A worker's CPU between two samples goes to
+the work role it had at either end. A process that ends between two samples loses at most 0.2 s
+of CPU from the figure.
 
 Printed per kind and dimension:
 
@@ -276,6 +278,7 @@ class RoleCpu:
     by_role: dict[str, float] = field(default_factory=dict)
     # ray_system's CPU by process (gcs_server, raylet, agents, idle workers, ...).
     ray_detail: dict[str, float] = field(default_factory=dict)
+    roles: dict[tuple[int, float], str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -299,6 +302,13 @@ class RoleCpu:
             delta = now - self.last.get(key, 0.0)
             self.last[key] = now
             role = role_of(proc.pid, self.root_pid, cmd)
+            # A worker's title is its task's while it runs and ray::IDLE after: CPU since the
+            # last sample is charged to the work role seen at either end (an idle worker
+            # spends next to nothing), not to whatever the title is now.
+            before = self.roles.get(key, role)
+            self.roles[key] = role
+            if role == "ray_system" and before != "ray_system":
+                role = before
             self.by_role[role] = self.by_role.get(role, 0.0) + max(0.0, delta)
             if role == "ray_system":
                 name = _short_name(cmd)
