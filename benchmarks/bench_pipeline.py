@@ -367,6 +367,17 @@ class Endpoint:
             self.close()
             raise RuntimeError("the local endpoint did not start")
 
+    def cpu_s(self) -> float:
+        """CPU seconds the endpoint has used so far (not the pipeline's, but on the same cores:
+        reported beside the figures, since it competes with the job for them)."""
+        import psutil
+
+        try:
+            t = psutil.Process(self.proc.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(t.user + t.system)
+
     def overrides(self) -> list[str]:
         return [
             "bedrock=emulator",
@@ -419,6 +430,7 @@ def run_job(
         *extra,
     ]
     env = dict(os.environ, RAY_DATA_DISABLE_PROGRESS_BARS="1")
+    endpoint_cpu = endpoint.cpu_s()
     t = time.monotonic()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
@@ -432,7 +444,12 @@ def run_job(
         raise RuntimeError(f"backfill exited {proc.returncode}:\n{out[-3000:]}")
     reports = sorted(run_dir.rglob("report.json"))
     report = json.loads(reports[-1].read_text()) if reports else {}
-    return {"wall_s": wall, "report": report, "cpu": sampler}
+    return {
+        "wall_s": wall,
+        "report": report,
+        "cpu": sampler,
+        "endpoint_cpu_s": endpoint.cpu_s() - endpoint_cpu,
+    }
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -503,6 +520,10 @@ def run(
                         for r in ROLES
                     )
                     res.figure(f"{prefix}.cpu_by_role", split)
+                    res.figure(
+                        f"{prefix}.endpoint_cpu_s",
+                        f"{job['endpoint_cpu_s']:.1f} (not counted; on the same cores)",
+                    )
                     res.figure(
                         f"{prefix}.ray_system_by_process",
                         ", ".join(
