@@ -455,6 +455,11 @@ def run_job(
 # -- main ------------------------------------------------------------------------------------------
 
 
+def _one(unit: str) -> str:
+    """A unit's singular, for "ms per ...": pages -> page, s -> s of media."""
+    return "s of media" if unit == "s" else unit.removesuffix("s")
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f}/{five:.2f}"
@@ -492,7 +497,7 @@ def run(
                 res.figure(
                     f"pipeline.{kind}.plain",
                     f"wall {plain_wall:.1f}s on {cpus} cores, CPU {plain_cpu:.1f}s "
-                    f"({plain_cpu / corpus.units * 1000:.1f} ms per {corpus.unit.rstrip('s')}); "
+                    f"({plain_cpu / corpus.units * 1000:.1f} ms per {_one(corpus.unit)}); "
                     f"load {_load()}",
                 )
                 for dim in dims:
@@ -510,7 +515,7 @@ def run(
                         f"{prefix}.run",
                         f"wall {job['wall_s']:.1f}s (run duration {steady:.1f}s), CPU "
                         f"{sampler.total:.1f}s ({sampler.total / corpus.units * 1000:.1f} ms per "
-                        f"{corpus.unit.rstrip('s')}), {rep.get('points_written')} points, "
+                        f"{_one(corpus.unit)}), {rep.get('points_written')} points, "
                         f"{rep.get('dead_lettered')} dead; plain mean wall {p_wall:.1f}s CPU "
                         f"{p_cpu:.1f}s; load {_load()}",
                     )
