@@ -280,7 +280,8 @@ def backfill_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan, store: VectorS
     res = cfg.resources
     # Throttled calls wait until then (limits.run_deadline_s from the run's start).
     run_deadline = time.time() + cfg.limits.run_deadline_s
-    source = plan.source()
+    split = cfg.segmentation.mode != "service" and cfg.decode.split
+    source = plan.source(cfg.segmentation if split else None)
     write = WriteStage(
         store,
         resources=Resources.of(res.write, actor=True, batch_size=cfg.qdrant.batch_size),

@@ -147,7 +147,9 @@ def estimate_pipeline(cfg: BackfillJobConfig, plan: BackfillPlan) -> Pipeline:
         resources=Resources.of(res.decode, batch_size=None),
     )
     dry = DryEmbedStage(cfg.embedding, resources=Resources(num_cpus=res.decode.num_cpus))
-    return Pipeline("estimate", plan.source(), [decode, dry])
+    return Pipeline(
+        "estimate", plan.source(cfg.segmentation if cfg.decode.split else None), [decode, dry]
+    )
 
 
 def _figures(

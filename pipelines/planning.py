@@ -41,7 +41,7 @@ from pipelines.core.ledger import COPY, TODO, AssetView, RunLedger, Settled
 from pipelines.core.rows import ASSET
 
 if TYPE_CHECKING:
-    from pipelines.config.schema import BackfillJobConfig
+    from pipelines.config.schema import BackfillJobConfig, SegmentationConfig
     from pipelines.stores import VectorStore
 
 TODO_FILE = "todo.parquet"
@@ -66,12 +66,15 @@ class BackfillPlan:
     collection: str = ""
     fingerprints: dict[str, str] = field(default_factory=dict)
 
-    def source(self) -> Any:
-        """The rows to embed, as the pipeline's source (read window by window)."""
+    def source(self, split: SegmentationConfig | None = None) -> Any:
+        """The rows to embed, as the pipeline's source (read window by window). With ``split``
+        (local segmentation), large assets are decoded in parts (``pipelines/core/plan.py``)."""
+        import functools
+
         from pipelines.core.plan import asset_blocks
         from pipelines.core.runner import ParquetSource
 
-        return ParquetSource(ASSET, self.todo_path, cut=asset_blocks)
+        return ParquetSource(ASSET, self.todo_path, cut=functools.partial(asset_blocks, seg=split))
 
     def copy_batches(self) -> Iterator[list[dict[str, Any]]]:
         """The rows whose points are copied from another row's, in batches (dict rows)."""

@@ -59,9 +59,13 @@ class Source:
                     f"{path}.s3Location.bucketOwner", "must be a 12-digit AWS account id"
                 )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, inline_marker: str | None = None) -> dict[str, Any]:
+        """The source as the API's JSON; with ``inline_marker``, inline bytes are replaced by it
+        (the request's encoder splices the base64 in without a JSON pass over it)."""
         if self.data is not None:
-            return {"bytes": base64.b64encode(bytes(self.data)).decode("ascii")}
+            if inline_marker is not None:
+                return {"bytes": inline_marker}
+            return {"bytes": base64.b64encode(self.data).decode("ascii")}
         assert self.s3_location is not None
         loc: dict[str, Any] = {"uri": self.s3_location.uri}
         if self.s3_location.bucket_owner is not None:

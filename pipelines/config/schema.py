@@ -146,6 +146,35 @@ class BedrockConfig:
 
 
 @dataclass
+class CollectionSettingsConfig:
+    """How a new collection is laid out for its corpus (``qdrant.collection_settings``): applied
+    when the collection is created, never to an existing one. See ``docs/qdrant-sizing.md``.
+
+    The defaults suit a small corpus held in RAM; the use cases that expect large corpora set
+    theirs in ``pipelines/conf/usecase/``. The embedded store keeps these settings with the
+    collection but searches exactly (no HNSW, no quantization, one shard)."""
+
+    # Original vectors memory-mapped from disk instead of held in RAM.
+    vectors_on_disk: bool = False
+    # The HNSW graph on disk too (slower search, far less RAM).
+    hnsw_on_disk: bool = False
+    # HNSW edges per node and build-time beam (Qdrant's defaults: 16 and 100).
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    # none | scalar (int8: 4x smaller) | binary (1 bit: 32x smaller; for >= 1024 dimensions).
+    quantization: str = "none"
+    # Keep the quantized vectors in RAM (the point of quantizing with vectors on disk).
+    quantization_always_ram: bool = True
+    # At search: re-score the quantized candidates with the original vectors, over
+    # ``oversampling`` times the asked limit.
+    rescore: bool = True
+    oversampling: float = 2.0
+    # Server only (null: the server's defaults, 1 shard and 1 replica).
+    shard_number: int | None = None
+    replication_factor: int | None = None
+
+
+@dataclass
 class QdrantConfig:
     """Where vectors go: a server by ``url`` or the embedded local store at ``path``."""
 
@@ -159,6 +188,13 @@ class QdrantConfig:
     physical_collection: str | None = None
     # Points per upsert (Qdrant guidance: 64-256).
     batch_size: int = 128
+    # Server only: false acknowledges an upsert once the server has it in its write-ahead log,
+    # not once it is applied, so writers do not wait on indexing. Safe here: point ids are
+    # deterministic (a retried upsert overwrites), finish() waits until every shard has applied
+    # what it took (a filtered delete with wait=true, ordered after the upserts on each shard),
+    # and the run's exact per-asset count check follows. The embedded store always applies
+    # at once.
+    wait_writes: bool = True
     prefer_grpc: bool = False
     timeout_s: float = 60.0
     on_disk_payload: bool = False
@@ -167,6 +203,8 @@ class QdrantConfig:
     # With QDRANT_API_KEY set, an http:// url that is not on this machine is refused (the key
     # would travel in clear) unless this is set.
     allow_insecure_api_key: bool = False
+    # Layout of a collection this job creates (vectors/HNSW on disk, quantization, shards).
+    collection_settings: CollectionSettingsConfig = field(default_factory=CollectionSettingsConfig)
 
 
 @dataclass
@@ -297,6 +335,9 @@ class DecodeConfig:
     # One asset's decoder process may use this much memory (MiB) above its start (resident
     # size, and its data segment as a hard limit) before it is stopped (decode_out_of_memory).
     memory_limit_mb: int = 4096
+    # Decode a large asset in parts (PDF page ranges, audio/video time ranges) on several tasks at
+    # once, so that one asset does not bound the run (pipelines/core/plan.py); false: whole.
+    split: bool = True
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pipelines.bedrock.enums import (
 from pipelines.config.schema import (
     BackfillJobConfig,
     BedrockConfig,
+    CollectionSettingsConfig,
     EmbeddingConfig,
     InputsConfig,
     LimitsConfig,
@@ -253,6 +254,30 @@ def validate_qdrant(cfg: QdrantConfig) -> None:
         raise ConfigError("qdrant.batch_size", f"must be in 1..1000, got {cfg.batch_size}")
     if not cfg.timeout_s > 0:
         raise ConfigError("qdrant.timeout_s", f"must be > 0, got {cfg.timeout_s!r}")
+    validate_collection_settings(cfg.collection_settings)
+
+
+QUANTIZATIONS = ("none", "scalar", "binary")
+
+
+def validate_collection_settings(cs: CollectionSettingsConfig) -> None:
+    key = "qdrant.collection_settings"
+    if cs.quantization not in QUANTIZATIONS:
+        raise ConfigError(
+            f"{key}.quantization", f"{cs.quantization!r} is not one of {list(QUANTIZATIONS)}"
+        )
+    if not 0 <= cs.hnsw_m <= 128:
+        raise ConfigError(f"{key}.hnsw_m", f"must be in 0..128 (0: no graph), got {cs.hnsw_m}")
+    if not 4 <= cs.hnsw_ef_construct <= 4096:
+        raise ConfigError(
+            f"{key}.hnsw_ef_construct", f"must be in 4..4096, got {cs.hnsw_ef_construct}"
+        )
+    if not 1.0 <= cs.oversampling <= 16.0:
+        raise ConfigError(f"{key}.oversampling", f"must be in 1..16, got {cs.oversampling}")
+    for name in ("shard_number", "replication_factor"):
+        value = getattr(cs, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{key}.{name}", f"must be null or >= 1, got {value}")
 
 
 def validate_inputs(cfg: InputsConfig, prefix: str = "inputs") -> None:

@@ -13,17 +13,31 @@ Work is estimated from the input's size (file size for local files, characters f
 weighted by how expensive a byte of each modality is to decode. Only the relative sizes within a
 run matter, except for the cap (``MAX_BLOCK_WORK``, a few minutes of decoding, which bounds what a
 retried task redoes). Assets whose size is unknown (``s3://``) get a block of their own.
+
+An asset whose estimated work is over the current block goal would bound the run (a 400-page PDF
+on one core while the others idle at the end): when its modality can decode a part of it
+(:meth:`pipelines.modalities.Modality.split`: PDF pages rendered as images, audio windows,
+re-encoded video segments), it
+becomes ``n`` rows with ``part = "i/n"``, each placed like an asset of ``work / n``. Each part
+decodes the whole asset's plan and yields only its own segments
+(:func:`pipelines.modalities.base.part_segments`), numbered in the whole asset, so the ledger
+counts the asset complete once every part's segments are written, as for an asset decoded
+whole. Parts are at least ``MIN_PART_WORK`` (a few seconds of decoding each).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from pipelines.core.io import local_file_path
 from pipelines.modalities import Registry, current
+from pipelines.modalities.base import PART_COLUMN
+
+if TYPE_CHECKING:
+    from pipelines.config.schema import SegmentationConfig
 
 # Most estimated work per block: a few minutes of decoding on one core.
 MAX_BLOCK_WORK = 256 * 1024 * 1024
@@ -54,8 +68,15 @@ def estimate_work(row: dict[str, Any], modalities: Registry | None = None) -> fl
         return 0.0  # the decoder will dead-letter it quickly
 
 
-def asset_blocks(table: pa.Table, cpus: int) -> list[pa.Table]:
-    """Consecutive slices of ``table``, each one decode task, largest first (see the module)."""
+def asset_blocks(
+    table: pa.Table, cpus: int, seg: SegmentationConfig | None = None
+) -> list[pa.Table]:
+    """Consecutive slices of ``table``, each one decode task, largest first (see the module).
+
+    With ``seg`` (local segmentation), an asset whose estimated work is over the block goal is
+    split into parts when its modality can decode one (:meth:`Modality.split`: PDF pages rendered
+    as images), each part a row of its own with the ``part`` column set, so one large asset does
+    not bound the run. Every block carries the ``part`` column (null for a whole asset)."""
     n = table.num_rows
     if n == 0:
         return []
@@ -68,23 +89,55 @@ def asset_blocks(table: pa.Table, cpus: int) -> list[pa.Table]:
     def target() -> float:
         return min(float(MAX_BLOCK_WORK), remaining / share)
 
-    blocks: list[pa.Table] = []
-    start, acc, goal = 0, 0.0, target()
+    # Rows of the output table: (row of ``table``, part label or None), and their work.
+    order: list[int] = []
+    parts: list[str | None] = []
+    cuts: list[int] = []  # block boundaries in ``order``
+    acc, goal = 0.0, target()
+
+    def close() -> None:
+        nonlocal acc, remaining, goal
+        cuts.append(len(order))
+        remaining -= acc
+        acc, goal = 0.0, target()
+
     for i, w in enumerate(work):
+        start = cuts[-1] if cuts else 0
         if w is None:
             # Unknown size: its own block (it may be a long video).
-            if i > start:
-                blocks.append(table.slice(start, i - start))
-                remaining -= acc
-            blocks.append(table.slice(i, 1))
-            start, acc, goal = i + 1, 0.0, target()
+            if len(order) > start:
+                close()
+            order.append(i)
+            parts.append(None)
+            cuts.append(len(order))
+            acc, goal = 0.0, target()
             continue
-        # Close the block before this asset when the asset would end up mostly past the goal.
-        if i > start and (acc + w / 2 > goal or i - start >= MAX_ASSETS_PER_BLOCK):
-            blocks.append(table.slice(start, i - start))
-            remaining -= acc
-            start, acc, goal = i, 0.0, target()
-        acc += w
-    if start < n:
-        blocks.append(table.slice(start, n - start))
+        pieces = 1
+        modality = registry.get(str(rows[i].get("modality")))
+        if seg is not None and modality is not None and w > goal:
+            pieces = max(1, modality.split(rows[i], seg, w, goal))
+        for k in range(pieces):
+            share_w = w / pieces
+            start = cuts[-1] if cuts else 0
+            # Close the block before this item when it would end up mostly past the goal.
+            if len(order) > start and (
+                acc + share_w / 2 > goal or len(order) - start >= MAX_ASSETS_PER_BLOCK
+            ):
+                close()
+            order.append(i)
+            parts.append(f"{k}/{pieces}" if pieces > 1 else None)
+            acc += share_w
+    if not cuts or cuts[-1] < len(order):
+        cuts.append(len(order))
+    if len(order) == n and all(p is None for p in parts):
+        out = table  # nothing split: slices of the input, no copy
+    else:
+        out = table.take(pa.array(order, pa.int64()))
+    out = out.append_column(PART_COLUMN, pa.array(parts, pa.string()))
+    blocks: list[pa.Table] = []
+    begin = 0
+    for end in cuts:
+        if end > begin:
+            blocks.append(out.slice(begin, end - begin))
+        begin = end
     return blocks

@@ -319,7 +319,14 @@ def init_ray(cfg: RayConfig, worker_env: Mapping[str, str] | None = None) -> boo
         kwargs["include_dashboard"] = False
         if cfg.num_cpus:
             kwargs["num_cpus"] = cfg.num_cpus
-    if worker_env:
+    # A local Ray started here runs its workers in this process's environment: the variables
+    # already in it need no runtime environment, which would make Ray start every worker through
+    # its setup wrapper (measured with benchmarks/bench_pipeline.py: Ray's own processes took
+    # several CPU-seconds more per run).
+    inherited = not cfg.address and all(
+        os.environ.get(k) == v for k, v in (worker_env or {}).items()
+    )
+    if worker_env and not inherited:
         kwargs["runtime_env"] = {"env_vars": dict(worker_env)}
     ray.init(**kwargs)
     return True

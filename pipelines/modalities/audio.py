@@ -15,6 +15,7 @@ from pipelines.modalities.base import (
     FingerprintFields,
     TimedMedia,
     audio_request,
+    split_parts,
     staged,
     valid,
 )
@@ -69,6 +70,13 @@ class Audio(TimedMedia):
         ("mode", "audio_window_s", "audio_overlap_s", "audio_format", "service_duration_s")
     )
     service_formats = frozenset(("mp3", "wav", "ogg"))
+
+    def split(
+        self, row: Mapping[str, Any], seg: SegmentationConfig, work: float, max_work: float
+    ) -> int:
+        """Time ranges (runs of windows): each part probes the file, seeks to a second before
+        its first window and decodes its own windows (``segment_audio``)."""
+        return split_parts(work, max_work)
 
     def sniff(self, head: bytes) -> int:
         if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":

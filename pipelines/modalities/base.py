@@ -122,6 +122,19 @@ class Modality:
         step = max(1, seg.text_max_chars - seg.text_overlap_chars)
         return Extent(segments=max(1, math.ceil(max(0, len(text) - seg.text_overlap_chars) / step)))
 
+    def split(
+        self, row: Mapping[str, Any], seg: SegmentationConfig, work: float, max_work: float
+    ) -> int:
+        """In how many parts the asset ``row`` (of estimated decode ``work``) is decoded, so that
+        no part is much over ``max_work``: 1 (the default) decodes it whole.
+
+        A modality that returns more than 1 must have a decoder that honours the row's part
+        (:func:`asset_part`): it decodes the whole asset's plan (so every part agrees on
+        ``segment_count`` and numbers its segments globally) but produces only the segments
+        :func:`part_segments` gives it. The asset stays the unit of completion: the ledger counts
+        it embedded once every part's segments are written."""
+        return 1
+
     def decode(
         self,
         asset: Mapping[str, Any],
@@ -334,6 +347,47 @@ def video_request(
 def staged(emb: EmbeddingConfig, source_uri: str) -> dict[str, Any]:
     """Keyword arguments of a request for a whole asset staged at ``source_uri`` (service mode)."""
     return {"s3_uri": source_uri, **_where(emb)}
+
+
+# The column :func:`pipelines.core.plan.asset_blocks` adds to the asset rows of a decode task:
+# ``"i/n"`` for the i-th of n parts of an asset split by :meth:`Modality.split`, null for a
+# whole asset.
+PART_COLUMN = "part"
+# Least estimated work of one part (about 5 s of decoding): below it, a split costs more in
+# opening the asset again than it gains.
+MIN_PART_WORK = 8 * 1024 * 1024
+MAX_PARTS = 64
+
+
+def split_parts(work: float, max_work: float) -> int:
+    """Parts of at most about ``max_work`` each, none under :data:`MIN_PART_WORK`."""
+    if max_work <= 0 or work <= max_work:
+        return 1
+    by_goal = math.ceil(work / max_work)
+    by_floor = int(work // MIN_PART_WORK)
+    return max(1, min(by_goal, by_floor, MAX_PARTS))
+
+
+def asset_part(asset: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(i, n)`` when the asset row is the i-th of n parts of its asset, else None."""
+    part = asset.get(PART_COLUMN)
+    if not part:
+        return None
+    i, n = (int(x) for x in str(part).split("/"))
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"bad asset part {part!r}")
+    return i, n
+
+
+def part_segments(asset: Mapping[str, Any], count: int) -> range:
+    """The segment indices of ``[0, count)`` this asset row decodes: all of them for a whole
+    asset; for part i of n, ``[ceil(i * count / n), ceil((i + 1) * count / n))``, so the parts
+    are contiguous, disjoint, cover every segment, and part 0 is never empty when count >= 1."""
+    part = asset_part(asset)
+    if part is None:
+        return range(count)
+    i, n = part
+    return range(-(-i * count // n), -(-(i + 1) * count // n))
 
 
 def segment_seconds(row: Mapping[str, Any]) -> float | None:

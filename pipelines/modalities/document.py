@@ -17,6 +17,7 @@ from pipelines.modalities.base import (
     Modality,
     Usage,
     image_request,
+    split_parts,
     text_request,
 )
 from pipelines.modalities.probing import xml_root, zip_names
@@ -117,6 +118,16 @@ class Document(Modality):
         except Exception:  # the decoder says what is wrong with the file
             return Extent()
         return Extent(pages=pages, segments=pages if seg.pdf_mode == "image" else None)
+
+    def split(
+        self, row: Mapping[str, Any], seg: SegmentationConfig, work: float, max_work: float
+    ) -> int:
+        """Page ranges, when pages are rendered as images (``pdf_mode=image``): each part opens
+        the document and renders its own pages. In ``text`` and ``auto`` mode every part would
+        redo the whole text pass that plans the segments, so the document is decoded whole."""
+        if seg.pdf_mode != "image":
+            return 1
+        return split_parts(work, max_work)
 
     def request(
         self, row: Mapping[str, Any], emb: EmbeddingConfig, purpose: str | None = None

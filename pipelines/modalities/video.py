@@ -23,6 +23,7 @@ from pipelines.modalities.base import (
     Usage,
     audio_request,
     segment_seconds,
+    split_parts,
     staged,
     valid,
     video_request,
@@ -55,6 +56,14 @@ class Video(TimedMedia):
     embedding_fields = ("video_embedding_mode",)
     segmentation_keys = frozenset(("mode", "service_duration_s", *_CUTTING))
     service_formats = frozenset(("mp4", "mov", "mkv", "webm", "flv", "mpeg", "mpg", "wmv", "3gp"))
+
+    def split(
+        self, row: Mapping[str, Any], seg: SegmentationConfig, work: float, max_work: float
+    ) -> int:
+        """Time ranges: a re-encoded video's parts each seek near their first segment and encode
+        their own; a stream-copied one (cheap) is cut whole by its first part, and an audio-only
+        file by runs of audio windows (``segment_video``)."""
+        return split_parts(work, max_work)
 
     def sniff(self, head: bytes) -> int:
         if head[:4] == b"RIFF" and head[8:12] == b"AVI ":

@@ -34,7 +34,7 @@ from pipelines.core.rows import (
 )
 from pipelines.core.stage import Resources, Stage
 from pipelines.modalities import Modality, Registry, current
-from pipelines.modalities.base import Extent, segment_seconds
+from pipelines.modalities.base import Extent, asset_part, segment_seconds
 from pipelines.stages._decode_common import SOURCE_CHECK, decoded_rows
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,10 @@ def _decoded(
         )
         yield dead_letter_row(asset, error)
         return
-    if produced == 0:
+    part = asset_part(asset)
+    # A part after the first may hold no segment (fewer segments than parts): the first part
+    # speaks for an asset that has none.
+    if produced == 0 and (part is None or part[0] == 0):
         yield dead_letter_row(
             asset, RecordError("decode", codes.NO_SEGMENTS, "the decoder produced no segments")
         )

@@ -31,6 +31,10 @@ The *document text* is ``"\\n\\n".join(text of page i, trailing whitespace remov
 pages (a page that fails contributes ``""``), the same string in ``text`` and ``auto`` mode, so
 char positions agree between the two.
 
+A part of a split document (:meth:`pipelines.modalities.Modality.split`: the ``part`` column)
+opens the document, plans it whole (same ``segment_count``) and yields only its range of
+segments (:func:`pipelines.modalities.base.part_segments`).
+
 Every row of one document has a distinct ``segment_index`` in ``[0, segment_count)``, including
 the dead-letter rows of single pages that fail (those carry ``page`` too, and the other pages go
 on: the page's :class:`RecordError` is yielded, not raised). Whole-document failures raise
@@ -59,6 +63,7 @@ from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
 from pipelines.core.rows import segment_row
+from pipelines.modalities.base import part_segments
 from pipelines.modalities.document import document_type
 from pipelines.stages._decode_common import (
     MAX_INLINE_IMAGE_BYTES,
@@ -194,7 +199,8 @@ def _image_mode(
     emb: EmbeddingConfig,
 ) -> Iterator[dict[str, Any] | RecordError]:
     count = doc.page_count
-    for index in range(count):
+    # A part of a split document renders its own page range (numbered in the whole document).
+    for index in part_segments(asset, count):
         yield _image_row(asset, doc, index, index, count, seg, emb)
 
 
@@ -381,7 +387,8 @@ def _text_or_auto_mode(
 
     # Pass 2: yield in plan order; image pages are rendered one at a time.
     count = len(plan)
-    for index, item in enumerate(plan):
+    for index in part_segments(asset, count):
+        item = plan[index]
         if item.kind is PageAs.TEXT:
             yield segment_row(
                 asset,

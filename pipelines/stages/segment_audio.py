@@ -57,6 +57,7 @@ from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
 from pipelines.core.rows import segment_row
+from pipelines.modalities.base import part_segments
 from pipelines.stages._decode_common import local_source
 
 STAGE = "decode"
@@ -185,6 +186,27 @@ def open_media(path: str) -> Any:
         return av.open(path, "r", metadata_errors="replace")
     except (av.error.FFmpegError, OSError, UnicodeError) as exc:
         raise RecordError(STAGE, open_error_code(exc), f"cannot open media: {exc}") from exc
+
+
+# A later part of a split asset starts decoding this long before its first window (decoders such
+# as mp3's need a few frames to settle after a seek; those samples are dropped).
+PART_PREROLL_S = 1.0
+
+
+def _seek_near(container: Any, stream: Any, at_s: float) -> tuple[float, float] | None:
+    """Seek ``stream`` to a keyframe at or before ``at_s`` (seconds from its start): (the time
+    sought, the stream's start time), or None when the demuxer cannot seek (the part then decodes
+    from the start and counts samples, as a whole decode does)."""
+    import av
+
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    if at_s <= 0 or stream.time_base is None:
+        return None
+    try:
+        container.seek(int((start + at_s) / stream.time_base), stream=stream, backward=True)
+    except av.error.FFmpegError:
+        return None
+    return at_s, start
 
 
 def rewind(container: Any) -> bool:
@@ -353,6 +375,14 @@ def _stream_windows(
     # A file cut short: embed what it holds, and account for the rest with one more row.
     count = len(windows) + (1 if probe.truncated else 0)
     bounds = [(round(s * rate), round(e * rate)) for s, e in windows]
+    # A part of a split asset (Modality.split) decodes its own windows [first, last) only.
+    mine = part_segments(asset, count)
+    first, last = mine.start, min(mine.stop, len(windows))
+    if first >= last:
+        # No window of this part's own (fewer segments than parts, or only the truncation row).
+        if probe.truncated and len(windows) in mine:
+            raise _truncated_tail(len(windows), count, planned_s, probe.declared_s)
+        return
     tolerance = round(TRUNCATION_TOLERANCE_S * rate)
 
     def failed(k: int, code: str, message: str) -> RecordError:
@@ -372,7 +402,12 @@ def _stream_windows(
     chunks: list[np.ndarray] = []  # resampled samples from sample index `base` on
     base = 0  # absolute index of chunks' first sample
     held = 0  # samples held in chunks
-    k = 0  # next window to emit
+    k = first  # next window to emit
+    # A later part starts decoding a little before its first window: the timeline of the whole
+    # decode (samples counted from the stream's start) is then taken from the first frame's
+    # timestamp, within a few milliseconds of a whole decode's.
+    sought = _seek_near(container, stream, windows[first][0] - PART_PREROLL_S) if first else None
+    stream_start = sought[1] if sought is not None else 0.0
 
     def take(start: int, stop: int) -> np.ndarray:
         nonlocal chunks
@@ -391,7 +426,13 @@ def _stream_windows(
         held = len(joined) - cut
 
     def frames() -> Iterator[Any]:
+        nonlocal base
+        placed = sought is None
         for frame in container.decode(stream):
+            if not placed:
+                placed = True
+                if frame.time is not None:
+                    base = max(0, round((float(frame.time) - stream_start) * rate))
             frame.pts = None  # timeline = sample count; ignore gaps and odd timestamps
             yield from resampler.resample(frame)
         yield from resampler.resample(None)
@@ -403,18 +444,22 @@ def _stream_windows(
                 continue
             chunks.append(pcm)
             held += pcm.size
-            while k < len(windows) and base + held >= bounds[k][1]:
+            if k < last and base < bounds[k][0]:
+                drop_before(bounds[k][0])  # a later part: what precedes its first window
+            while k < last and base + held >= bounds[k][1]:
                 start, stop = bounds[k]
                 data = encode_audio_window(take(start, stop), audio_format, rate)
                 yield row(k, stop, data)
                 k += 1
                 drop_before(bounds[k][0] if k < len(windows) else base + held)
+            if k >= last and last < len(windows):
+                return  # a part's windows are all out: the rest is another part's
     except (av.error.FFmpegError, ValueError) as exc:
-        if k < len(windows):
+        if k < last:
             raise failed(k, codes.MEDIA_CORRUPT, f"decoding failed at window {k}: {exc}") from exc
         return
 
-    if k < len(windows):
+    if k < last:
         total = base + held
         start, stop = bounds[k]
         if stop - total > tolerance or total <= start or k + 1 < len(windows):
@@ -426,10 +471,17 @@ def _stream_windows(
         # The stream ended a little early (estimates, resampler delay): the last window is
         # shorter than planned.
         yield row(k, total, encode_audio_window(take(start, total), audio_format, rate))
-    if probe.truncated:
-        raise RecordError(
-            STAGE, codes.MEDIA_TRUNCATED,
-            f"the file holds {planned_s:.2f} s of audio; its header says "
-            f"{probe.declared_s:.2f} s", segment_index=len(windows), segment_count=count,
-            start_s=planned_s, end_s=probe.declared_s,
-        )  # fmt: skip
+    if probe.truncated and len(windows) in mine:
+        raise _truncated_tail(len(windows), count, planned_s, probe.declared_s)
+
+
+def _truncated_tail(
+    index: int, count: int, planned_s: float, declared: float | None
+) -> RecordError:
+    """The row accounting for the audio a cut-short file's header promises beyond its end."""
+    declared_s = planned_s if declared is None else declared  # set whenever truncated
+    return RecordError(
+        STAGE, codes.MEDIA_TRUNCATED,
+        f"the file holds {planned_s:.2f} s of audio; its header says {declared_s:.2f} s",
+        segment_index=index, segment_count=count, start_s=planned_s, end_s=declared_s,
+    )  # fmt: skip

@@ -52,6 +52,7 @@ from typing import Any
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
+from pipelines.modalities.base import PART_COLUMN, asset_part
 from pipelines.modalities.probing import real_video_streams
 from pipelines.stages._decode_common import STAGE, local_source
 from pipelines.stages.segment_audio import audio_file_rows, open_media, window_params
@@ -115,6 +116,13 @@ def _segment_video(
                      len(plan.segments), plan.reason)  # fmt: skip
         if on_plan is not None:
             on_plan(plan)
+        part = asset_part(asset)
+        if plan.method == "copy" and part is not None and part[0] > 0:
+            # Stream copy runs hundreds of times real time: the first part cuts the whole
+            # file, the others have nothing to do. Re-encoding honours the part's time range.
+            return
+        if plan.method == "copy" and part is not None:
+            asset = {k: v for k, v in asset.items() if k != PART_COLUMN}
         cutter = copy_segments if plan.method == "copy" else reencode_segments
         # A fresh demuxer for the cut: not every container can seek back after the probe.
         with open_media(source) as container:

@@ -5,7 +5,9 @@ Writes are batched and idempotent.
 
 Follows Qdrant's bulk-load guidance: the collection and its payload indexes exist before the
 load, every vector's dimension is checked before it is sent, points go in batches
-(``qdrant.batch_size``, 64-256 recommended) with ``wait=True``, HNSW indexing is deferred during the
+(``qdrant.batch_size``, 64-256 recommended) with ``wait=True`` (on a server,
+``qdrant.wait_writes=false`` sends them without waiting and :meth:`QdrantStore.finish` waits
+once), HNSW indexing is deferred during the
 load on a server and restored after, and the load ends with an exact count.
 
 Point ids are :func:`pipelines.core.ids.point_id`, so retrying a batch or re-running a job
@@ -293,6 +295,61 @@ class QdrantStore(QdrantReadSide):
 
     # ---- collection ------------------------------------------------------------------------
 
+    def _vector_params(self) -> Any:
+        """The vectors' parameters with the collection's layout
+        (``qdrant.collection_settings``). HNSW and quantization are given per vector: a server
+        applies them the same as collection-wide ones, and the embedded store keeps them with
+        the collection (it ignores them when searching), so they read back in both modes."""
+        from qdrant_client import models
+
+        cs = self.cfg.collection_settings
+        quantization: Any = None
+        if cs.quantization == "scalar":
+            quantization = models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, always_ram=cs.quantization_always_ram
+                )
+            )
+        elif cs.quantization == "binary":
+            quantization = models.BinaryQuantization(
+                binary=models.BinaryQuantizationConfig(always_ram=cs.quantization_always_ram)
+            )
+        return models.VectorParams(
+            size=self.dimension,
+            distance=models.Distance.COSINE,
+            on_disk=cs.vectors_on_disk,
+            hnsw_config=models.HnswConfigDiff(
+                m=cs.hnsw_m, ef_construct=cs.hnsw_ef_construct, on_disk=cs.hnsw_on_disk
+            ),
+            quantization_config=quantization,
+        )
+
+    def search_params(self) -> Any:
+        """Re-scoring of quantized candidates on a server (the embedded store searches exactly
+        and warns about any search parameter)."""
+        cs = self.cfg.collection_settings
+        if cs.quantization == "none" or self.embedded:
+            return None
+        from qdrant_client import models
+
+        return models.SearchParams(
+            quantization=models.QuantizationSearchParams(
+                rescore=cs.rescore, oversampling=cs.oversampling
+            )
+        )
+
+    def _layout(self) -> dict[str, Any]:
+        """Shards and replicas: a server's (the embedded store has one shard, no replica)."""
+        cs = self.cfg.collection_settings
+        if self.embedded:
+            return {}
+        out: dict[str, Any] = {}
+        if cs.shard_number is not None:
+            out["shard_number"] = cs.shard_number
+        if cs.replication_factor is not None:
+            out["replication_factor"] = cs.replication_factor
+        return out
+
     def ensure_collection(self) -> None:
         """Create the collection and payload indexes if missing; check the vector size.
 
@@ -310,11 +367,10 @@ class QdrantStore(QdrantReadSide):
                     "create_collection",
                     client.create_collection,
                     collection_name=name,
-                    vectors_config=models.VectorParams(
-                        size=self.dimension, distance=models.Distance.COSINE
-                    ),
+                    vectors_config=self._vector_params(),
                     sparse_vectors_config=self._sparse_config(),
                     on_disk_payload=self.cfg.on_disk_payload,
+                    **self._layout(),
                 )
             except UnexpectedResponse as exc:
                 if exc.status_code != 409:  # 409: another writer created it first
@@ -401,7 +457,12 @@ class QdrantStore(QdrantReadSide):
         return {"": dense, self.keywords: sparse}
 
     def finish(self) -> int:
-        """Restore indexing if it was deferred, and return the exact point count."""
+        """Wait until upserts sent without waiting are applied, restore indexing if it was
+        deferred, and return the exact point count."""
+        if not self.embedded and not self.cfg.wait_writes:
+            # A filtered delete reaches every shard and, with wait=true, returns once each
+            # shard has applied it, hence everything it took before (in order, per shard).
+            self.delete_assets([PROBE_ASSET])
         if self._deferred_threshold is not None:
             from qdrant_client import models
 
@@ -498,7 +559,7 @@ class QdrantStore(QdrantReadSide):
                 client.upsert,
                 collection_name=self.collection,
                 points=batch,
-                wait=True,
+                wait=self.embedded or self.cfg.wait_writes,
             )
             result.written += len(batch)
             result.batches += 1

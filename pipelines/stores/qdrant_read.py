@@ -29,6 +29,10 @@ class QdrantReadSide:
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise NotImplementedError
 
+    def search_params(self) -> Any:
+        """Qdrant ``SearchParams`` for :meth:`search` (None: the collection's defaults)."""
+        return None
+
     # ---- counts ----------------------------------------------------------------------------
 
     def count(self, exact: bool = True) -> int:
@@ -149,7 +153,13 @@ class QdrantReadSide:
     def search(
         self, vector: Sequence[float], limit: int = 10
     ) -> list[tuple[float, dict[str, Any]]]:
-        """The ``limit`` nearest points to ``vector`` (cosine): (score, payload), best first."""
+        """The ``limit`` nearest points to ``vector`` (cosine): (score, payload), best first.
+
+        On a server, a quantized collection is searched with re-scoring by the original vectors
+        over ``oversampling`` times the limit (``qdrant.collection_settings``); the embedded
+        store searches exactly and takes no search parameters."""
+        params = self.search_params()
+        extra: dict[str, Any] = {} if params is None else {"search_params": params}
         res = self._call(
             "query_points",
             self.client.query_points,
@@ -157,6 +167,7 @@ class QdrantReadSide:
             query=list(vector),
             limit=limit,
             with_payload=True,
+            **extra,
         )
         return [(float(p.score), dict(p.payload or {})) for p in res.points]
 

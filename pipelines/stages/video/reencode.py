@@ -22,6 +22,7 @@ import numpy as np
 from pipelines.config.schema import SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
+from pipelines.modalities.base import part_segments
 from pipelines.stages.video.plan import END_SLACK_S, VideoCutPlan
 from pipelines.stages.video.probe import audio_stream, main_video_stream
 from pipelines.stages.video.probe_result import VideoProbe
@@ -113,7 +114,14 @@ def reencode_segments(
 
     rows = SegmentRows(asset, probe, plan)
     bounds = plan.segments
-    last = len(bounds) - 1
+    # A part of a split asset (Modality.split) encodes its own segments [first, last] only,
+    # decoding from the keyframe before a second ahead of its first.
+    mine = part_segments(asset, rows.count)
+    first, last = mine.start, min(mine.stop, len(bounds)) - 1
+    if first > last:
+        if probe.truncated and len(bounds) in mine:
+            rows.check_truncation()
+        return
     vstream = main_video_stream(container)
     vstream.thread_type = "AUTO"
     astream = audio_stream(container)
@@ -140,7 +148,9 @@ def reencode_segments(
     a_origin: int | None = None  # sample index (relative timeline) of the first audio sample
     a_pos = 0  # samples resampled so far
     open_: dict[int, _EncodeOut] = {}
-    next_k = 0
+    next_k = first
+    if first:
+        _seek_before(container, vstream, probe.origin_s + bounds[first][0] - PART_PREROLL_S)
     v_t = -math.inf
     a_t = -math.inf if astream is not None else math.inf
 
@@ -220,4 +230,23 @@ def reencode_segments(
         return
     if next_k <= last:  # the packets ended before these segments began
         raise rows.failed(next_k, codes.MEDIA_TRUNCATED, "the file ended before this segment")
-    rows.check_truncation()
+    if len(bounds) in mine:
+        rows.check_truncation()
+
+
+# A later part starts decoding at the keyframe before this many seconds ahead of its first
+# segment (the audio decoder settles; earlier frames and samples go nowhere).
+PART_PREROLL_S = 1.0
+
+
+def _seek_before(container: Any, stream: Any, at_s: float) -> None:
+    """Seek to the keyframe at or before ``at_s`` (seconds on the stream's clock); a demuxer that
+    cannot seek decodes from the start (frames before the part's first segment go nowhere)."""
+    import av
+
+    if at_s <= 0 or stream.time_base is None:
+        return
+    try:
+        container.seek(int(at_s / stream.time_base), stream=stream, backward=True)
+    except av.error.FFmpegError:
+        logger.debug("seek to %.2f s failed: decoding from the start", at_s)

@@ -270,3 +270,25 @@ def test_requests_are_frozen_and_hashable_by_value() -> None:
         a.dimension = 256  # type: ignore[misc]
     assert a == EmbeddingRequest.for_text("x")
     assert a.task_type == TaskType.SINGLE_EMBEDDING
+
+
+@pytest.mark.parametrize("kind", ["image", "audio", "video"])
+def test_media_body_bytes_are_the_json_of_the_body_with_the_base64_spliced_in(kind: str) -> None:
+    import base64
+    import json
+
+    from pipelines.bedrock.request import EmbeddingRequest
+
+    data = bytes(range(256)) * 40 + b'"\\\x00'  # quotes, backslashes and NULs in the media
+    build = {
+        "image": lambda: EmbeddingRequest.for_image(data, "png"),
+        "audio": lambda: EmbeddingRequest.for_audio(data, "mp3"),
+        "video": lambda: EmbeddingRequest.for_video(data, "mp4"),
+    }[kind]
+    request = build()
+    body = request.to_body_bytes()
+    doc = json.loads(body)
+    assert doc == request.to_body()
+    assert base64.b64decode(doc["singleEmbeddingParams"][kind]["source"]["bytes"]) == data
+    # Encoded once: validation and the call share the same bytes.
+    assert request.to_body_bytes() is body

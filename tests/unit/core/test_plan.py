@@ -73,3 +73,57 @@ def test_unknown_sizes_and_big_assets_get_their_own_block(tmp_path: Path) -> Non
     assert ["s3://bucket/clip.mp4"] in ids
     # A big asset closes its block: nothing queues behind it in the same task.
     assert any(b[-1] == str(big) for b in ids)
+
+
+def _big_pdf_corpus(tmp_path: Path) -> pa.Table:
+    """One 'PDF' holding most of the work, then small ones (sizes only: nothing is opened)."""
+    rows = []
+    for i, size in enumerate([64 * 2**20, *[2 * 2**20] * 8]):
+        p = tmp_path / f"{i}.pdf"
+        with open(p, "wb") as fh:
+            fh.truncate(size)
+        rows.append({"uri": str(p), "modality": "document"})
+    return _table(rows)
+
+
+def test_a_large_pdf_is_split_into_page_range_parts_that_cover_it_once(tmp_path: Path) -> None:
+    from pipelines.config.schema import SegmentationConfig
+
+    table = _big_pdf_corpus(tmp_path)
+    blocks = asset_blocks(table, cpus=2, seg=SegmentationConfig(pdf_mode="image"))
+    out = pa.concat_tables(blocks)
+    parts: dict[str, list[str | None]] = {}
+    for a, p in zip(out["asset_id"].to_pylist(), out["part"].to_pylist(), strict=True):
+        parts.setdefault(a, []).append(p)
+    # Every asset is there; a split one as parts 0/n .. n-1/n, each once and in order.
+    assert sorted(parts) == sorted(table["asset_id"].to_pylist())
+    for labels in parts.values():
+        n = len(labels)
+        assert labels == ([None] if n == 1 else [f"{k}/{n}" for k in range(n)])
+    # The large one (a quarter of the work would be one task) goes to several decode tasks.
+    assert len(parts["0"]) >= 4
+    assert sum(1 for b in blocks if "0" in b["asset_id"].to_pylist()) == len(parts["0"])
+    # Small assets early on stay whole (the goal is still large).
+    assert parts["1"] == [None]
+
+
+def test_no_split_without_local_segmentation_or_when_pages_go_as_text(tmp_path: Path) -> None:
+    from pipelines.config.schema import SegmentationConfig
+
+    table = _big_pdf_corpus(tmp_path)
+    for seg in (None, SegmentationConfig(pdf_mode="auto"), SegmentationConfig(pdf_mode="text")):
+        out = pa.concat_tables(asset_blocks(table, cpus=2, seg=seg))
+        assert out["asset_id"].to_pylist() == table["asset_id"].to_pylist()
+        assert out["part"].null_count == out.num_rows
+
+
+def test_part_segments_are_contiguous_disjoint_and_cover_every_count() -> None:
+    from pipelines.modalities.base import part_segments
+
+    for n in range(1, 7):
+        for count in range(0, 20):
+            got = [list(part_segments({"part": f"{i}/{n}"}, count)) for i in range(n)]
+            assert [x for r in got for x in r] == list(range(count))
+            if count:
+                assert got[0]  # the first part speaks for the asset
+    assert list(part_segments({"part": None}, 3)) == [0, 1, 2]

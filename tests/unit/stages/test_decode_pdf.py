@@ -303,3 +303,34 @@ def test_svg_is_one_rendered_page(tmp_path: Path) -> None:
     )
     [row] = _rows(svg, pdf_mode="image")
     assert row["error_code"] is None and row["page"] == 1 and row["input_format"] == "png"
+
+
+@pytest.mark.parametrize("mode", ["image", "auto"])
+@pytest.mark.parametrize("parts", [2, 3, 6])
+def test_parts_of_a_split_document_yield_its_segments_once_numbered_in_the_whole(
+    media: dict[str, Path], mode: str, parts: int
+) -> None:
+    """Each part plans the whole document (same segment_count) and yields its own range; a part
+    with no segment of its own yields nothing (no no_segments dead letter)."""
+    from pipelines.stages.decode import decode_asset
+
+    def rows(part: str | None) -> list[dict[str, Any]]:
+        asset = {
+            "asset_id": "doc",
+            "uri": str(media["report"]),
+            "modality": "document",
+            "content_version": None,
+            "metadata": None,
+            "label": None,
+            "payload": None,
+            "text": None,
+            "part": part,
+        }
+        return list(decode_asset(asset, SegmentationConfig(pdf_mode=mode), EMB))
+
+    whole = rows(None)
+    split = [r for k in range(parts) for r in rows(f"{k}/{parts}")]
+    assert all(r["error_code"] is None for r in whole + split)
+    assert {r["segment_count"] for r in split} == {len(whole)}
+    key = ("segment_index", "page", "input_kind", "input_bytes", "input_text")
+    assert [tuple(r[k] for k in key) for r in split] == [tuple(r[k] for k in key) for r in whole]

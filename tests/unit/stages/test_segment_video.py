@@ -288,3 +288,37 @@ def test_copy_with_overlap_puts_shared_packets_in_both_segments(media: Path) -> 
         assert info["first"] == pytest.approx(0.0, abs=1e-3)
         assert info["audio_s"] == pytest.approx(planned, abs=0.2)
         assert info["first_packet"] == source_keyframes[round(r["start_s"], 3)]
+
+
+@pytest.mark.parametrize("reencode", ["always", "never"])
+def test_parts_of_a_split_video_yield_each_segment_once_like_a_whole_cut(
+    tmp_path: Path, reencode: str
+) -> None:
+    """Re-encoding: each part seeks near its first segment and encodes its own (same frames and
+    audio length as a whole cut). Stream copy: the first part cuts the whole file."""
+    from pipelines.stages._decode_common import decoded_rows
+
+    path = make_video(tmp_path / "v.mp4", 42.0, fps=10, gop=30)
+    seg = SegmentationConfig(video_window_s=10, video_reencode=reencode)
+
+    def rows(part: str | None) -> list[dict[str, Any]]:
+        asset = {"asset_id": "v1", "uri": str(path), "modality": "video", "part": part}
+        return list(decoded_rows(asset, segment_video(asset, seg, EMB)))
+
+    whole = rows(None)
+    parts = [rows(f"{k}/3") for k in range(3)]
+    split = [r for p in parts for r in p]
+    assert not any(is_dead_letter(r) for r in whole + split)
+    assert len(whole) == 5
+    assert [r["segment_index"] for r in split] == list(range(5))
+    assert {r["segment_count"] for r in split} == {5}
+    if reencode == "always":
+        assert [len(p) for p in parts] == [2, 2, 1]
+    else:
+        assert [len(p) for p in parts] == [5, 0, 0]
+    for a, b in zip(whole, split, strict=True):
+        assert (a["start_s"], a["end_s"]) == (b["start_s"], b["end_s"])
+        x, y = inspect(a["input_bytes"]), inspect(b["input_bytes"])
+        assert x["frames"] == y["frames"], (a["segment_index"], x, y)
+        assert x["first"] == pytest.approx(y["first"], abs=1e-3)
+        assert x["audio_s"] == pytest.approx(y["audio_s"], abs=0.03)

@@ -114,6 +114,90 @@ def test_collection_is_created_with_size_and_cosine(writer: QdrantStore) -> None
     writer.ensure_collection()  # idempotent
 
 
+@pytest.mark.parametrize("quantization", ["scalar", "binary", "none"])
+def test_collection_settings_are_applied_at_creation_and_read_back(
+    tmp_path: Path, quantization: str
+) -> None:
+    from pipelines.config.schema import CollectionSettingsConfig
+
+    settings = CollectionSettingsConfig(
+        vectors_on_disk=True,
+        hnsw_on_disk=True,
+        hnsw_m=32,
+        hnsw_ef_construct=256,
+        quantization=quantization,
+        quantization_always_ram=True,
+        shard_number=3,  # a server's: the embedded store has one shard
+        replication_factor=2,
+    )
+    cfg = QdrantConfig(path=str(tmp_path / "q"), collection="big", collection_settings=settings)
+    with QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG) as w:
+        w.ensure_collection()
+        assert w.search_params() is None  # embedded: exact search, no search parameters
+    # Read back by another client from the folder: what the collection holds, not our config.
+    client = QdrantClient(path=str(tmp_path / "q"))
+    try:
+        params = client.get_collection("big").config.params
+    finally:
+        client.close()
+    vectors = params.vectors
+    assert isinstance(vectors, models.VectorParams)
+    assert vectors.size == DIM and vectors.on_disk is True
+    assert vectors.hnsw_config is not None
+    assert (vectors.hnsw_config.m, vectors.hnsw_config.ef_construct) == (32, 256)
+    assert vectors.hnsw_config.on_disk is True
+    q = vectors.quantization_config
+    if quantization == "scalar":
+        assert isinstance(q, models.ScalarQuantization)
+        assert q.scalar.type == models.ScalarType.INT8 and q.scalar.always_ram is True
+    elif quantization == "binary":
+        assert isinstance(q, models.BinaryQuantization) and q.binary.always_ram is True
+    else:
+        assert q is None
+    # Shards and replicas go to a server only.
+    assert params.shard_number is None and params.replication_factor is None
+
+
+def test_a_server_store_searches_quantized_collections_with_rescoring() -> None:
+    from pipelines.config.schema import CollectionSettingsConfig
+
+    settings = CollectionSettingsConfig(quantization="scalar", oversampling=3.0)
+    cfg = QdrantConfig(url="http://127.0.0.1:1", path=None, collection_settings=settings)
+    params = QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG).search_params()
+    assert params.quantization.rescore is True and params.quantization.oversampling == 3.0
+    layout = QdrantStore(
+        QdrantConfig(
+            url="http://127.0.0.1:1",
+            path=None,
+            collection_settings=CollectionSettingsConfig(shard_number=4, replication_factor=2),
+        ),
+        DIM,
+        embedding=EMB,
+        segmentation=SEG,
+    )._layout()
+    assert layout == {"shard_number": 4, "replication_factor": 2}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("quantization", "pq"),
+        ("hnsw_m", 500),
+        ("hnsw_ef_construct", 1),
+        ("oversampling", 0.5),
+        ("shard_number", 0),
+        ("replication_factor", 0),
+    ],
+)
+def test_collection_settings_are_validated_naming_the_key(field: str, value: Any) -> None:
+    from pipelines.config.schema import CollectionSettingsConfig
+
+    cs = CollectionSettingsConfig(**{field: value})
+    with pytest.raises(ConfigError) as info:
+        validate_qdrant(QdrantConfig(collection_settings=cs))
+    assert info.value.key == f"qdrant.collection_settings.{field}"
+
+
 def test_size_mismatch_names_collection_and_both_sizes(tmp_path: Path) -> None:
     cfg = QdrantConfig(path=str(tmp_path / "q"), collection="test")
     with QdrantStore(cfg, DIM, fingerprints={}) as w:
@@ -406,3 +490,48 @@ def test_server_load_indexes_payload_and_defers_hnsw() -> None:
     writer.write(_rows(2))
     assert writer.finish() == 6
     assert server.threshold == 20_000
+
+
+class UnwaitedServer(ServerLike):
+    """Applies an upsert sent with wait=false only when an operation with wait=true follows
+    (a server acknowledges from its write-ahead log and applies in order, per shard)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[dict[str, Any]] = []
+
+    def _drain(self) -> None:
+        for kwargs in self.queued:
+            self._real.upsert(**{**kwargs, "wait": True})
+        self.queued.clear()
+
+    def upsert(self, **kwargs: Any) -> Any:
+        if not kwargs.get("wait", True):
+            self.queued.append(kwargs)
+            return None
+        self._drain()
+        return self._real.upsert(**kwargs)
+
+    def delete(self, **kwargs: Any) -> Any:
+        if kwargs.get("wait", True):
+            self._drain()
+        return self._real.delete(**kwargs)
+
+
+@pytest.mark.parametrize("wait_writes", [False, True])
+def test_unwaited_server_writes_are_all_applied_when_the_load_finishes(wait_writes: bool) -> None:
+    server = UnwaitedServer()
+    cfg = QdrantConfig(
+        url="http://qdrant.invalid:6333",
+        path=None,
+        collection="test",
+        batch_size=4,
+        wait_writes=wait_writes,
+    )
+    writer = QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG, client_factory=lambda: server)
+    writer.ensure_collection()
+    assert writer.write(_rows(5)).written == 15
+    # Without waiting, the writer has moved on before the server applied anything.
+    assert server._real.count("test", exact=True).count == (15 if wait_writes else 0)
+    assert writer.finish() == 15
+    assert server.queued == []
