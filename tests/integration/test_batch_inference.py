@@ -313,3 +313,38 @@ def test_records_too_few_for_a_job_go_on_demand(
     # On-demand calls: the remainder's segments and the preflight's one (in the report's count).
     assert _ops(batch_emulator, "InvokeModel") == rep["bedrock_calls"]
     assert rep["bedrock_calls"] == paths["on_demand"]["segments"] + rep["preflight_calls"]
+
+
+def test_the_demo_corpus_by_batch_equals_its_on_demand_run(
+    batch_emulator: Endpoints, tmp_path: Path, bucket: str
+) -> None:
+    """The demo's own corpus (texts, photos, PDFs, audio, video, a broken file) through both
+    paths: the same collection, and no InvokeModel call for what went by batch."""
+    from nova_devkit.demo import build_corpus
+
+    manifest, _ = build_corpus(tmp_path / "demo")
+
+    def run(name: str, *more: str) -> BackfillResult:
+        overrides = _overrides(tmp_path, batch_emulator, bucket, name, *more)
+        overrides = [o for o in overrides if not o.startswith(("manifest=", "segmentation."))]
+        return run_backfill(compose_backfill([*overrides, f"manifest={manifest}"]))
+
+    on_demand = run("od")
+    assert on_demand.report["status"] == "done"
+    invoke_before = _ops(batch_emulator, "InvokeModel")
+    batch = run("batch", "bedrock.mode=batch", "bedrock.batch.wait_s=120")
+    rep = batch.report
+    assert (batch.exit_code, rep["status"]) == (0, "done"), rep
+    assert (rep["embedded"], rep["dead_lettered"]) == (
+        on_demand.report["embedded"],
+        on_demand.report["dead_lettered"],
+    )
+    # No InvokeModel call at all: every asset went by batch (its preflight checks batch access).
+    assert _ops(batch_emulator, "InvokeModel") - invoke_before == 0
+    assert rep["batch"]["records_collected"] == on_demand.report["bedrock_calls"] - 1
+    od, by_batch = _points(tmp_path, "od"), _points(tmp_path, "batch")
+    assert od.keys() == by_batch.keys() and od
+    for point_id, (payload, vector) in od.items():
+        other_payload, other_vector = by_batch[point_id]
+        assert other_payload == payload
+        assert other_vector == pytest.approx(vector, abs=1e-6)
