@@ -204,6 +204,9 @@ def _migrate(
     if cfg.strategy == "matryoshka":
         _check_matryoshka(cfg, held, new_fps)
 
+    if cfg.dry_run or cfg.plan_only:
+        return 0, _estimate(cfg, alias, report, say)
+
     target, resumed = _target(cfg, alias, old, new_fps, run_id)
     report["to"] = target
     report["resumed"] = resumed
@@ -490,6 +493,43 @@ def _copy_journal(
             journal.release(new_key, run_id)
     finally:
         journal.close()
+
+
+# -- estimate ------------------------------------------------------------------------------------
+
+
+def _estimate(
+    cfg: MigrateJobConfig, alias: str, report: dict[str, Any], say: Say
+) -> dict[str, Any]:
+    """What the migration would call and cost, nothing called or written (``dry_run=true``;
+    ``plan_only=true`` plans without decoding). Re-embedding: the backfill's estimate of the
+    whole manifest into a collection nothing holds yet, plus the validation's queries (each
+    embedded once per side). Matryoshka: its sample and one embedding per query."""
+    from pipelines.estimate import run_estimate
+    from pipelines.evaluate import load_queries
+
+    val = cfg.validation
+    queries = len(load_queries(val.queries)) if val.queries else val.sample_queries
+    if cfg.strategy == "matryoshka":
+        calls = cfg.matryoshka.sample_size + queries
+        say(
+            f"estimate: at most {calls} Bedrock calls ({cfg.matryoshka.sample_size} for the "
+            f"sample, {queries} queries); the stored vectors are truncated without calls"
+        )
+        return {**report, "outcome": "estimate", "bedrock_calls": calls}
+    fresh = dataclasses.replace(
+        cfg, qdrant=dataclasses.replace(cfg.qdrant, physical_collection=f"{alias}__estimate")
+    )
+    est = run_estimate(fresh).estimate
+    out = {**report, "outcome": "estimate", "estimate": est, "validation_query_calls": 2 * queries}
+    if not cfg.plan_only:
+        out["bedrock_calls"] = int(est["bedrock_calls"]) + 2 * queries
+        out["cost_usd"] = est["cost_usd"]  # the build's; the queries' few calls are not priced
+        say(
+            f"estimate: {out['bedrock_calls']} Bedrock calls ({est['bedrock_calls']} to build, "
+            f"{2 * queries} to validate), ${est['cost_usd']:.4f} to build"
+        )
+    return out
 
 
 # -- validation ----------------------------------------------------------------------------------

@@ -127,7 +127,21 @@ def test_reembed_1024_to_3072_validates_switches_and_rolls_back(
         v1 = s.points("docs_v1")
     assert len(v1) == ASSETS + 2
 
+    # The estimate first: no call, nothing written, and the calls the migration then makes.
     before = _calls(emulator)
+    planned = _report(
+        _migrate(
+            tmp_path,
+            emulator,
+            "embedding.dimension=3072",
+            "validation.sample_queries=5",
+            "dry_run=true",
+        )
+    )
+    assert planned["outcome"] == "estimate" and _calls(emulator) == before
+    with _Store(tmp_path) as s:
+        assert s.aliases() == {"docs": "docs_v1"}
+
     result = _migrate(
         tmp_path,
         emulator,
@@ -136,6 +150,7 @@ def test_reembed_1024_to_3072_validates_switches_and_rolls_back(
         "validation.k=3",
     )
     calls = _calls(emulator) - before
+    assert planned["bedrock_calls"] == calls
     report = _report(result)
     assert result.exit_code == 0 and report["outcome"] == "switched", report
     assert report["from"] == "docs_v1" and report["to"] == "docs_v2"
