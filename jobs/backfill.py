@@ -10,16 +10,15 @@ with an ``s3://`` or absolute manifest path (see ``docs/running-on-ray.md``).
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError, ManifestError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -29,22 +28,12 @@ def main(dcfg: DictConfig) -> None:
     from pipelines.backfill import run_backfill
     from pipelines.estimate import run_estimate
 
-    # botocore logs every credential lookup at INFO under Hydra's default logging.
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, BackfillJobConfig)
+    cfg = job_config(dcfg, BackfillJobConfig)
     # Exit codes: docs/scheduled-backfills.md.
-    try:
-        if cfg.dry_run or cfg.plan_only:
-            run_estimate(cfg)  # estimate.json in the run folder; nothing is called or written
-            sys.exit(0)
-        result = run_backfill(cfg)
-    except (ConfigError, ManifestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    if cfg.dry_run or cfg.plan_only:
+        exit_codes(lambda: run_estimate(cfg))  # estimate.json in the run folder; nothing spent
+        sys.exit(0)
+    result = exit_codes(lambda: run_backfill(cfg))
     sys.exit(result.exit_code)
 
 

@@ -12,16 +12,13 @@ See ``docs/analytics.md``. Exit codes: 0 (labelled), 2 (a bad key, manifest or c
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import ClassifyJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -30,17 +27,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.analytics.classify import format_summary, run_classify
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, ClassifyJobConfig)
-    try:
-        result = run_classify(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    cfg = job_config(dcfg, ClassifyJobConfig)
+    result = exit_codes(lambda: run_classify(cfg))
     print(format_summary(result))
 
 

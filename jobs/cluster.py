@@ -11,16 +11,13 @@ key or collection), 3 (the store or Ray failed).
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import ClusterJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -29,17 +26,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.analytics.cluster import format_summary, run_cluster
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, ClusterJobConfig)
-    try:
-        result = run_cluster(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    cfg = job_config(dcfg, ClusterJobConfig)
+    result = exit_codes(lambda: run_cluster(cfg))
     print(format_summary(result))
 
 

@@ -11,16 +11,13 @@ failed).
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import DuplicatesJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -29,17 +26,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.analytics.duplicates import format_summary, run_duplicates
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, DuplicatesJobConfig)
-    try:
-        result = run_duplicates(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    cfg = job_config(dcfg, DuplicatesJobConfig)
+    result = exit_codes(lambda: run_duplicates(cfg))
     print(format_summary(result))
 
 

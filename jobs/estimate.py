@@ -11,16 +11,13 @@ only what a real run would do is estimated. Writes ``estimate.json`` in the run 
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError, ManifestError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -29,18 +26,9 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.estimate import run_estimate
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, BackfillJobConfig)
+    cfg = job_config(dcfg, BackfillJobConfig)
     cfg.dry_run = not cfg.plan_only
-    try:
-        run_estimate(cfg)
-    except (ConfigError, ManifestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    exit_codes(lambda: run_estimate(cfg))
 
 
 if __name__ == "__main__":

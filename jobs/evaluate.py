@@ -10,16 +10,15 @@ collection), 3 (the store or Bedrock failed).
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH, filter_overrides
 from pipelines.config.schema import EvaluateJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -28,17 +27,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.evaluate_collection import format_report, run_evaluation
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, EvaluateJobConfig)
-    try:
-        result = run_evaluation(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    cfg = job_config(dcfg, EvaluateJobConfig)
+    result = exit_codes(lambda: run_evaluation(cfg))
     print(format_report(result))
     print(f"report: {result.report_path}")
     print(f"plot:   {result.plot_path}")

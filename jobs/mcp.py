@@ -10,16 +10,13 @@ Exit codes: 0 (the client closed the session), 2 (a bad key).
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import McpJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -28,14 +25,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.mcp_server import serve
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, McpJobConfig)
-    try:
-        serve(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    cfg = job_config(dcfg, McpJobConfig)
+    exit_codes(lambda: serve(cfg))
 
 
 if __name__ == "__main__":

@@ -13,16 +13,15 @@ the alias was not switched).
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH
 from pipelines.config.schema import MigrateJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError, ManifestError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -31,17 +30,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.migrate import run_migration
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, MigrateJobConfig)
-    try:
-        result = run_migration(cfg)
-    except (ConfigError, ManifestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    cfg = job_config(dcfg, MigrateJobConfig)
+    result = exit_codes(lambda: run_migration(cfg))
     sys.exit(result.exit_code)
 
 

@@ -12,16 +12,15 @@ no such collection or file), 3 (the store or Bedrock failed).
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipelines.config.compose import CONF_PATH, filter_overrides
 from pipelines.config.schema import SearchJobConfig
 from pipelines.config.store import register_configs
-from pipelines.core.errors import ConfigError, InfrastructureError
+from pipelines.core.job_entry import exit_codes, job_config
 
 register_configs()
 
@@ -30,17 +29,8 @@ register_configs()
 def main(dcfg: DictConfig) -> None:
     from pipelines.search import print_result, run_search
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    cfg = OmegaConf.to_object(dcfg)
-    assert isinstance(cfg, SearchJobConfig)
-    try:
-        result = run_search(cfg)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except InfrastructureError as exc:
-        print(f"infrastructure error: {exc}", file=sys.stderr)
-        sys.exit(3)
+    cfg = job_config(dcfg, SearchJobConfig)
+    result = exit_codes(lambda: run_search(cfg))
     print_result(cfg, result)
 
 
