@@ -79,6 +79,7 @@ def _article_row(seed: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory, endpoints: Endpoints) -> Path:
     """A labelled collection of articles on 6 topics, and a held-out manifest of others."""
+    endpoints.emulator.reset()  # whatever an earlier module scripted (faults, quotas) is gone
     root = tmp_path_factory.mktemp("classify")
     n = len(TOPIC_NAMES)
     seeds = [c + n * r for c in range(len(CLASSES)) for r in range(LABELLED_PER_CLASS)]
@@ -183,6 +184,7 @@ def planted(tmp_path_factory: pytest.TempPathFactory, endpoints: Endpoints) -> t
     from nova_devkit.media import make_near_duplicate, make_product_photo
     from nova_devkit.media.av import make_audio_excerpt, make_tone_audio, make_video
 
+    endpoints.emulator.reset()
     root = tmp_path_factory.mktemp("duplicates")
     media = root / "media"
     media.mkdir()
@@ -307,6 +309,7 @@ def _topic_note(topic: str, seed: int, words: int = 30) -> str:
 @pytest.fixture(scope="module")
 def topics(tmp_path_factory: pytest.TempPathFactory, endpoints: Endpoints) -> Path:
     """Notes on 6 planted topics, embedded with the CLUSTERING purpose."""
+    endpoints.emulator.reset()
     root = tmp_path_factory.mktemp("cluster")
     rows = [
         {"asset_id": f"{t}-{i}", "uri": None, "text": _topic_note(t, i), "label": t}
