@@ -132,10 +132,12 @@ class EmbedStage(Stage):
     def live(self) -> dict[str, Any]:
         """Calls and throttles so far, as the shared budget counted them (before any result has
         reached the driver)."""
-        if self.guard is None or self.run_id is None:
-            return {}
         import ray
 
+        # Not before the run has started Ray: the console's thread asks from the start, and a
+        # call would start a Ray of its own there, racing the runner's.
+        if self.guard is None or self.run_id is None or not ray.is_initialized():
+            return {}
         try:
             actor = self.guard._actor()
             acct = ray.get(actor.run_account.remote(self.run_id), timeout=2)

@@ -596,7 +596,10 @@ class ServiceEmbedStage(Stage):
 
     def live(self) -> dict[str, Any]:
         """The async jobs of this run in flight (the driver journals them every second)."""
-        if self.guard is None or self.account is None:
+        import ray
+
+        # Not before the run has started Ray (see EmbedStage.live).
+        if self.guard is None or self.account is None or not ray.is_initialized():
             return {}
         try:
             return {"async_jobs": self.guard.ask("started_jobs", self.account)}
