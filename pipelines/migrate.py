@@ -385,11 +385,28 @@ def _matryoshka_sample(
             "(with the manifest's versions); raise it",
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The sample's manifest lives in the run folder: its files are still read from where the
+    # manifest's are (relative uris made absolute, the manifest's roots kept).
+    from pipelines.core.io import InputPolicy, InputRefused, local_file_path
+
+    policy = InputPolicy.for_job(cfg)
+    for row in rows:
+        uri = row.get("uri")
+        if uri and not str(uri).startswith("s3://"):
+            with contextlib.suppress(InputRefused, ValueError):
+                row["uri"] = policy.check(str(uri))
+    roots = list(cfg.inputs.allowed_roots)
+    manifest_path = local_file_path(cfg.manifest)
+    if not roots and manifest_path is not None:
+        roots = [str(Path(manifest_path).resolve().parent)]
+    inputs = dataclasses.replace(cfg.inputs, allowed_roots=roots)
     sample_manifest = run_dir / "matryoshka_sample.parquet"
     pq.write_table(pa.Table.from_pylist(rows, manifest_schema), sample_manifest)
     scratch = f"{target}__sample"
     say(f"matryoshka sample: {len(rows)} assets embedded at {cfg.embedding.dimension}-d")
-    result = run_backfill(_aimed(cfg, alias, scratch, manifest=str(sample_manifest), prune=False))
+    result = run_backfill(
+        _aimed(cfg, alias, scratch, manifest=str(sample_manifest), prune=False, inputs=inputs)
+    )
     cosines: list[float] = []
     with _opened(cfg) as store:
         sample_store = store.for_collection(scratch, cfg.embedding.dimension)
