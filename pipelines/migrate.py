@@ -226,9 +226,14 @@ def _migrate(
             with _opened(cfg) as store:
                 _mark(store, target, status="rejected", reason="matryoshka_sample")
             say(
-                f"not switched: the sample's truncated vectors disagree with the new dimension's "
-                f"(min cosine {sample['min_cosine']:.4f} < {1 - cfg.matryoshka.tolerance:.4f}); "
-                "migrate with strategy=reembed"
+                "not switched: the sample's truncated vectors disagree with the new dimension's "
+                + (
+                    f"(min cosine {sample['min_cosine']:.4f} < "
+                    f"{1 - cfg.matryoshka.tolerance:.4f}); "
+                    if sample.get("min_cosine") is not None
+                    else "(no sampled asset was embedded to compare); "
+                )
+                + "migrate with strategy=reembed"
             )
             return EXIT_NOT_SWITCHED, {**report, "outcome": "not_switched", "calls": calls}
         report["truncated"] = _truncate_copy(cfg, old, target, new_fps, run_id, say)
