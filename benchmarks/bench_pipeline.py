@@ -12,7 +12,8 @@ For each kind of media (PDF pages, images, audio, video) and each dimension, in 
    :mod:`benchmarks.bench_decode`);
 2. the **whole backfill**, ``python -m jobs.backfill`` in a subprocess (its own local Ray,
    embedded Qdrant in a temp folder), against the local endpoint running in **another**
-   process (started once, not a descendant of the job: its CPU is not counted), with no quota
+   process (started once, not a descendant of the job: its CPU is not counted, and it does not
+   decode images: ``emulator.image_content_features=false``), with no quota
    and no latency at the endpoint and a huge quota configured in the job.
 
 While the job runs, a thread samples every process of the job's tree (the driver, Ray's GCS,
@@ -348,6 +349,8 @@ class Endpoint:
                 "emulator.port=0",
                 "emulator.s3_port=0",
                 "emulator.max_recorded_requests=100",
+                # Page images are not decoded at the endpoint: its CPU is on the same cores.
+                "emulator.image_content_features=false",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -267,6 +267,8 @@ def settle(
     if stale:
         store.delete_versions(stale, keep=True)
     if journal is not None:
+        # What the journal records as done must survive a crash of the machine too.
+        store.sync()
         journal.record(plan.collection, plan.run_id, entries_of(done, plan.fingerprints))
         journal.collect_invocations(plan.collection, [s.asset_id for s in done])
 

@@ -21,7 +21,7 @@ import collections
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,6 +334,13 @@ class QuotaGuard:
             return STOP
         return self.sync.reserve(tokens)
 
+    def reserve_many(
+        self, costs: Sequence[tuple[int, float]], run_id: str | None = None
+    ) -> list[float]:
+        """:meth:`reserve` for a batch of attempts, each given as (tokens, usd): the seconds each
+        waits from now, or :data:`STOP` for those over a spending limit."""
+        return [self.reserve(tokens, run_id, usd) for tokens, usd in costs]
+
     def report(
         self,
         successes: int,
@@ -580,6 +587,13 @@ def _actor_class() -> Any:
             # A run with limits has its count saved with every call: a restart never forgets one.
             self._save(force=self._limited(run_id))
             return delay
+
+        def reserve_many(
+            self, costs: list[tuple[int, float]], run_id: str | None = None
+        ) -> list[float]:
+            delays = self.guard.reserve_many(costs, run_id)
+            self._save(force=self._limited(run_id))
+            return delays
 
         def report(
             self,

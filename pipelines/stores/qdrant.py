@@ -17,7 +17,11 @@ safe.
 Embedded mode (``qdrant.path``) is qdrant-client's local store: it holds an exclusive lock on its
 folder (a second client, even in the same process, fails) and is not safe for concurrent writers,
 so the pipeline funnels every embedded-mode write through **one** ``QdrantStore`` in one process
-(``single_writer``: the runner runs the write stage in the driver).
+(``single_writer``: the runner runs the write stage in the driver). The local store keeps each
+collection in a SQLite file and commits every point on its own; the store switches those files
+to write-ahead logging without a sync per commit (:meth:`QdrantStore._fast_local_storage`:
+about a quarter of the CPU and of the wall time per point), and :meth:`QdrantStore.sync` makes
+what was written durable before the journal records it.
 ``qdrant.path=":memory:"`` is an in-process store for tests: each writer instance has its own.
 
 Errors: configuration problems raise :class:`ConfigError` in the constructor or in
@@ -183,6 +187,9 @@ class QdrantStore(QdrantReadSide):
         self._sleep = sleep
         self._client: Any = None
         self._deferred_threshold: int | None = None
+        # Embedded collections whose SQLite file is set for bulk writes (shared by the stores
+        # for_collection makes: they share the client).
+        self._tuned: set[str] = set()
         self.retries = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -238,8 +245,73 @@ class QdrantStore(QdrantReadSide):
     def close(self) -> None:
         """Close the client (releases the embedded store's lock)."""
         client, self._client = self._client, None
+        self._tuned.clear()
         if client is not None:
+            self._sync(client)
             client.close()
+
+    # ---- embedded storage ------------------------------------------------------------------
+
+    def _local_connections(self, client: Any, names: Iterable[str] | None = None) -> list[Any]:
+        """The SQLite connections of the embedded store's collections (``names``: only those).
+
+        qdrant-client's local mode keeps each collection in ``collection/<name>/storage.sqlite``
+        behind ``QdrantLocal.collections[name].storage.storage``; that layout is not a public
+        interface, so anything else found there gives no connection (and the defaults stay)."""
+        import sqlite3
+
+        collections = getattr(getattr(client, "_client", None), "collections", None)
+        if not isinstance(collections, dict):
+            return []
+        out = []
+        for name, coll in collections.items():
+            if names is not None and name not in names:
+                continue
+            conn = getattr(getattr(coll, "storage", None), "storage", None)
+            if isinstance(conn, sqlite3.Connection):
+                out.append(conn)
+        return out
+
+    def _fast_local_storage(self) -> None:
+        """Set the embedded collection's SQLite file for bulk writes, once per collection.
+
+        The local store commits every point in its own transaction; with SQLite's default
+        rollback journal and ``synchronous=FULL`` each commit creates, syncs and deletes a journal
+        file. Write-ahead logging (persistent in the file) with ``synchronous=NORMAL`` appends to
+        the log instead and syncs it at checkpoints: the file stays consistent after a crash of
+        the process or of the machine, and a machine crash can lose only the commits since the
+        last :meth:`sync` (measured by ``benchmarks/bench_writes.py``: CPU per point about a
+        quarter, wall time about a fifth). Nothing to do on a server or in memory."""
+        if not self.embedded or self.cfg.path == ":memory:" or self.collection in self._tuned:
+            return
+        conns = self._local_connections(self.client, [self.collection])
+        for conn in conns:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        if conns:
+            self._tuned.add(self.collection)
+        else:
+            log.debug(
+                "embedded collection %r: SQLite storage not found; defaults kept", self.collection
+            )
+
+    def sync(self) -> None:
+        """Make every write so far durable before it is recorded as done (the journal).
+
+        Embedded: a checkpoint of each collection's write-ahead log (syncs the log, copies it
+        into the file, syncs the file); a server acknowledges writes itself (``wait``, or
+        :meth:`finish` for writes sent without waiting)."""
+        if self._client is not None:
+            self._sync(self._client)
+
+    def _sync(self, client: Any) -> None:
+        if not self.embedded or self.cfg.path == ":memory:":
+            return
+        for conn in self._local_connections(client):
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception as exc:  # the store's own commits are in; the sync is a barrier
+                raise InfrastructureError(f"the embedded store could not sync: {exc}") from exc
 
     def __enter__(self) -> QdrantStore:
         return self.open()
@@ -255,6 +327,7 @@ class QdrantStore(QdrantReadSide):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None
+        state["_tuned"] = set()
         return state
 
     @property
@@ -551,6 +624,7 @@ class QdrantStore(QdrantReadSide):
             )
         retries_before = self.retries
         client = self.client
+        self._fast_local_storage()
         size = int(self.cfg.batch_size)
         for start in range(0, len(points), size):
             batch = points[start : start + size]
@@ -660,6 +734,7 @@ class QdrantStore(QdrantReadSide):
                 ) from error
             payload = json.loads(row["payload_json"]) if row["payload_json"] else {}
             structs.append(models.PointStruct(id=row["point_id"], vector=vector, payload=payload))
+        self._fast_local_storage()
         size = int(self.cfg.batch_size)
         for start in range(0, len(structs), size):
             self._call(

@@ -148,3 +148,27 @@ def test_modalities_do_not_collide(bedrock_runtime: Any, inputs: dict) -> None:
     for i in range(len(vecs)):
         for j in range(i + 1, len(vecs)):
             assert abs(vecs[i] @ vecs[j]) < 0.2
+
+
+def test_images_undecoded_get_vectors_from_their_bytes(
+    emulator: Any, bedrock_runtime: Any, media: Any
+) -> None:
+    """``image_content_features=false`` (benchmarks): the header is still checked, the vector
+    follows the bytes (same bytes, same vector; any other bytes, an unrelated one)."""
+    from botocore.exceptions import ClientError
+
+    emulator.emulator.configure(image_content_features=False)
+    png = media.image("circle", "png", size=(128, 96))
+    again = embed(bedrock_runtime, "image", {"format": "png", "source": source(png)})["IMAGE"]
+    first = embed(bedrock_runtime, "image", {"format": "png", "source": source(png)})["IMAGE"]
+    other_png = media.image("circle", "png", size=(130, 96))
+    other = embed(bedrock_runtime, "image", {"format": "png", "source": source(other_png)})
+    assert np.allclose(first, again)
+    assert abs(float(np.linalg.norm(first)) - 1.0) < 1e-6
+    assert abs(float(first @ other["IMAGE"])) < 0.2
+    # The declared format is still checked against the header.
+    with pytest.raises(ClientError, match="not jpeg"):
+        embed(bedrock_runtime, "image", {"format": "jpeg", "source": source(png)})
+    emulator.emulator.configure(image_content_features=True)
+    decoded = embed(bedrock_runtime, "image", {"format": "png", "source": source(png)})["IMAGE"]
+    assert not np.allclose(decoded, first)

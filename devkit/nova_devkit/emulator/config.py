@@ -82,6 +82,12 @@ class EmulatorConfig:
     check_media_format: bool = True
     # Video frames sampled per second for the content features.
     video_sample_fps: float = 2.0
+    # False: an image's vector is drawn from a hash of its bytes instead of its decoded content
+    # (only its header is read: format, size and pixel limit are still checked). For throughput
+    # benchmarks, where the endpoint shares the machine with the pipeline it serves and decoding
+    # every image would cost as much CPU as the pipeline's own rendering. Search quality tests
+    # need the default.
+    image_content_features: bool = True
     # Operations that draw injected faults and consume scripted outcomes.
     fault_operations: list[str] = field(default_factory=lambda: ["InvokeModel", "StartAsyncInvoke"])
     # Async worker threads, in-progress job limit (0 = none; over it ServiceQuotaExceeded), and

@@ -7,6 +7,7 @@ prepared request into the response's ``embeddings`` list; ``segment`` does the a
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class Prepared:
     text: str | None = None
     truncated_len: int | None = None
     thumb: np.ndarray | None = None
+    # An image's bytes' hash when its content is not decoded (image_content_features=false).
+    digest: bytes | None = None
     media: DecodedMedia | None = None
     seconds: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -166,14 +169,18 @@ class EmbeddingEngine:
                 f"{max_bytes}-byte limit"
             )
         if req.kind == "image":
+            features = cfg.image_content_features
             try:
-                img = decode_image(data, req.format, cfg.check_media_format, cfg.image_max_pixels)
+                img = decode_image(
+                    data, req.format, cfg.check_media_format, cfg.image_max_pixels, features
+                )
             except MediaError as exc:
                 raise validation(f"Malformed input request: {path}: {exc}") from exc
             return Prepared(
                 req=req,
                 tokens=IMAGE_TOKENS,
                 thumb=img.thumb,
+                digest=None if features else hashlib.blake2b(data, digest_size=16).digest(),
                 meta={"width": img.width, "height": img.height},
             )
         limit = ASYNC_MAX_SECONDS if is_async else cfg.max_media_seconds
@@ -227,6 +234,13 @@ class EmbeddingEngine:
             out.append(("AUDIO", F.embed_features(F.audio_features(samples), "audio", seed)))
         return out
 
+    @staticmethod
+    def _image_vector(p: Prepared, dim: int, seed: int) -> list[float]:
+        if p.digest is not None:  # content not decoded: a vector drawn from the bytes' hash
+            return F.embed_digest(p.digest, "image", dim, seed)
+        assert p.thumb is not None
+        return F.embed_image_thumbnail(p.thumb, dim, seed)
+
     def embed(self, p: Prepared, other: bool = False) -> list[dict[str, Any]]:
         """The synchronous response's ``embeddings`` list; ``other``: vectors of another seed
         (the scripted ``OtherVectors`` outcome)."""
@@ -241,10 +255,7 @@ class EmbeddingEngine:
                 entry["truncatedCharLength"] = p.truncated_len
             return [entry]
         if p.req.kind == "image":
-            assert p.thumb is not None
-            return [
-                {"embeddingType": "IMAGE", "embedding": F.embed_image_thumbnail(p.thumb, dim, seed)}
-            ]
+            return [{"embeddingType": "IMAGE", "embedding": self._image_vector(p, dim, seed)}]
         assert p.media is not None
         thumbs = [t for _, t in p.media.frames]
         return [
@@ -296,9 +307,8 @@ class EmbeddingEngine:
                 )
             return {"embedding-text.jsonl": ("TEXT", records)}
         if p.req.kind == "image":
-            assert p.thumb is not None
             rec = {
-                "embedding": F.embed_image_thumbnail(p.thumb, dim, seed),
+                "embedding": self._image_vector(p, dim, seed),
                 "segmentMetadata": {"segmentIndex": 0},
                 "status": "SUCCESS",
             }

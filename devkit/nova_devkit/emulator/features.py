@@ -168,6 +168,14 @@ def image_to_thumbnail(img: object) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+def embed_digest(digest: bytes, modality: str, dimension: int, seed: int) -> list[float]:
+    """A unit vector drawn from a content hash: the same bytes give the same vector, different
+    bytes unrelated ones (no notion of similar content)."""
+    salt = int.from_bytes(digest[:8], "little")
+    rng = np.random.default_rng([seed, _MODALITY_SALT[modality], salt])
+    return truncate(_unit(rng.standard_normal(FULL_DIMENSION)), dimension)
+
+
 def embed_image_thumbnail(thumb: np.ndarray, dimension: int, seed: int) -> list[float]:
     """The emulator's image vector from a thumbnail."""
     return truncate(embed_features(thumbnail_features(thumb), "image", seed), dimension)

@@ -43,7 +43,7 @@ class DecodedImage:
     pil_format: str
     width: int
     height: int
-    thumb: np.ndarray
+    thumb: np.ndarray | None
 
 
 @dataclass
@@ -64,17 +64,22 @@ class DecodedMedia:
     over_limit: bool = False
 
 
-def decode_image(data: bytes, declared: str, check_format: bool, max_pixels: int) -> DecodedImage:
-    """Open, verify and thumbnail an image; ``declared`` is the request's ``format``."""
+def decode_image(
+    data: bytes, declared: str, check_format: bool, max_pixels: int, thumbnail: bool = True
+) -> DecodedImage:
+    """Open, verify and thumbnail an image; ``declared`` is the request's ``format``.
+    ``thumbnail=False`` reads the header only (format, size, pixel limit): no thumbnail."""
     from PIL import Image
 
+    thumb = None
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > max_pixels:
                 raise MediaError(f"image is {im.width}x{im.height}, over {max_pixels} pixels")
             pil_format = str(im.format or "")
-            im.load()
-            thumb = image_to_thumbnail(im)
+            if thumbnail:
+                im.load()
+                thumb = image_to_thumbnail(im)
             size = im.size
     except MediaError:
         raise

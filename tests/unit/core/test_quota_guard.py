@@ -36,6 +36,19 @@ def test_max_calls_refuses_the_call_over_the_limit_and_every_later_one() -> None
     assert guard.reserve(1, "other") != STOP
 
 
+def test_a_batch_is_reserved_as_its_calls_one_by_one_up_to_the_limit() -> None:
+    one, many = _guard(Clock()), _guard(Clock())
+    for guard in (one, many):
+        guard.open_run("r", 5, None)
+    singles = [one.reserve(1, "r", 0.01) for _ in range(7)]
+    batch = many.reserve_many([(1, 0.01)] * 7, "r")
+    # Same spacing (600/min: a tenth of a second apart beyond the burst), same refusals.
+    assert batch == singles
+    assert batch[5:] == [STOP, STOP]
+    assert many.runs["r"].calls == one.runs["r"].calls == 5
+    assert many.sync.granted == one.sync.granted
+
+
 def test_max_usd_counts_estimates_corrections_and_refunds() -> None:
     guard = _guard(Clock())
     guard.open_run("r", None, 1.0)

@@ -239,6 +239,26 @@ def test_write_in_batches_and_rewrite_overwrites(writer: QdrantStore) -> None:
     assert np.allclose(stored, expected / np.linalg.norm(expected), atol=1e-5)
 
 
+def test_embedded_collection_file_is_write_ahead_logged_and_synced(tmp_path: Path) -> None:
+    import sqlite3
+
+    cfg = QdrantConfig(path=str(tmp_path / "q"), collection="test", batch_size=4)
+    with QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG) as store:
+        store.ensure_collection()
+        store.write(_rows(3))
+        files = list((tmp_path / "q").rglob("storage.sqlite"))
+        assert len(files) == 1
+        # The point commits go to the write-ahead log, not into the file.
+        assert (files[0].parent / "storage.sqlite-wal").stat().st_size > 0
+        store.sync()
+        with sqlite3.connect(files[0]) as other:
+            # Every write is in the file after the sync, as another reader sees it.
+            assert other.execute("SELECT count(*) FROM points").fetchone()[0] == 9
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with QdrantStore(cfg, DIM, embedding=EMB, segmentation=SEG) as again:
+        assert again.count() == 9
+
+
 def test_payload_fields(writer: QdrantStore) -> None:
     writer.write(_rows(1))
     point = writer.client.retrieve("test", [point_id("doc0.pdf", 2, "IMAGE", "etag:0")])[0]
