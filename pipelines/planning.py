@@ -6,7 +6,7 @@ with it (see :mod:`pipelines.core.incremental`):
 
 - ``skipped_modality``: the use case does not take its modality;
 - ``skipped_unchanged`` / ``skipped_dead_letter``: the journal holds it, same content and
-  parameters (embedded, or failed for a permanent reason);
+  parameters (embedded, or kept partial, or failed for a permanent reason);
 - ``copy``: another row of this run has the same content (``sha256:`` version): embedded once,
   then its points are copied;
 - ``todo``: to decode and embed.
@@ -227,6 +227,7 @@ def _plan_rows(
                 fingerprints,
                 retry_dead_letters=cfg.retry_dead_letters,
                 held_points=held,
+                keep_partial=plan.ledger.keep_partial,
             )
             decisions.update(dict.fromkeys(d.unchanged, "skipped_unchanged"))
             decisions.update(dict.fromkeys(d.dead_letter, "skipped_dead_letter"))
