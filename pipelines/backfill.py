@@ -7,7 +7,8 @@ Plan, build, drive, finish:
 - :func:`backfill_pipeline` arranges the stages (decode, embed, write; or service embed, write);
 - :func:`pipelines.core.runner.run_pipeline` drives them, the ledger accounting for every
   acknowledgement;
-- :func:`finish_backfill` removes partial assets, checks the counts and writes the report.
+- :func:`finish_backfill` removes the points of assets not kept, checks the counts and writes the
+  report.
 
 See ``docs/architecture.md``.
 """
@@ -258,12 +259,12 @@ class _Accounting:
 def settle(
     plan: BackfillPlan, store: VectorStore, journal: Journal | None, done: Iterable[Settled]
 ) -> None:
-    """Assets whose outcome is decided: the earlier version of a complete one leaves the store,
-    then the journal records them."""
+    """Assets whose outcome is decided: the earlier version of a kept one (embedded, or partial)
+    leaves the store, then the journal records them."""
     done = list(done)
     if not done:
         return
-    stale = [(s.asset_id, s.content_version) for s in done if s.changed and s.outcome == "embedded"]
+    stale = [(s.asset_id, s.content_version) for s in done if s.changed and s.kept]
     if stale:
         store.delete_versions(stale, keep=True)
     if journal is not None:
@@ -360,9 +361,10 @@ def finish_backfill(
     stopped: bool = False,
     pending_jobs: int = 0,
 ) -> BackfillResult:
-    """Decide outcomes, remove partial and stale points, journal, prune, check counts, write the
-    report and dead letters. After an abort (``abort`` says why) the same, best effort: assets
-    not finished are left ``pending`` for the next run, and a store that is down is left alone.
+    """Decide outcomes, remove the points of assets not kept (and of partial assets' failed
+    segments) and stale versions, journal, prune, check counts, write the report and dead
+    letters. After an abort (``abort`` says why) the same, best effort: assets not finished are
+    left ``pending`` for the next run, and a store that is down is left alone.
     ``stopped``: the abort was a spending limit (status ``stopped``, ``stop_reason``, exit 4).
     ``pending_jobs``: batch jobs still running; their assets stay ``pending`` (status
     ``pending``, exit 7) and the next run collects them."""
@@ -379,11 +381,13 @@ def finish_backfill(
         if abort is None and plan.copy_rows:
             _copy_same_content(plan, store, journal)
         ledger.finalize(cfg.prices, pending=abort is not None or pending_jobs > 0)
-        for pairs in ledger.partial():
+        for pairs in ledger.unkept():
             # Only this run's version: a changed asset keeps its previous, complete version.
             left += len(pairs)
             store.delete_versions(pairs)
-        for failed in ledger.dead_lettered():
+        for segments in ledger.missing_segments():
+            store.delete_segments(segments)
+        for failed in ledger.with_failures():
             settle(plan, store, journal, failed)
         if journal is not None and abort is None:
             journal.record_fingerprints(plan.collection, plan.fingerprints)
@@ -482,10 +486,10 @@ def _status(ledger_progress: Progress, pipeline: Pipeline) -> Progress:
 
 
 def _count_check(store: VectorStore, ledger: RunLedger) -> dict[str, Any]:
-    """Exact per-asset point counts in the store against what this run wrote (in chunks)."""
+    """Exact per-asset point counts in the store against what this run kept (in chunks)."""
     assets = expected = found_total = 0
     mismatched: list[str] = []
-    for chunk in ledger.embedded():
+    for chunk in ledger.kept():
         found = store.count_by_asset([a for a, _ in chunk])
         for asset_id, points in chunk:
             assets += 1
@@ -508,6 +512,7 @@ def _summary(console: Console, report: dict[str, Any], report_path: Path, dead_p
         f"{report['embedded']} embedded, {report['skipped_unchanged']} unchanged, "
         f"{report['skipped_dead_letter']} failed before, {report['skipped_modality']} other "
         f"modality, {report['dead_lettered']} dead-lettered"
+        + (f", {report['partial']} partial" if report.get("partial") else "")
         + (f", {report['pending']} pending" if report.get("pending") else "")
         + (f", {report['pruned']} pruned" if report.get("pruned") else "")
         + f"; {report['points_written']} points, {report['bedrock_calls']} Bedrock calls "
@@ -518,6 +523,7 @@ def _summary(console: Console, report: dict[str, Any], report_path: Path, dead_p
         console.say(
             f"  {modality:<9} rows {agg['rows']:>4}  embedded {agg['embedded']:>4}  "
             f"dead {agg['dead_lettered']:>3}  points {agg['points_written']:>5}"
+            + (f"  partial {agg['partial']:>3}" if agg.get("partial") else "")
         )
     console.say(f"report:      {report_path}")
     console.say(f"dead letter: {dead_path}")

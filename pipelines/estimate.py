@@ -90,7 +90,7 @@ def run_estimate(cfg: BackfillJobConfig) -> EstimateResult:
             console.stop()
     if not cfg.plan_only:
         # Same content as another row: the real run copies the other's points (no call).
-        settle_copies(plan, lambda leader, row: leader.expected or 0)
+        settle_copies(plan, lambda leader, row: leader.points)
     plan.ledger.finalize(cfg.prices)
     estimate = _figures(cfg, plan, time.monotonic() - started, figures)
     path = plan.run_dir / ESTIMATE_FILE
@@ -165,7 +165,7 @@ def _figures(
     calls = report["bedrock_calls"]
     if cfg.segmentation.mode == "service":
         # One asynchronous job per asset (the service cuts it); seconds and cost are the same.
-        calls = report["embedded"]
+        calls = report["embedded"] + report["partial"]
     # The real run's preflight: one call when there is anything to embed.
     calls += 1 if decoded and plan.todo_rows else 0
     text_chars = sum(u["text_chars"] for u in usage.values())
@@ -200,6 +200,8 @@ def _figures(
         "skipped_modality": report["skipped_modality"],
         "assets": would_embed,
         "would_dead_letter": report["dead_lettered"] if decoded else None,
+        # usecase.partial_assets=keep: assets whose good segments would be kept, the rest failing.
+        "would_be_partial": report["partial"] if decoded else None,
     }
     if decoded:
         out.update(

@@ -6,7 +6,7 @@ with it (see :mod:`pipelines.core.incremental`):
 
 - ``skipped_modality``: the use case does not take its modality;
 - ``skipped_unchanged`` / ``skipped_dead_letter``: the journal holds it, same content and
-  parameters (embedded, or failed for a permanent reason);
+  parameters (embedded, or kept partial, or failed for a permanent reason);
 - ``copy``: another row of this run has the same content (``sha256:`` version): embedded once,
   then its points are copied;
 - ``todo``: to decode and embed.
@@ -92,7 +92,8 @@ def settle_copies(
 ) -> None:
     """Give each ``copy`` row its leader's points (``copy(leader, row)`` makes them and returns
     how many), or fail it with the leader's reason; ``settled`` gets each batch of completed
-    copies (to journal them)."""
+    copies (to journal them). A leader that ends ``partial`` (``usecase.partial_assets=keep``)
+    gives its copies its written points and its failures: they end ``partial`` too."""
     from pipelines.core import codes
 
     ledger = plan.ledger
@@ -102,6 +103,9 @@ def settle_copies(
         for row in rows:
             follower = row["asset_id"]
             source = ledger.view(ledger.leader_of(follower))
+            if not source.complete and ledger.keepable(source.asset_id):
+                ledger.copy_partial(follower, source.asset_id, copy(source, row))
+                continue
             if not source.complete:
                 why = source.failures[0] if source.failures else None
                 ledger.fail(
@@ -150,7 +154,7 @@ def plan_backfill(
     plan = BackfillPlan(
         run_id,
         run_dir,
-        RunLedger(run_dir / LEDGER_FILE),
+        RunLedger(run_dir / LEDGER_FILE, keep_partial=cfg.usecase.partial_assets == "keep"),
         run_dir / TODO_FILE,
         copies_path=run_dir / COPIES_FILE,
         collection=collection,
@@ -223,6 +227,7 @@ def _plan_rows(
                 fingerprints,
                 retry_dead_letters=cfg.retry_dead_letters,
                 held_points=held,
+                keep_partial=plan.ledger.keep_partial,
             )
             decisions.update(dict.fromkeys(d.unchanged, "skipped_unchanged"))
             decisions.update(dict.fromkeys(d.dead_letter, "skipped_dead_letter"))

@@ -287,6 +287,10 @@ class UseCaseConfig:
     modalities: list[str] = field(
         default_factory=lambda: ["text", "image", "document", "audio", "video"]
     )
+    # An asset some of whose segments failed: "drop" dead-letters it whole and removes the points
+    # it wrote (all-or-nothing); "keep" keeps the segments that were written (outcome "partial")
+    # and dead-letters the failed ones. See docs/reliability.md.
+    partial_assets: str = "drop"
 
 
 @dataclass

@@ -39,6 +39,8 @@ DIMENSIONS = API_DIMENSIONS
 DETAIL_LEVELS = tuple(d.value for d in DetailLevel)
 VIDEO_MODES = tuple(m.value for m in VideoEmbeddingMode)
 TRUNCATION_MODES = tuple(t.value for t in TruncationMode)
+# usecase.partial_assets: all-or-nothing assets, or their good segments kept.
+PARTIAL_ASSETS = ("drop", "keep")
 
 
 def _one_of(key: str, value: object, allowed: tuple[object, ...]) -> None:
@@ -329,6 +331,7 @@ def validate_backfill(cfg: BackfillJobConfig) -> None:
         raise ConfigError("usecase.modalities", "must list at least one modality")
     for m in cfg.usecase.modalities:
         _one_of("usecase.modalities", m, modality_names())
+    _one_of("usecase.partial_assets", cfg.usecase.partial_assets, PARTIAL_ASSETS)
     validate_embedding(cfg.embedding)
     validate_segmentation(cfg.segmentation)
     validate_bedrock(cfg.bedrock, cfg.segmentation)

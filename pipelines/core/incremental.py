@@ -6,7 +6,10 @@ For every manifest row the use case takes:
   computes it (``sha256:`` of inline text or of a local file up to 8 MiB, ``stat:`` mtime and size
   of a larger one, ``etag:`` of an S3 object);
 - **unchanged** (``skipped_unchanged``): the journal holds it embedded, same version, same
-  fingerprint; it is neither decoded nor sent to Bedrock;
+  fingerprint; it is neither decoded nor sent to Bedrock. So is an asset the journal holds
+  ``partial`` (``usecase.partial_assets=keep``) whose every failure was permanent: its good
+  segments are in the collection, the others would fail the same way (under ``drop``, or with
+  ``retry_dead_letters``, it is to do: ``drop`` holds no partial asset);
 - **failed for good** (``skipped_dead_letter``): the journal holds it dead-lettered for a permanent
   reason (:func:`pipelines.core.codes.is_permanent`), same version and fingerprint, and
   ``retry_dead_letters`` is off;
@@ -127,11 +130,13 @@ def diff(
     *,
     retry_dead_letters: bool = False,
     held_points: Mapping[str, int] | None = None,
+    keep_partial: bool = False,
 ) -> Diff:
     """Split ``table`` (rows the use case takes, versions filled) by what the journal holds.
 
     ``held_points`` (asset id -> points in the store; verify runs) sends an asset the journal
-    calls embedded back to the to-do list when the store does not hold its points.
+    calls embedded (or partial) back to the to-do list when the store does not hold its points.
+    ``keep_partial``: the use case keeps partial assets (``usecase.partial_assets=keep``).
     """
     rows = table.select(["asset_id", "modality", "content_version"]).to_pylist()
     entries = journal.lookup(collection, [r["asset_id"] for r in rows])
@@ -140,7 +145,9 @@ def diff(
     for row in rows:
         asset_id = row["asset_id"]
         entry = entries.get(asset_id)
-        decision = _decide(row, entry, fingerprints.get(row["modality"]), retry_dead_letters)
+        decision = _decide(
+            row, entry, fingerprints.get(row["modality"]), retry_dead_letters, keep_partial
+        )
         if (
             decision == "unchanged"
             and held_points is not None
@@ -163,7 +170,11 @@ def diff(
 
 
 def _decide(
-    row: dict[str, Any], entry: Entry | None, fingerprint: str | None, retry_dead_letters: bool
+    row: dict[str, Any],
+    entry: Entry | None,
+    fingerprint: str | None,
+    retry_dead_letters: bool,
+    keep_partial: bool,
 ) -> str:
     version = row["content_version"]
     if entry is None or version is None or entry.content_version != version:
@@ -172,8 +183,11 @@ def _decide(
         return "todo"
     if entry.outcome == "embedded":
         return "unchanged"
-    if entry.outcome == "dead_lettered" and entry.permanent and not retry_dead_letters:
-        return "dead_letter"
+    if entry.permanent and not retry_dead_letters:
+        if entry.outcome == "dead_lettered":
+            return "dead_letter"
+        if entry.outcome == "partial" and keep_partial:
+            return "unchanged"
     return "todo"
 
 

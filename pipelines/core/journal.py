@@ -2,10 +2,12 @@
 
 One SQLite file (``<state.path>/journal.sqlite``, on the driver's machine) holds, per physical
 collection and asset id, what the collection holds of the asset (content version, fingerprint,
-outcome, points, the run that wrote it), plus the runs, the fingerprints each collection was built
-with, and a lock per collection. SQLite because the journal must survive ``kill -9`` at any moment
-(transactions, write-ahead log), stream (lookups in chunks, no per-asset object in the driver) and
-hold tens of millions of rows with an index, without a server: it ships with Python.
+outcome, points, the run that wrote it; for a dead-lettered or partial asset, the code that
+decides whether the next run embeds it again, and whether it is permanent), plus the runs, the
+fingerprints each collection was built with, and a lock per collection. SQLite because the journal
+must survive ``kill -9`` at any moment (transactions, write-ahead log), stream (lookups in chunks,
+no per-asset object in the driver) and hold tens of millions of rows with an index, without a
+server: it ships with Python.
 
 An entry is written only after the asset's points are in the store (and the points of its previous
 version removed), so a crash leaves at worst an asset that is embedded but not yet journaled: the
@@ -103,7 +105,7 @@ class Entry:
     content_version: str | None
     modality: str | None
     fingerprint: str | None
-    outcome: str  # embedded | dead_lettered
+    outcome: str  # embedded | partial | dead_lettered
     error_code: str | None = None
     permanent: bool = False
     points: int = 0

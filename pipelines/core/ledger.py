@@ -1,5 +1,5 @@
-"""The run ledger: every manifest row ends embedded, skipped or dead-lettered, and nothing per
-asset lives in the driver's memory.
+"""The run ledger: every manifest row ends embedded, partial, skipped or dead-lettered, and nothing
+per asset lives in the driver's memory.
 
 The ledger is one SQLite file in the run folder (``<run_dir>/ledger.sqlite``), private to the run
 and written by the driver only: a row per manifest row (what the plan decided, then what the run
@@ -10,11 +10,20 @@ made of it), a row per segment that reached the store, a row per failure. The pl
 complete are returned (to journal them). At the end :meth:`RunLedger.finalize` decides every
 outcome in SQL, and the report, the dead letters and the journal entries are read back in chunks.
 
-An asset is *embedded* only when every one of its segments was written; otherwise it is
-dead-lettered with its failures (the first one's stage, code and message in the journal), and its
-partial points are removed so that the index never holds half an asset. The file is a scratch
-table, not a state of record (that is :mod:`pipelines.core.journal`): it is written without
-``fsync`` and a killed run's ledger is never read again.
+An asset is *embedded* only when every one of its segments was written. Otherwise, by the use
+case's ``partial_assets``:
+
+- ``drop`` (the default): it is dead-lettered with its failures (the first one's code in the
+  journal), and the points it wrote are removed, so that the index never holds half an asset;
+- ``keep``: when some of its segments were written and every other one failed by itself (its own
+  failure row, placed at the segment), it ends *partial*: its written points stay, its failed
+  segments are dead letters, and the journal keeps the code that decides the next run (a transient
+  one when any failure was transient: the asset is embedded again; else the first: it is skipped).
+  An asset that wrote nothing, or whose failure was the whole file's (or a whole part's), is
+  dead-lettered as with ``drop``.
+
+The file is a scratch table, not a state of record (that is :mod:`pipelines.core.journal`): it is
+written without ``fsync`` and a killed run's ledger is never read again.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ if TYPE_CHECKING:
 
 OUTCOMES = (
     "embedded",
+    # usecase.partial_assets=keep: the written segments kept, the others dead letters.
+    "partial",
     "skipped_unchanged",
     "skipped_dead_letter",
     "skipped_modality",
@@ -42,9 +53,21 @@ OUTCOMES = (
     # Only after an aborted run: neither embedded nor failed; the next run takes it up.
     "pending",
 )
+# Outcomes whose points stay in the collection.
+KEPT = ("embedded", "partial")
+_KEPT_SQL = "(" + ", ".join(f"'{o}'" for o in KEPT) + ")"
 # What the plan decides per row: embed it, copy another row's points (same content), or skip it.
 TODO, COPY = "todo", "copy"
 _CHUNK = 5000
+# usecase.partial_assets=keep: a failed asset that keeps its written points (SQL over ``plan``):
+# some segments were written, and every other one failed by itself (a failure of the whole file,
+# or of a whole part, leaves no way to tell which segments are missing).
+_KEEPABLE = (
+    "failed = 1 AND points > 0 AND expected IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.asset_id = plan.asset_id "
+    "AND COALESCE(f.segment_index, -1) < 0) "
+    "AND segments + (SELECT COUNT(*) FROM missing m WHERE m.asset_id = plan.asset_id) >= expected"
+)
 # Flush the buffer at least this often (rows accounted), whatever the clock says.
 _MAX_BUFFERED_ASSETS = 20_000
 
@@ -87,6 +110,10 @@ CREATE TABLE IF NOT EXISTS failures (
     segment_index INTEGER
 );
 CREATE INDEX IF NOT EXISTS failures_asset ON failures (asset_id);
+CREATE TEMP VIEW IF NOT EXISTS missing AS  -- failed segments of an asset that were not written
+    SELECT DISTINCT f.asset_id, f.segment_index FROM failures f WHERE f.segment_index >= 0
+    AND NOT EXISTS (SELECT 1 FROM segments s WHERE s.asset_id = f.asset_id
+                    AND s.segment_index = f.segment_index);
 CREATE TABLE IF NOT EXISTS notes (
     asset_id TEXT NOT NULL,
     note TEXT NOT NULL,
@@ -117,11 +144,16 @@ class Settled:
     asset_id: str
     modality: str
     content_version: str | None
-    outcome: str  # embedded | dead_lettered
+    outcome: str  # embedded | partial | dead_lettered
     points: int
     error_code: str | None = None
-    # The collection held an earlier version of it (removed once this one is complete).
+    # The collection held an earlier version of it (removed once this one is kept).
     changed: bool = False
+
+    @property
+    def kept(self) -> bool:
+        """Its points stay in the collection (embedded, or partial)."""
+        return self.outcome in KEPT
 
 
 @dataclass(frozen=True)
@@ -171,11 +203,17 @@ class _Delta:
 class RunLedger:
     """Tracks every asset of a run from plan to outcome, on disk (see the module docstring)."""
 
-    def __init__(self, path: str | Path, modalities: Registry | None = None) -> None:
+    def __init__(
+        self, path: str | Path, modalities: Registry | None = None, keep_partial: bool = False
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.modalities = modalities or current()
+        # usecase.partial_assets=keep (see the module docstring).
+        self.keep_partial = keep_partial
         self.db = sqlite3.connect(self.path, isolation_level=None)
+        # The one classification of codes (pipelines.core.codes), callable from SQL.
+        self.db.create_function("permanent", 1, codes.is_permanent, deterministic=True)
         # A scratch file: no fsync, rollback journal in memory, a bounded page cache.
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA journal_mode=MEMORY")
@@ -330,16 +368,17 @@ class RunLedger:
         return out
 
     def by_path(self) -> dict[str, dict[str, Any]]:
-        """Assets to embed, embedded and their cost, by the path they took."""
+        """Assets to embed, embedded, partial and their cost, by the path they took."""
         rows = self.db.execute(
             "SELECT COALESCE(path, 'on_demand'), COUNT(*), "
-            "SUM(CASE WHEN outcome = 'embedded' THEN 1 ELSE 0 END), SUM(segments), SUM(cost) "
+            "SUM(CASE WHEN outcome = 'embedded' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN outcome = 'partial' THEN 1 ELSE 0 END), SUM(segments), SUM(cost) "
             "FROM plan WHERE decision = 'todo' GROUP BY 1 ORDER BY 1"
         )
         return {
-            p: {"assets": int(n), "embedded": int(e or 0), "segments": int(g or 0),
-                "cost_usd": round(float(c or 0.0), 6)}
-            for p, n, e, g, c in rows
+            p: {"assets": int(n), "embedded": int(e or 0), "partial": int(k or 0),
+                "segments": int(g or 0), "cost_usd": round(float(c or 0.0), 6)}
+            for p, n, e, k, g, c in rows
         }  # fmt: skip
 
     def fail(self, asset_id: str, stage: str, code: str, message: str) -> None:
@@ -455,6 +494,41 @@ class RunLedger:
         self.progress.points += points
         return Settled(asset_id, row[0], row[1], "embedded", points, None, bool(row[2]))
 
+    def keepable(self, asset_id: str) -> bool:
+        """The asset failed but keeps its written points (``keep_partial``): it ends ``partial``
+        at :meth:`finalize`, and so do the copies of it."""
+        if not self.keep_partial:
+            return False
+        row = self.db.execute(
+            f"SELECT 1 FROM plan WHERE asset_id = ? AND {_KEEPABLE}", (asset_id,)
+        ).fetchone()
+        return row is not None
+
+    def copy_partial(self, asset_id: str, leader: str, points: int) -> None:
+        """A copy got the points of a :meth:`keepable` leader: it takes the leader's written
+        segments and failures too, and :meth:`finalize` decides it as it decides the leader."""
+        why = f"same content as {leader!r}: "
+        with self._tx():
+            self.db.execute(
+                "INSERT OR IGNORE INTO segments SELECT ?, segment_index FROM segments "
+                "WHERE asset_id = ?",
+                (asset_id, leader),
+            )
+            self.db.execute(
+                "INSERT INTO failures SELECT ?, stage, code, ? || COALESCE(message, ''), "
+                "segment_index FROM failures WHERE asset_id = ? ORDER BY rowid",
+                (asset_id, why, leader),
+            )
+            self.db.execute(
+                "UPDATE plan SET expected = (SELECT expected FROM plan p WHERE p.asset_id = ?), "
+                "segments = (SELECT COUNT(*) FROM segments s WHERE s.asset_id = plan.asset_id), "
+                "points = ?, failed = 1 WHERE asset_id = ?",
+                (leader, points, asset_id),
+            )
+        self.progress.failed += 1
+        self.progress.settled += 1
+        self.progress.points += points
+
     def view(self, asset_id: str) -> AssetView:
         row = self.db.execute(
             "SELECT asset_id, modality, content_version, decision, outcome, expected, segments, "
@@ -479,8 +553,9 @@ class RunLedger:
     def finalize(self, prices: PricesConfig, pending: bool = False) -> None:
         """Decide every outcome (after the last :meth:`flush`); price every asset's usage.
 
-        An asset neither complete nor failed is dead-lettered ``incomplete``, or, when the run was
-        aborted (``pending``), left ``pending`` for the next run.
+        A failed asset is ``partial`` when ``keep_partial`` and it is :meth:`keepable`, else
+        dead-lettered. An asset neither complete nor failed is dead-lettered ``incomplete``, or,
+        when the run was aborted (``pending``), left ``pending`` for the next run.
         """
         self.flush()
         open_rows = "outcome IS NULL AND decision IN ('todo', 'copy')"
@@ -489,6 +564,10 @@ class RunLedger:
                 f"UPDATE plan SET outcome = 'embedded' WHERE {open_rows} AND failed = 0 "
                 "AND expected IS NOT NULL AND segments >= expected"
             )
+            if self.keep_partial:
+                self.db.execute(
+                    f"UPDATE plan SET outcome = 'partial' WHERE {open_rows} AND {_KEEPABLE}"
+                )
             if pending:
                 self.db.execute(
                     f"UPDATE plan SET outcome = 'pending' WHERE {open_rows} AND failed = 0"
@@ -523,11 +602,11 @@ class RunLedger:
             self.db.executemany("UPDATE plan SET cost = ? WHERE asset_id = ?", costs)
 
     def cost_at(self, prices: PricesConfig) -> float:
-        """What the embedded assets' usage would cost at ``prices`` (estimates: the on-demand
+        """What the kept assets' usage would cost at ``prices`` (estimates: the on-demand
         and the batch table side by side); nothing is written."""
         cursor = self.db.execute(
             "SELECT modality, text_chars, input_tokens, images, media_seconds, audio_seconds "
-            "FROM plan WHERE outcome = 'embedded' AND decision = 'todo'"
+            f"FROM plan WHERE outcome IN {_KEPT_SQL} AND decision = 'todo'"
         )
         total = 0.0
         while rows := cursor.fetchmany(_CHUNK):
@@ -537,52 +616,80 @@ class RunLedger:
                     total += modality.cost(Usage(chars, tokens, images, media, audio), prices)
         return total
 
-    def partial(self) -> Iterator[list[tuple[str, str | None]]]:
-        """``(asset_id, content_version)`` of assets not embedded that have points, in chunks."""
+    def unkept(self) -> Iterator[list[tuple[str, str | None]]]:
+        """``(asset_id, content_version)`` whose points of this version must leave the collection,
+        in chunks: assets not kept that wrote points, and dead-lettered ones the collection held
+        before (an asset kept ``partial`` by an earlier run, whose whole version failed now)."""
         cursor = self.db.execute(
-            "SELECT asset_id, content_version FROM plan WHERE outcome IN "
-            "('dead_lettered', 'pending') AND points > 0"
+            "SELECT asset_id, content_version FROM plan WHERE (outcome IN "
+            "('dead_lettered', 'pending') AND points > 0) OR (outcome = 'dead_lettered' "
+            "AND changed = 1)"
         )
         while rows := cursor.fetchmany(_CHUNK):
             yield [(r[0], r[1]) for r in rows]
 
-    def dead_lettered(self) -> Iterator[list[Settled]]:
-        """The dead-lettered assets (to journal), with their first failure's code, in chunks."""
+    def missing_segments(self) -> Iterator[list[tuple[str, str | None, list[int]]]]:
+        """``(asset_id, content_version, segment indices)`` of the partial assets' failed
+        segments, in chunks: the collection holds none of them (an earlier run of the same
+        version, or a killed one, may have written them)."""
         cursor = self.db.execute(
-            "SELECT asset_id, modality, content_version, points, changed, (SELECT code FROM "
-            "failures f WHERE f.asset_id = plan.asset_id ORDER BY rowid LIMIT 1) FROM plan "
-            "WHERE outcome = 'dead_lettered'"
+            "SELECT p.asset_id, p.content_version, GROUP_CONCAT(m.segment_index) FROM plan p "
+            "JOIN missing m ON m.asset_id = p.asset_id WHERE p.outcome = 'partial' "
+            "GROUP BY p.asset_id ORDER BY p.seq"
         )
         while rows := cursor.fetchmany(_CHUNK):
-            yield [
-                Settled(a, m, v, "dead_lettered", int(p), code, bool(c))
-                for a, m, v, p, c, code in rows
-            ]
+            yield [(a, v, sorted(int(i) for i in str(s).split(","))) for a, v, s in rows]
 
-    def embedded(self) -> Iterator[list[tuple[str, int]]]:
-        """``(asset_id, points)`` of the assets this run embedded, in chunks."""
+    def with_failures(self) -> Iterator[list[Settled]]:
+        """The dead-lettered and partial assets (to journal), in chunks, with the code the
+        journal keeps: a dead-lettered asset's first failure's; a partial asset's first transient
+        failure's when it has one (the next run embeds it again), else its first (the next run
+        skips it: its segments would fail the same way)."""
         cursor = self.db.execute(
-            "SELECT asset_id, points FROM plan WHERE outcome = 'embedded' ORDER BY seq"
+            "SELECT asset_id, modality, content_version, points, changed, outcome, CASE outcome "
+            "WHEN 'partial' THEN (SELECT code FROM failures f WHERE f.asset_id = plan.asset_id "
+            "ORDER BY permanent(f.code), f.rowid LIMIT 1) ELSE (SELECT code FROM failures f "
+            "WHERE f.asset_id = plan.asset_id ORDER BY f.rowid LIMIT 1) END FROM plan "
+            "WHERE outcome IN ('dead_lettered', 'partial')"
+        )
+        while rows := cursor.fetchmany(_CHUNK):
+            yield [Settled(a, m, v, o, int(p), code, bool(c)) for a, m, v, p, c, o, code in rows]
+
+    def kept(self) -> Iterator[list[tuple[str, int]]]:
+        """``(asset_id, points)`` of the assets whose points this run leaves in the collection
+        (embedded or partial), in chunks."""
+        cursor = self.db.execute(
+            f"SELECT asset_id, points FROM plan WHERE outcome IN {_KEPT_SQL} ORDER BY seq"
         )
         while rows := cursor.fetchmany(_CHUNK):
             yield [(r[0], int(r[1])) for r in rows]
 
     def dead_letters(self) -> Iterator[dict[str, Any]]:
-        """One row per failure of every dead-lettered asset, in manifest order."""
+        """One row per failure of every dead-lettered or partial asset (``asset_outcome`` says
+        which), in manifest order."""
         cursor = self.db.execute(
-            "SELECT p.asset_id, p.uri, p.modality, f.stage, f.code, f.message, f.segment_index "
-            "FROM plan p JOIN failures f ON f.asset_id = p.asset_id "
-            "WHERE p.outcome = 'dead_lettered' ORDER BY p.seq, f.rowid"
+            "SELECT p.asset_id, p.uri, p.modality, f.stage, f.code, f.message, f.segment_index, "
+            "p.outcome FROM plan p JOIN failures f ON f.asset_id = p.asset_id "
+            "WHERE p.outcome IN ('dead_lettered', 'partial') ORDER BY p.seq, f.rowid"
         )
-        keys = ("asset_id", "uri", "modality", "stage", "error_code", "message", "segment_index")
+        keys = (
+            "asset_id",
+            "uri",
+            "modality",
+            "stage",
+            "error_code",
+            "message",
+            "segment_index",
+            "asset_outcome",
+        )
         while rows := cursor.fetchmany(_CHUNK):
             yield from (dict(zip(keys, r, strict=True)) for r in rows)
 
     def dead_letters_by_code(self) -> dict[str, int]:
-        """Dead-letter rows (failures of dead-lettered assets) by error code."""
+        """Dead-letter rows (failures of dead-lettered and partial assets) by error code."""
         rows = self.db.execute(
             "SELECT f.code, COUNT(*) FROM failures f JOIN plan p ON p.asset_id = f.asset_id "
-            "WHERE p.outcome = 'dead_lettered' GROUP BY 1 ORDER BY 1"
+            "WHERE p.outcome IN ('dead_lettered', 'partial') GROUP BY 1 ORDER BY 1"
         )
         return {code: int(n) for code, n in rows}
 
@@ -590,7 +697,7 @@ class RunLedger:
         """Sums per modality and outcome (the report's figures)."""
         cursor = self.db.execute(
             "SELECT modality, COALESCE(outcome, 'pending'), COUNT(*), SUM(segments), "
-            "SUM(CASE WHEN outcome = 'embedded' THEN points ELSE 0 END), SUM(calls), "
+            f"SUM(CASE WHEN outcome IN {_KEPT_SQL} THEN points ELSE 0 END), SUM(calls), "
             "SUM(throttles), SUM(retries), SUM(input_tokens), SUM(cost) FROM plan "
             "GROUP BY 1, 2 ORDER BY 1, 2"
         )
@@ -619,11 +726,11 @@ class RunLedger:
         return {m: dict(zip(keys, vals, strict=True)) for m, *vals in rows}
 
     def notes(self) -> dict[str, dict[str, int]]:
-        """Per modality: note -> embedded assets it applies to (e.g. ``audio_only_video``)."""
+        """Per modality: note -> kept assets it applies to (e.g. ``audio_only_video``)."""
         out: dict[str, dict[str, int]] = {}
         rows = self.db.execute(
             "SELECT p.modality, n.note, COUNT(*) FROM notes n JOIN plan p ON "
-            "p.asset_id = n.asset_id WHERE p.outcome = 'embedded' GROUP BY 1, 2"
+            f"p.asset_id = n.asset_id WHERE p.outcome IN {_KEPT_SQL} GROUP BY 1, 2"
         )
         for modality, note, count in rows:
             out.setdefault(modality, {})[note] = int(count)

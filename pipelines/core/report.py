@@ -16,6 +16,7 @@ _COUNTS = (
     "skipped_dead_letter",
     "skipped_modality",
     "dead_lettered",
+    "partial",
     "pending",
     "segments",
     "points_written",
@@ -42,7 +43,7 @@ def build_report(
         for agg in (total, by_modality[row["modality"]]):
             agg["rows"] += row["rows"]
             agg[row["outcome"]] += row["rows"]
-            for key in _COUNTS[7:]:
+            for key in _COUNTS[_COUNTS.index("segments") :]:
                 agg[key] += row[key] or 0
     for modality, notes in ledger.notes().items():
         # Assets embedded in a way worth saying (e.g. audio_only_video: as audio).

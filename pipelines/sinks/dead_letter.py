@@ -1,5 +1,9 @@
 """The dead-letter file: every record that could not be embedded or written, with its reason.
 
+One row per failure of every asset that ended ``dead_lettered`` (none of its points stay) or
+``partial`` (``usecase.partial_assets=keep``: its other segments stay in the collection);
+``asset_outcome`` says which.
+
 A run always writes ``dead_letter.parquet`` (empty when nothing failed), with a fixed schema, so
 that scripts reading it never have to special-case a missing file or a missing column. Its rows
 are the run ledger's (:meth:`pipelines.core.ledger.RunLedger.dead_letters`); ``error_code`` is one
@@ -29,6 +33,8 @@ DEAD_LETTER_SCHEMA = pa.schema(
         ("message", pa.string()),
         # -1 when the whole asset failed before segmentation.
         ("segment_index", pa.int64()),
+        # What became of the asset: dead_lettered, or partial (its other segments were kept).
+        ("asset_outcome", pa.string()),
     ]
 )
 
@@ -43,12 +49,11 @@ class DeadLetterWriter:
 
     ``path`` is either the run folder (the file is ``<path>/dead_letter.parquet``) or a path ending
     in ``.parquet``. Rows have this file's columns (:data:`DEAD_LETTER_COLUMNS`: ``asset_id``,
-    ``uri``, ``modality``, ``stage``, ``error_code``, ``message``, ``segment_index``), as the
-    ledger gives them; ``asset_id``, ``stage`` and ``error_code`` are required, ``uri``,
-    ``modality``, ``message`` and ``segment_index`` may be missing or None, and any other key is
-    refused. Rows go to a temporary file in row groups of :data:`ROWS_PER_GROUP` (memory does not
-    grow with the corpus); :meth:`close` renames it over the file, so a reader never sees a
-    half-written one.
+    ``uri``, ``modality``, ``stage``, ``error_code``, ``message``, ``segment_index``,
+    ``asset_outcome``), as the ledger gives them; ``asset_id``, ``stage`` and ``error_code`` are
+    required, the others may be missing or None, and any other key is refused. Rows go to a
+    temporary file in row groups of :data:`ROWS_PER_GROUP` (memory does not grow with the
+    corpus); :meth:`close` renames it over the file, so a reader never sees a half-written one.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -85,6 +90,7 @@ class DeadLetterWriter:
                 "error_code": row["error_code"],
                 "message": None if message is None else str(message)[:MAX_MESSAGE_CHARS],
                 "segment_index": -1 if segment_index is None else int(segment_index),
+                "asset_outcome": row.get("asset_outcome"),
             }
         )
         self._count += 1

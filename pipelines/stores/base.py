@@ -99,6 +99,9 @@ class VectorStore(Protocol):
     def delete_versions(
         self, versions: Sequence[tuple[str, str | None]], keep: bool = False
     ) -> None: ...
+    def delete_segments(
+        self, segments: Sequence[tuple[str, str | None, Sequence[int]]]
+    ) -> None: ...
     def finish(self) -> int: ...
     def sync(self) -> None:
         """Make every write so far durable (before the journal records it as done)."""

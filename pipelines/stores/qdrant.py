@@ -117,6 +117,20 @@ def _classify(exc: BaseException) -> Decision:
     return Decision(True, min_delay_s=_retry_after_s(exc))
 
 
+def _version_conditions(asset_id: str, version: str | None) -> tuple[Any, Any]:
+    """The conditions "this asset" and "at this content version" (None: without one)."""
+    from qdrant_client import models
+
+    same_asset = models.FieldCondition(key="asset_id", match=models.MatchValue(value=asset_id))
+    if version is None:
+        return same_asset, models.IsEmptyCondition(
+            is_empty=models.PayloadField(key="content_version")
+        )
+    return same_asset, models.FieldCondition(
+        key="content_version", match=models.MatchValue(value=version)
+    )
+
+
 class QdrantStore(QdrantReadSide):
     """A Qdrant collection (``collection``, default ``cfg.collection``): see the module docstring.
 
@@ -651,29 +665,45 @@ class QdrantStore(QdrantReadSide):
         for start in range(0, len(pairs), 100):
             clauses: list[Any] = []
             for asset_id, version in pairs[start : start + 100]:
-                same_asset = models.FieldCondition(
-                    key="asset_id", match=models.MatchValue(value=asset_id)
-                )
-                if version is None:
-                    this_version: Any = models.IsEmptyCondition(
-                        is_empty=models.PayloadField(key="content_version")
-                    )
-                else:
-                    this_version = models.FieldCondition(
-                        key="content_version", match=models.MatchValue(value=version)
-                    )
+                same_asset, this_version = _version_conditions(asset_id, version)
                 clauses.append(
                     models.Filter(must=[same_asset], must_not=[this_version])
                     if keep
                     else models.Filter(must=[same_asset, this_version])
                 )
-            self._call(
-                "delete",
-                self.client.delete,
-                collection_name=self.collection,
-                points_selector=models.FilterSelector(filter=models.Filter(should=clauses)),
-                wait=True,
-            )
+            self._delete_where(clauses)
+
+    def delete_segments(self, segments: Sequence[tuple[str, str | None, Sequence[int]]]) -> None:
+        """Delete the points of these (asset id, content version, segment indices): a partial
+        asset's failed segments, which an earlier run of the same version may have written."""
+        from qdrant_client import models
+
+        items = list(segments)
+        for start in range(0, len(items), 100):
+            clauses: list[Any] = [
+                models.Filter(
+                    must=[
+                        *_version_conditions(asset_id, version),
+                        models.FieldCondition(
+                            key="segment_index", match=models.MatchAny(any=list(indices))
+                        ),
+                    ]
+                )
+                for asset_id, version, indices in items[start : start + 100]
+            ]
+            self._delete_where(clauses)
+
+    def _delete_where(self, clauses: list[Any]) -> None:
+        """Delete the points matching any of ``clauses`` (filters), waiting until applied."""
+        from qdrant_client import models
+
+        self._call(
+            "delete",
+            self.client.delete,
+            collection_name=self.collection,
+            points_selector=models.FilterSelector(filter=models.Filter(should=clauses)),
+            wait=True,
+        )
 
     def check_writable(self) -> None:
         """Write and remove one probe point under a reserved asset id (preflight)."""

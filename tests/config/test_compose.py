@@ -104,6 +104,7 @@ def test_unknown_key_and_wrong_type_fail_at_composition() -> None:
         ("bedrock.endpoint_url=localhost:8765", "bedrock.endpoint_url"),
         ("qdrant.batch_size=0", "qdrant.batch_size"),
         ("segmentation.mode=service", "bedrock.s3_staging_uri"),
+        ("usecase.partial_assets=some", "usecase.partial_assets"),
     ],
 )
 def test_bad_values_fail_before_work_naming_the_key(override: str, key: str) -> None:

@@ -69,10 +69,12 @@ def test_failures_dead_letter_the_asset_and_keep_every_reason(ledger: RunLedger)
         ("d", codes.INCOMPLETE),
         ("e", codes.INCOMPLETE),
     ]
-    # b wrote one point before failing: removed as partial.
-    assert [pair for chunk in ledger.partial() for pair in chunk] == [("b", "v1")]
-    settled = {s.asset_id: s for chunk in ledger.dead_lettered() for s in chunk}
+    # b wrote one point before failing: removed (all-or-nothing, the default).
+    assert [pair for chunk in ledger.unkept() for pair in chunk] == [("b", "v1")]
+    assert [s for chunk in ledger.missing_segments() for s in chunk] == []
+    settled = {s.asset_id: s for chunk in ledger.with_failures() for s in chunk}
     assert settled["b"].error_code == codes.VALIDATION_EXCEPTION and settled["b"].changed
+    assert settled["b"].outcome == "dead_lettered" and not settled["b"].kept
 
 
 def test_an_aborted_run_leaves_unfinished_assets_pending(ledger: RunLedger) -> None:
@@ -116,3 +118,103 @@ def test_same_content_is_led_by_its_first_row(tmp_path: Path) -> None:
     first = ledger.leaders([("a", "text", "sha256:1"), ("b", "text", "sha256:2")])
     second = ledger.leaders([("c", "text", "sha256:1"), ("d", "image", "sha256:1")])
     assert first == {} and second == {"c": "a"}
+
+
+def _failed(asset: str, index: int, count: int, code: str) -> dict[str, Any]:
+    error = RecordError("embed", code, f"segment {index}", segment_index=index, segment_count=count)
+    return dead_letter_row({"asset_id": asset, "modality": "document"}, error)
+
+
+def _whole(asset: str, code: str) -> dict[str, Any]:
+    return dead_letter_row(
+        {"asset_id": asset, "modality": "document"}, RecordError("decode", code, "x")
+    )
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["keep", "drop"])
+def test_keep_partial_keeps_the_written_segments_of_an_asset_whose_others_failed(
+    tmp_path: Path, keep: bool
+) -> None:
+    ledger = RunLedger(tmp_path / "ledger.sqlite", keep_partial=keep)
+    ids = ("perm", "mixed", "whole", "none", "lost", "fine")
+    ledger.plan_rows([(i, a, None, "document", "v1", TODO, int(a == "perm"), None)
+                      for i, a in enumerate(ids)])  # fmt: skip
+    rows = [
+        # 0 and 2 written, 1 refused for good.
+        _ack("perm", 0, 3), _failed("perm", 1, 3, codes.VALIDATION_EXCEPTION), _ack("perm", 2, 3),
+        # 0 written, 1 refused for good, 2 throttled at the deadline (transient).
+        _ack("mixed", 0, 3), _failed("mixed", 1, 3, codes.VALIDATION_EXCEPTION),
+        _failed("mixed", 2, 3, codes.THROTTLING_EXCEPTION),
+        # One segment written, then a failure of the whole file (or of a whole part).
+        _ack("whole", 0, 3), _whole("whole", codes.DECODER_CRASHED),
+        # Nothing written.
+        _failed("none", 0, 2, codes.VALIDATION_EXCEPTION),
+        _failed("none", 1, 2, codes.VALIDATION_EXCEPTION),
+        # 0 written, 1 failed, 2 never heard of.
+        _ack("lost", 0, 3), _failed("lost", 1, 3, codes.VALIDATION_EXCEPTION),
+        _ack("fine", 0, 1),
+    ]  # fmt: skip
+    ledger.account(EMBEDDED.table(rows))
+    ledger.finalize(PricesConfig())
+    outcome = {a: ledger.view(a).outcome for a in ids}
+    partial = {"perm", "mixed"} if keep else set()
+    assert outcome == {
+        a: "embedded" if a == "fine" else "partial" if a in partial else "dead_lettered"
+        for a in ids
+    }
+    totals = {t["outcome"]: t for t in ledger.totals()}
+    assert sum(t["rows"] for t in totals.values()) == len(ids)
+    # Points the collection keeps: the partial assets' written segments, and the embedded one.
+    assert totals["embedded"]["points_written"] == 1
+    if keep:
+        assert (totals["partial"]["rows"], totals["partial"]["points_written"]) == (2, 3)
+    assert dict(pair for chunk in ledger.kept() for pair in chunk) == {
+        "fine": 1, **({"perm": 2, "mixed": 1} if keep else {})
+    }  # fmt: skip
+    # Not kept: the points written of this version leave the collection.
+    unkept = {a for chunk in ledger.unkept() for a, _ in chunk}
+    assert unkept == {"whole", "lost"} | ({"perm", "mixed"} - partial)
+    # A partial asset's failed segments hold no point either (an earlier run's are removed).
+    missing = [s for chunk in ledger.missing_segments() for s in chunk]
+    assert missing == ([("perm", "v1", [1]), ("mixed", "v1", [1, 2])] if keep else [])
+    # Every failure is a dead letter, saying what became of its asset.
+    dead = [(r["asset_id"], r["segment_index"], r["asset_outcome"]) for r in ledger.dead_letters()]
+    assert dead == [
+        ("perm", 1, outcome["perm"]),
+        ("mixed", 1, outcome["mixed"]),
+        ("mixed", 2, outcome["mixed"]),
+        ("whole", -1, "dead_lettered"),
+        ("none", 0, "dead_lettered"),
+        ("none", 1, "dead_lettered"),
+        ("lost", 1, "dead_lettered"),
+    ]
+    assert sum(ledger.dead_letters_by_code().values()) == len(dead)
+    # The journal's code: a partial asset's first transient failure decides the next run.
+    settled = {s.asset_id: s for chunk in ledger.with_failures() for s in chunk}
+    assert settled["perm"].error_code == codes.VALIDATION_EXCEPTION
+    assert settled["mixed"].error_code == (
+        codes.THROTTLING_EXCEPTION if keep else codes.VALIDATION_EXCEPTION
+    )
+    assert settled["perm"].kept == keep and settled["perm"].changed
+    assert settled["perm"].points == 2
+
+
+def test_a_copy_of_a_partial_leader_is_partial_too(tmp_path: Path) -> None:
+    ledger = RunLedger(tmp_path / "ledger.sqlite", keep_partial=True)
+    ledger.plan_rows(
+        [
+            (0, "lead", None, "document", "sha256:1", TODO, 0, None),
+            (1, "copy", None, "document", "sha256:1", COPY, 0, "lead"),
+        ]
+    )
+    ledger.account(
+        EMBEDDED.table([_ack("lead", 0, 2), _failed("lead", 1, 2, codes.VALIDATION_EXCEPTION)])
+    )
+    ledger.flush()
+    assert ledger.keepable("lead") and not ledger.view("lead").complete
+    ledger.copy_partial("copy", "lead", points=1)
+    ledger.finalize(PricesConfig())
+    assert ledger.view("copy").outcome == "partial" == ledger.view("lead").outcome
+    (copied,) = [r for r in ledger.dead_letters() if r["asset_id"] == "copy"]
+    assert copied["segment_index"] == 1 and copied["message"].startswith("same content as 'lead'")
+    assert dict(pair for chunk in ledger.kept() for pair in chunk) == {"lead": 1, "copy": 1}

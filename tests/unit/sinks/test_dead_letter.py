@@ -56,6 +56,7 @@ def test_rows_are_the_ledgers_dead_letters(tmp_path: Path) -> None:
         "error_code": "pdf_corrupt",
         "message": "bad xref",
         "segment_index": -1,
+        "asset_outcome": "dead_lettered",
     }
     assert rows[1]["stage"] == "embed"
     assert rows[1]["segment_index"] == 2

@@ -328,6 +328,26 @@ def test_versions_sit_side_by_side_until_the_stale_one_is_deleted(writer: Qdrant
     assert writer.count() == 2
 
 
+def test_a_partial_assets_failed_segments_are_deleted_and_nothing_else(
+    writer: QdrantStore,
+) -> None:
+    writer.write(_rows(2, segments=3))
+    writer.write([{**r, "content_version": "v2"} for r in _rows(1, segments=3)])
+    writer.delete_segments([("doc0.pdf", "etag:0", [1, 2]), ("doc1.pdf", "etag:9", [0])])
+    payloads = [json.loads(p["payload_json"])
+                for t in writer.scan(with_vectors=False) for p in t.to_pylist()]  # fmt: skip
+    held = [(p["asset_id"], p["content_version"], p["segment_index"]) for p in payloads]
+    assert sorted(held) == [
+        ("doc0.pdf", "etag:0", 0),
+        ("doc0.pdf", "v2", 0),
+        ("doc0.pdf", "v2", 1),
+        ("doc0.pdf", "v2", 2),
+        ("doc1.pdf", "etag:1", 0),
+        ("doc1.pdf", "etag:1", 1),
+        ("doc1.pdf", "etag:1", 2),
+    ]
+
+
 # ---- read side -------------------------------------------------------------------------------
 
 
