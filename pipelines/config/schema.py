@@ -234,13 +234,18 @@ class StageResourcesConfig:
 @dataclass
 class ResourcesConfig:
     """Per-stage resources. On 2 CPUs two decode tasks (0.75 each) and two embed actors (0.25
-    each) fit at once; I/O actors that asked for a whole CPU would starve the decode tasks."""
+    each) fit at once; I/O actors that asked for a whole CPU would starve the decode tasks.
+
+    ``embed.max_in_flight`` is also the rows of one decode output block and of one embed call:
+    Ray Data costs about the same per block whatever its rows, so 32 rather than 8 took the
+    whole pipeline's CPU from 1.97x to 1.65x the plain loop on 1,320 PDF pages
+    (``benchmarks/bench_pipeline.py``)."""
 
     decode: StageResourcesConfig = field(
         default_factory=lambda: StageResourcesConfig(num_cpus=0.75)
     )
     embed: StageResourcesConfig = field(
-        default_factory=lambda: StageResourcesConfig(num_cpus=0.25, concurrency=2, max_in_flight=8)
+        default_factory=lambda: StageResourcesConfig(num_cpus=0.25, concurrency=2, max_in_flight=32)
     )
     # Parallel writers against a Qdrant server; the embedded store is written by the driver.
     write: StageResourcesConfig = field(

@@ -76,7 +76,7 @@ class EmbedStage(Stage):
         *,
         budget_name: str | None = None,
         resources: Resources | None = None,
-        max_in_flight: int = 8,
+        max_in_flight: int = 32,
         modalities: Registry | None = None,
         run_id: str | None = None,
         max_calls: int | None = None,
