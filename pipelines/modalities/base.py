@@ -78,6 +78,10 @@ class Modality:
     extensions: ClassVar[frozenset[str]] = frozenset()
     # Relative decode cost of one input byte (see pipelines/core/plan.py).
     work_per_byte: ClassVar[float] = 1.0
+    # True: an asset with inline ``text`` is decoded in the decode task's own process even with
+    # decode.isolate, because its decoder only cuts a string (no file, no native code): a
+    # decoder process would add a pipe round trip per asset and protect from nothing.
+    inline_in_process: ClassVar[bool] = False
     # Segment-row columns that place a segment in its asset; copied into the point's payload.
     position_fields: ClassVar[tuple[str, ...]] = ()
     # EmbeddingConfig fields that change this modality's vectors (besides model, purpose, dim).

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 class Text(Modality):
     name = "text"
     decoder = "pipelines.stages.chunk_text:decode_text"
+    inline_in_process = True
     extensions = frozenset(
         (
             "txt",

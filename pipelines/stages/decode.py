@@ -335,7 +335,11 @@ class DecodeStage(Stage):
             )
 
     def _decoded(self, asset: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        if self._setup is None:
+        modality = self.modalities.get(str(asset.get("modality")))
+        in_process = (
+            asset.get("text") is not None and modality is not None and modality.inline_in_process
+        )
+        if self._setup is None or in_process:
             return decode_asset(
                 asset,
                 self.seg,

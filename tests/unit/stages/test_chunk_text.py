@@ -221,3 +221,31 @@ def test_html_files_are_embedded_by_their_visible_text(tmp_path: Path) -> None:
     md.write_text("# Title\n\n<b>kept</b> as written\n")
     [row] = _decoded(_asset(uri=str(md)))
     assert row["input_text"] == "# Title\n\n<b>kept</b> as written"
+
+
+def test_inline_text_is_cut_in_the_task_process_and_files_in_a_decoder_process(
+    tmp_path: Path,
+) -> None:
+    """decode.isolate: a file goes to the decoder process; an inline text, which only needs
+    cutting, does not pay a pipe round trip for it."""
+    from pipelines.config.schema import DecodeConfig
+    from pipelines.core.rows import ASSET
+    from pipelines.stages import decode_isolated
+    from pipelines.stages.decode import DecodeStage
+
+    note = tmp_path / "note.txt"
+    note.write_text("a note kept in a file")
+    stage = DecodeStage(SegmentationConfig(), EmbeddingConfig(), decode=DecodeConfig(isolate=True))
+    inline = {"asset_id": "inline", "uri": None, "modality": "text", "text": "an inline note"}
+    try:
+        rows = [r for t in stage.process(ASSET.table([inline])) for r in t.to_pylist()]
+        assert [(r["asset_id"], r["input_text"]) for r in rows] == [("inline", "an inline note")]
+        assert not decode_isolated._PROCESSES
+        filed = {"asset_id": "file", "uri": str(note), "modality": "text", "text": None}
+        rows = [r for t in stage.process(ASSET.table([filed])) for r in t.to_pylist()]
+        assert [(r["asset_id"], r["input_text"]) for r in rows] == [("file", note.read_text())]
+        assert len(decode_isolated._PROCESSES) == 1
+    finally:
+        for proc in decode_isolated._PROCESSES.values():
+            proc.close()
+        decode_isolated._PROCESSES.clear()
