@@ -244,7 +244,7 @@ class _Accounting:
 
     def flush(self, force: bool = False) -> None:
         ledger = self.plan.ledger
-        if not force and time.monotonic() - self.last < 1.0 and ledger.buffered() < 20_000:
+        if not force and not ledger.due(self.last):
             return
         self.last = time.monotonic()
         settle(self.plan, self.store, self.journal, ledger.flush())

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from pipelines.config.schema import BackfillJobConfig
 from pipelines.config.validate import validate_backfill
 from pipelines.core.console import Console
@@ -77,12 +79,23 @@ def run_estimate(cfg: BackfillJobConfig) -> EstimateResult:
             apply_to_environment(credentials)
         pipeline = estimate_pipeline(cfg, plan)
         console.say(f"pipeline: {pipeline.describe()}")
+        ledger, flushed = plan.ledger, time.monotonic()
+
+        def account(batch: pa.Table) -> None:
+            # As a backfill's accounting does: the buffer goes to the file as the run goes (it
+            # was flushed only at the end: every asset's delta held in the driver).
+            nonlocal flushed
+            ledger.account(batch)
+            if ledger.due(flushed):
+                ledger.flush()
+                flushed = time.monotonic()
+
         console.watch(lambda: plan.ledger.progress)
         try:
             run_pipeline(
                 pipeline,
                 cfg.ray,
-                plan.ledger.account,
+                account,
                 batch_size=None,
                 worker_env=credentials.env,
             )

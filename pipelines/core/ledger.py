@@ -29,6 +29,7 @@ written without ``fsync`` and a killed run's ledger is never read again.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,6 +388,17 @@ class RunLedger:
 
     def buffered(self) -> int:
         return len(self._buffer)
+
+    # The buffer goes to the file at least this often, and sooner when it holds this many assets:
+    # what the driver holds per asset stays bounded whatever the corpus.
+    FLUSH_EVERY_S = 1.0
+    FLUSH_ASSETS = 20_000
+
+    def due(self, since: float) -> bool:
+        """Whether a flush is due, the last one having been at ``since`` (``time.monotonic``)."""
+        return (
+            self.buffered() >= self.FLUSH_ASSETS or time.monotonic() - since >= self.FLUSH_EVERY_S
+        )
 
     def _delta(self, asset_id: str) -> _Delta:
         delta = self._buffer.get(asset_id)
