@@ -13,8 +13,9 @@ Fixtures (names and shapes are stable; other test modules rely on them):
     ``.configure(...)``, ``.script([...])``, ``.requests``).
 ``emulator`` (function)
     The same ``Endpoints``, after ``emulator.reset()``: start-up config (no quotas, latency or
-    faults), empty stats, records, scripts and async jobs. Use it in every test that asserts on
-    stats or changes the configuration.
+    faults), empty stats, records, scripts and async jobs; the quota guards of a connected Ray
+    forget the rates they learned (:mod:`tests.quota_guards`). Use it in every test that asserts
+    on stats or changes the configuration.
 ``bedrock_runtime`` (function)
     A boto3 ``bedrock-runtime`` client on the emulator (``total_max_attempts=1``: every error
     reaches the test). Implies ``emulator`` (reset).
@@ -42,6 +43,7 @@ import pytest
 
 from nova_devkit.emulator.config import EmulatorConfig
 from nova_devkit.emulator.launch import Endpoints, local_endpoints, use_dummy_credentials
+from tests.quota_guards import forget_quota_guards
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,8 +66,10 @@ def s3_endpoint(endpoints: Endpoints) -> str:
 
 @pytest.fixture
 def emulator(endpoints: Endpoints) -> Endpoints:
-    """The session's endpoints, reset (config, stats, records, scripts, async jobs)."""
+    """The session's endpoints, reset (config, stats, records, scripts, async jobs), and no
+    quota guard still pacing at what an earlier test's throttles taught it."""
     endpoints.emulator.reset()
+    forget_quota_guards()
     return endpoints
 
 

@@ -24,6 +24,7 @@ from nova_devkit.emulator.config import EmulatorConfig
 from nova_devkit.emulator.launch import Endpoints, local_endpoints
 from pipelines.backfill import BackfillResult, run_backfill
 from pipelines.config.compose import compose_backfill
+from tests.quota_guards import forget_quota_guards
 
 # Credentials only this suite uses: a test greps every artefact of a run for them.
 SECRETS = {
@@ -90,8 +91,10 @@ def ray_module(secret_env: dict[str, str]) -> Iterator[None]:
 
 @pytest.fixture
 def endpoint(wire: Endpoints, ray_module: None) -> Endpoints:
-    """The module's endpoints, reset for one case."""
+    """The module's endpoints, reset for one case; the module's quota guard forgets the pace an
+    earlier case's throttling storm taught it (each case runs as it would alone)."""
     wire.emulator.reset()
+    forget_quota_guards()
     return wire
 
 
