@@ -1,11 +1,18 @@
-"""Integration fixtures: one local Ray for the whole session (2 CPUs, like the dev machines)."""
+"""Integration fixtures: one local Ray for the whole session (2 CPUs, like the dev machines), and
+the slow assets' uninterrupted backfill that the kill-and-resume tests compare with."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+from nova_devkit.emulator.launch import Endpoints
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +31,28 @@ def ray_session() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@dataclass(frozen=True)
+class SlowCollection:
+    """What an uninterrupted backfill of the slow assets left (see ``uninterrupted``)."""
+
+    root: Path  # its qdrant/ (collection ``slow``), state/ (journal) and runs/
+    manifest: Path
+    points: dict[str, tuple[list[float], dict[str, Any]]]  # point id -> (vector, payload)
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> SlowCollection:
+    """The slow assets of ``test_kill_resume.py`` backfilled by one uninterrupted job process:
+    the collection every killed and resumed run must end equal to, and the one
+    ``test_migrate_resume.py`` migrates (a copy of its folder). Run once for both modules."""
+    from tests.integration.test_kill_resume import ASSETS, CHUNKS, _args, _manifest, _points
+
+    root = tmp_path_factory.mktemp("uninterrupted")
+    manifest = _manifest(root)
+    endpoints.emulator.reset()
+    subprocess.run(_args(manifest, root, endpoints), check=True, capture_output=True, timeout=300)
+    points = _points(root)
+    assert len(points) == ASSETS * CHUNKS
+    return SlowCollection(root, manifest, points)

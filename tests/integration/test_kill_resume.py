@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nova_devkit.emulator.launch import Endpoints
+from tests.integration.conftest import SlowCollection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -140,28 +141,15 @@ def _quiet(emulator: Endpoints, seconds: float = 1.5) -> None:
             last, since = now, time.monotonic()
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(
-    endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict[str, tuple[list[float], dict[str, Any]]]]:
-    """The manifest, and the collection an uninterrupted run leaves."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    manifest = _manifest(root)
-    endpoints.emulator.reset()
-    subprocess.run(_args(manifest, root, endpoints), check=True, capture_output=True, timeout=300)
-    expected = _points(root)
-    assert len(expected) == ASSETS * CHUNKS
-    return manifest, expected
-
-
 @pytest.mark.parametrize("target", ["driver", "embed actor", "decode task"])
 def test_killed_run_resumes_to_the_collection_an_uninterrupted_run_makes(
     target: str,
-    uninterrupted: tuple[Path, dict[str, tuple[list[float], dict[str, Any]]]],
+    uninterrupted: SlowCollection,
     emulator: Endpoints,
     tmp_path: Path,
 ) -> None:
-    manifest, expected = uninterrupted
+    # The manifest, and the collection an uninterrupted run leaves (tests/integration/conftest.py).
+    manifest, expected = uninterrupted.manifest, uninterrupted.points
 
     # Killed once at least 40% of the calls were made.
     root = tmp_path / "killed"
