@@ -46,13 +46,20 @@ class SlowCollection:
 def uninterrupted(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> SlowCollection:
     """The slow assets of ``test_kill_resume.py`` backfilled by one uninterrupted job process:
     the collection every killed and resumed run must end equal to, and the one
-    ``test_migrate_resume.py`` migrates (a copy of its folder). Run once for both modules."""
+    ``test_migrate_resume.py`` migrates (a copy of its folder). Run once for both modules, and
+    without the pace that lets the other runs be killed mid-way (nothing here is killed)."""
     from tests.integration.test_kill_resume import ASSETS, CHUNKS, _args, _manifest, _points
 
     root = tmp_path_factory.mktemp("uninterrupted")
     manifest = _manifest(root)
     endpoints.emulator.reset()
-    subprocess.run(_args(manifest, root, endpoints), check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        _args(manifest, root, endpoints, paced=False),
+        env={**os.environ, "SLOW_TEXT_SECONDS_PER_SEGMENT": "0"},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     points = _points(root)
     assert len(points) == ASSETS * CHUNKS
     return SlowCollection(root, manifest, points)

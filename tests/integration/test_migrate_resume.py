@@ -49,7 +49,7 @@ QUERIES = 3
 
 
 def _args(manifest: Path, root: Path, emulator: Endpoints, *more: str) -> list[str]:
-    # test_kill_resume._args (what the copied collection was built with), then the migration's.
+    # The arguments of test_kill_resume._args (the backfill's), then the migration's.
     return [
         sys.executable,
         "-c",
@@ -74,7 +74,7 @@ def test_a_killed_migration_resumes_and_switches(
     from qdrant_client import QdrantClient
 
     # What the backfill left (collection slow_v1 behind the alias ``slow``, and its journal): a
-    # copy of the uninterrupted run's folder, with the same arguments as the migration below.
+    # copy of the uninterrupted run's folder (the job's arguments, unpaced).
     manifest = uninterrupted.manifest
     for folder in ("qdrant", "state"):
         shutil.copytree(uninterrupted.root / folder, tmp_path / folder)
