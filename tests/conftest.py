@@ -25,6 +25,10 @@ Fixtures (names and shapes are stable; other test modules rely on them):
     A boto3 S3 client on the local S3.
 ``bucket`` (function)
     A new, empty bucket's name (unique per test).
+``ray_session`` (session)
+    One local Ray (:func:`tests.local_ray.start_local_ray`) for every in-process job of the
+    session, faults and integration alike. The harness cases (``tests/faults/test_wire_*.py``)
+    stop it while they run on a Ray of their own, and start it again after them.
 ``media`` (session)
     :class:`Media`: tiny PNG/JPEG/GIF/WEBP images, WAV/MP3 audio and MP4 video (with or
     without an audio track), generated with Pillow and PyAV, deterministic for the same
@@ -43,6 +47,7 @@ import pytest
 
 from nova_devkit.emulator.config import EmulatorConfig
 from nova_devkit.emulator.launch import Endpoints, local_endpoints, use_dummy_credentials
+from tests.local_ray import start_local_ray
 from tests.quota_guards import forget_quota_guards
 
 
@@ -56,6 +61,18 @@ def endpoints() -> Iterator[Endpoints]:
     """moto S3 + the Bedrock emulator, once per session."""
     with local_endpoints(EmulatorConfig()) as eps:
         yield eps
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """The session's local Ray (2 CPUs)."""
+    import ray
+
+    start_local_ray()
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,6 @@ from pipelines.core.errors import ConfigError
 from pipelines.core.incremental import content_versions
 from pipelines.core.io import InputPolicy, InputRefused
 from pipelines.core.scan import scan_source
-from tests.integration.conftest import ray_session  # noqa: F401  (the session's Ray)
 
 pytestmark = [pytest.mark.integration]
 

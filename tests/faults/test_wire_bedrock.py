@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from nova_devkit.emulator.launch import Endpoints
-from tests.faults import wire_harness
 from tests.faults.wire_harness import (
     check_run,
     dead_codes,
@@ -22,12 +21,6 @@ from tests.faults.wire_harness import (
     run_job,
     text_manifest,
 )
-
-# The harness's module-scoped fixtures, used by name below.
-endpoint = wire_harness.endpoint
-ray_module = wire_harness.ray_module
-secret_env = wire_harness.secret_env
-wire = wire_harness.wire
 
 pytestmark = [pytest.mark.integration]
 

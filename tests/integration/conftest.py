@@ -1,11 +1,10 @@
-"""Integration fixtures: one local Ray for the whole session (2 CPUs, like the dev machines), and
-the slow assets' uninterrupted backfill that the kill-and-resume tests compare with."""
+"""Integration fixtures: the slow assets' uninterrupted backfill that the kill-and-resume tests
+compare with. (The session's Ray, ``ray_session``, is in ``tests/conftest.py``.)"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,24 +12,6 @@ from typing import Any
 import pytest
 
 from nova_devkit.emulator.launch import Endpoints
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    import ray
-
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        ignore_reinit_error=True,
-        configure_logging=False,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @dataclass(frozen=True)
