@@ -13,8 +13,9 @@ Fixtures (names and shapes are stable; other test modules rely on them):
     ``.configure(...)``, ``.script([...])``, ``.requests``).
 ``emulator`` (function)
     The same ``Endpoints``, after ``emulator.reset()``: start-up config (no quotas, latency or
-    faults), empty stats, records, scripts and async jobs. Use it in every test that asserts on
-    stats or changes the configuration.
+    faults), empty stats, records, scripts and async jobs; the quota guards of a connected Ray
+    forget the rates they learned (:mod:`tests.quota_guards`). Use it in every test that asserts
+    on stats or changes the configuration.
 ``bedrock_runtime`` (function)
     A boto3 ``bedrock-runtime`` client on the emulator (``total_max_attempts=1``: every error
     reaches the test). Implies ``emulator`` (reset).
@@ -24,6 +25,10 @@ Fixtures (names and shapes are stable; other test modules rely on them):
     A boto3 S3 client on the local S3.
 ``bucket`` (function)
     A new, empty bucket's name (unique per test).
+``ray_session`` (session)
+    One local Ray (:func:`tests.local_ray.start_local_ray`) for every in-process job of the
+    session, faults and integration alike. The harness cases (``tests/faults/test_wire_*.py``)
+    stop it while they run on a Ray of their own, and start it again after them.
 ``media`` (session)
     :class:`Media`: tiny PNG/JPEG/GIF/WEBP images, WAV/MP3 audio and MP4 video (with or
     without an audio track), generated with Pillow and PyAV, deterministic for the same
@@ -42,6 +47,8 @@ import pytest
 
 from nova_devkit.emulator.config import EmulatorConfig
 from nova_devkit.emulator.launch import Endpoints, local_endpoints, use_dummy_credentials
+from tests.local_ray import start_local_ray
+from tests.quota_guards import forget_quota_guards
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,6 +64,18 @@ def endpoints() -> Iterator[Endpoints]:
 
 
 @pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """The session's local Ray (2 CPUs)."""
+    import ray
+
+    start_local_ray()
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def s3_endpoint(endpoints: Endpoints) -> str:
     """The URL of the session's local S3 (moto server mode)."""
     return endpoints.s3_url
@@ -64,8 +83,10 @@ def s3_endpoint(endpoints: Endpoints) -> str:
 
 @pytest.fixture
 def emulator(endpoints: Endpoints) -> Endpoints:
-    """The session's endpoints, reset (config, stats, records, scripts, async jobs)."""
+    """The session's endpoints, reset (config, stats, records, scripts, async jobs), and no
+    quota guard still pacing at what an earlier test's throttles taught it."""
     endpoints.emulator.reset()
+    forget_quota_guards()
     return endpoints
 
 

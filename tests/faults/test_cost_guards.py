@@ -20,9 +20,7 @@ from pipelines.backfill import run_backfill
 from pipelines.config.compose import compose_backfill
 from pipelines.core import codes
 
-from ._ray import local_ray  # noqa: F401 - fixture
-
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_ray")]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
 ROWS = 24
 

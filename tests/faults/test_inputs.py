@@ -25,7 +25,6 @@ from pipelines.core.errors import ConfigError
 from pipelines.core.incremental import content_versions
 from pipelines.core.io import InputPolicy, InputRefused
 from pipelines.core.scan import scan_source
-from tests.integration.conftest import ray_session  # noqa: F401  (the session's Ray)
 
 pytestmark = [pytest.mark.integration]
 
@@ -166,6 +165,9 @@ def test_service_mode_stages_nothing_outside_the_roots_and_removes_its_copies(
         "usecase.modalities=[text]",
         "segmentation.mode=service",
         f"bedrock.s3_staging_uri=s3://{bucket}/staging",
+        # No StartAsyncInvoke quota at the local endpoint: the pipeline's default of 60 starts
+        # a minute would pace this run (test_backfill.py's service run: 21 s, unpaced 6 s).
+        "bedrock.quota.async_requests_per_minute=6000",
     )
 
     assert _dead(result) == {"absolute": OUTSIDE, "dotdot": OUTSIDE}

@@ -25,8 +25,6 @@ from nova_devkit.emulator.launch import Endpoints
 from pipelines.config.compose import compose_backfill
 from pipelines.core.rate_limit import BUDGET_NAMESPACE, guard_name
 
-from ._ray import local_ray  # noqa: F401 - fixture
-
 pytestmark = [pytest.mark.integration]
 
 
@@ -91,7 +89,7 @@ def test_two_jobs_on_one_head_share_one_quota(emulator: Endpoints, tmp_path: Pat
         assert min(t["alpha"]) < max(t["beta"]) and min(t["beta"]) < max(t["alpha"])
 
 
-@pytest.mark.usefixtures("local_ray")
+@pytest.mark.usefixtures("ray_session")
 def test_guard_restarted_keeps_what_it_learned() -> None:
     import ray
 
@@ -120,7 +118,7 @@ def test_guard_restarted_keeps_what_it_learned() -> None:
     assert again.ask("run_account", "run-1")["calls"] == 3
 
 
-@pytest.mark.usefixtures("local_ray")
+@pytest.mark.usefixtures("ray_session")
 def test_run_completes_when_the_guard_is_killed_mid_run(
     emulator: Endpoints, tmp_path: Path
 ) -> None:
@@ -167,7 +165,7 @@ def test_run_completes_when_the_guard_is_killed_mid_run(
     assert len(ok) == rows + 1  # every asset once, and the preflight
 
 
-@pytest.mark.usefixtures("local_ray")
+@pytest.mark.usefixtures("ray_session")
 def test_a_guard_that_does_not_answer_stops_the_run_before_any_unpaced_call(
     emulator: Endpoints, tmp_path: Path
 ) -> None:

@@ -16,7 +16,6 @@ import pytest
 from nova_devkit.emulator.launch import Endpoints
 from nova_devkit.emulator.s3_faults import S3FaultProxy
 from nova_devkit.media import make_product_photo
-from tests.faults import wire_harness
 from tests.faults.wire_harness import (
     SECRET_VALUES,
     check_run,
@@ -25,12 +24,6 @@ from tests.faults.wire_harness import (
     text_of,
     write_manifest,
 )
-
-# The harness's module-scoped fixtures, used by name below.
-endpoint = wire_harness.endpoint
-ray_module = wire_harness.ray_module
-secret_env = wire_harness.secret_env
-wire = wire_harness.wire
 
 pytestmark = [pytest.mark.integration]
 

@@ -1,27 +1,23 @@
-"""What every fault case of ``tests/faults/test_wire_*.py`` shares: the endpoints (one per module),
-a Ray of the module's own, a small corpus generated at test time, the job run with short retries,
-and the checks every case makes (rows accounted for, no partial asset, report written, exit code,
-no secret leaked).
+"""What every fault case of ``tests/faults/test_wire_*.py`` shares: a small corpus generated at
+test time, the job run with short retries, and the checks every case makes (rows accounted for, no
+partial asset, report written, exit code, no secret leaked).
 
-Imported by the test modules (``from tests.faults.wire_harness import ...``); the fixtures are
-module-scoped so that each module starts its endpoints and Ray once.
+Imported by the test modules (``from tests.faults.wire_harness import ...``). Their endpoints and
+their Ray (whose workers start with :data:`SECRETS` in their environment) are fixtures of
+``tests/faults/conftest.py``, started once for all of them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from nova_devkit.emulator.config import EmulatorConfig
-from nova_devkit.emulator.launch import Endpoints, local_endpoints
+from nova_devkit.emulator.launch import Endpoints
 from pipelines.backfill import BackfillResult, run_backfill
 from pipelines.config.compose import compose_backfill
 
@@ -48,53 +44,6 @@ def text_of(seed: int, chars: int) -> str:
     return " ".join(out)
 
 
-@pytest.fixture(scope="module")
-def secret_env() -> Iterator[dict[str, str]]:
-    """The suite's own credentials in the environment (before Ray starts: workers inherit)."""
-    saved = {k: os.environ.get(k) for k in SECRETS}
-    os.environ.update(SECRETS)
-    try:
-        yield SECRETS
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
-def wire(secret_env: dict[str, str]) -> Iterator[Endpoints]:
-    """The local Bedrock endpoint and S3, one per module."""
-    with local_endpoints(EmulatorConfig()) as eps:
-        yield eps
-
-
-@pytest.fixture(scope="module")
-def ray_module(secret_env: dict[str, str]) -> Iterator[None]:
-    import ray
-
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        ignore_reinit_error=True,
-        configure_logging=False,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture
-def endpoint(wire: Endpoints, ray_module: None) -> Endpoints:
-    """The module's endpoints, reset for one case."""
-    wire.emulator.reset()
-    return wire
-
-
 def text_manifest(root: Path, n: int = 6, chars: int = 500) -> Path:
     """``n`` inline text assets of two segments each (with ``segmentation.text_max_chars=300``)."""
     rows = [
@@ -112,7 +61,7 @@ def write_manifest(root: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def run_job(root: Path, eps: Endpoints, *more: str, s3_url: str | None = None) -> BackfillResult:
-    """The real job, in this process, against the module's endpoints."""
+    """The real job, in this process, against the harness endpoints."""
     overrides = [o for o in eps.pipeline_overrides() if not o.startswith("bedrock.s3_endpoint")]
     cfg = compose_backfill(
         [

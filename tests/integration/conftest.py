@@ -1,26 +1,46 @@
-"""Integration fixtures: one local Ray for the whole session (2 CPUs, like the dev machines)."""
+"""Integration fixtures: the slow assets' uninterrupted backfill that the kill-and-resume tests
+compare with. (The session's Ray, ``ray_session``, is in ``tests/conftest.py``.)"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from nova_devkit.emulator.launch import Endpoints
+
+
+@dataclass(frozen=True)
+class SlowCollection:
+    """What an uninterrupted backfill of the slow assets left (see ``uninterrupted``)."""
+
+    root: Path  # its qdrant/ (collection ``slow``), state/ (journal) and runs/
+    manifest: Path
+    points: dict[str, tuple[list[float], dict[str, Any]]]  # point id -> (vector, payload)
+
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    import ray
+def uninterrupted(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> SlowCollection:
+    """The slow assets of ``test_kill_resume.py`` backfilled by one uninterrupted job process:
+    the collection every killed and resumed run must end equal to, and the one
+    ``test_migrate_resume.py`` migrates (a copy of its folder). Run once for both modules, and
+    without the pace that lets the other runs be killed mid-way (nothing here is killed)."""
+    from tests.integration.test_kill_resume import ASSETS, CHUNKS, _args, _manifest, _points
 
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        ignore_reinit_error=True,
-        configure_logging=False,
+    root = tmp_path_factory.mktemp("uninterrupted")
+    manifest = _manifest(root)
+    endpoints.emulator.reset()
+    subprocess.run(
+        _args(manifest, root, endpoints, paced=False),
+        env={**os.environ, "SLOW_TEXT_SECONDS_PER_SEGMENT": "0"},
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    points = _points(root)
+    assert len(points) == ASSETS * CHUNKS
+    return SlowCollection(root, manifest, points)

@@ -1,10 +1,15 @@
 """A modality whose decoder takes its time (0.5 s a segment: two decode tasks make segments a
 little slower than the test's quota lets the calls go), so decode tasks stay busy while the calls
 go on and a test can kill one in the middle of a run. Registered by the job's own process (see
-test_kill_resume.py)."""
+test_kill_resume.py).
+
+``SLOW_TEXT_SECONDS_PER_SEGMENT`` in the job's environment sets another pace: the reference run
+that is never killed (``uninterrupted`` in tests/integration/conftest.py) decodes at once. The pace
+is in no vector, payload or fingerprint: its collection is the one a paced run makes."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,7 +22,7 @@ from pipelines.core.rows import segment_row
 from pipelines.modalities import Modality
 from pipelines.modalities.base import FingerprintFields, text_request
 
-SECONDS_PER_SEGMENT = 0.5
+SECONDS_PER_SEGMENT = float(os.environ.get("SLOW_TEXT_SECONDS_PER_SEGMENT", "0.5"))
 
 
 class SlowText(Modality):

@@ -279,6 +279,9 @@ def test_service_segmentation_stages_to_s3_and_maps_segments_to_points(
         f"bedrock.s3_staging_uri=s3://{bucket}/staging",
         "bedrock.async_poll_min_s=0.1",
         "bedrock.async_poll_max_s=0.5",
+        # No StartAsyncInvoke quota at the local endpoint: the pipeline's default of 60 starts
+        # a minute would pace this run's starts and polls (measured: 21 s instead of 6 s).
+        "bedrock.quota.async_requests_per_minute=6000",
     )
     rep = run_backfill(job).report
     good = {"aud-1", "vid-1", "vid-silent", "txt-1", "inline-1"}

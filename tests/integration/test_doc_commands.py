@@ -188,7 +188,9 @@ def _kill_tree_matching(marker: str) -> int:
     for proc in found.values():
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    _, alive = psutil.wait_procs(list(found.values()), timeout=15)
+    # A head's gcs_server and one of its Python helpers never exit on SIGTERM (measured: still
+    # there after 20 s, the rest gone within 2 s): a short grace, then SIGKILL.
+    _, alive = psutil.wait_procs(list(found.values()), timeout=5)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()

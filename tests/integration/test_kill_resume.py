@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nova_devkit.emulator.launch import Endpoints
+from tests.integration.conftest import SlowCollection
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,7 +58,9 @@ def _manifest(root: Path) -> Path:
     return path
 
 
-def _args(manifest: Path, root: Path, emulator: Endpoints) -> list[str]:
+def _args(manifest: Path, root: Path, emulator: Endpoints, paced: bool = True) -> list[str]:
+    """The job's command; ``paced=False`` (a run nobody kills) lifts the test's quota (the
+    decoder's pace is the environment's, see ``slow_modality.py``)."""
     return [
         sys.executable,
         "-c",
@@ -67,7 +70,7 @@ def _args(manifest: Path, root: Path, emulator: Endpoints) -> list[str]:
         f"manifest={manifest}",
         *emulator.pipeline_overrides(),
         "qdrant.collection=slow",
-        "bedrock.quota.requests_per_minute=240",
+        *(["bedrock.quota.requests_per_minute=240"] if paced else []),
         # Small blocks and batches: every stage is busy while the calls go on.
         "resources.embed.max_in_flight=4",
         f"qdrant.path={root / 'qdrant'}",
@@ -140,28 +143,15 @@ def _quiet(emulator: Endpoints, seconds: float = 1.5) -> None:
             last, since = now, time.monotonic()
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(
-    endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict[str, tuple[list[float], dict[str, Any]]]]:
-    """The manifest, and the collection an uninterrupted run leaves."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    manifest = _manifest(root)
-    endpoints.emulator.reset()
-    subprocess.run(_args(manifest, root, endpoints), check=True, capture_output=True, timeout=300)
-    expected = _points(root)
-    assert len(expected) == ASSETS * CHUNKS
-    return manifest, expected
-
-
 @pytest.mark.parametrize("target", ["driver", "embed actor", "decode task"])
 def test_killed_run_resumes_to_the_collection_an_uninterrupted_run_makes(
     target: str,
-    uninterrupted: tuple[Path, dict[str, tuple[list[float], dict[str, Any]]]],
+    uninterrupted: SlowCollection,
     emulator: Endpoints,
     tmp_path: Path,
 ) -> None:
-    manifest, expected = uninterrupted
+    # The manifest, and the collection an uninterrupted run leaves (tests/integration/conftest.py).
+    manifest, expected = uninterrupted.manifest, uninterrupted.points
 
     # Killed once at least 40% of the calls were made.
     root = tmp_path / "killed"

@@ -2,13 +2,16 @@
 same command again: the second run resumes the same collection (``slow_v2``), pays only for what
 the journal does not hold, validates and switches the alias.
 
-Both jobs run as real processes (their own Ray) over the slow-decoding modality of
-``test_kill_resume.py``, registered by each process.
+The collection migrated is a copy of the one the uninterrupted backfill of
+``tests/integration/conftest.py`` left (a job process over the slow-decoding modality of
+``test_kill_resume.py``); both migrations run as real processes (their own Ray) that register that
+modality themselves.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -18,13 +21,13 @@ import psutil
 import pytest
 
 from nova_devkit.emulator.launch import Endpoints
+from tests.integration.conftest import SlowCollection
 from tests.integration.test_kill_resume import (
     ASSETS,
     CHUNKS,
     HERE,
     _calls,
     _kill_all,
-    _manifest,
     _quiet,
 )
 
@@ -38,23 +41,19 @@ import slow_modality
 cloudpickle.register_pickle_by_value(slow_modality)
 from pipelines.modalities import register
 register(slow_modality.SlowText())
-if sys.argv[1] == "backfill":
-    from pipelines.backfill import run_backfill
-    from pipelines.config.compose import compose_backfill
-    sys.exit(run_backfill(compose_backfill(sys.argv[2:])).exit_code)
 from pipelines.config.compose import compose_migrate
 from pipelines.migrate import run_migration
-sys.exit(run_migration(compose_migrate(sys.argv[2:])).exit_code)
+sys.exit(run_migration(compose_migrate(sys.argv[1:])).exit_code)
 """
 QUERIES = 3
 
 
-def _args(job: str, manifest: Path, root: Path, emulator: Endpoints, *more: str) -> list[str]:
+def _args(manifest: Path, root: Path, emulator: Endpoints, *more: str) -> list[str]:
+    # The arguments of test_kill_resume._args (the backfill's), then the migration's.
     return [
         sys.executable,
         "-c",
         JOB,
-        job,
         "usecase.name=slow",
         "usecase.modalities=[slow_text]",
         f"manifest={manifest}",
@@ -69,18 +68,17 @@ def _args(job: str, manifest: Path, root: Path, emulator: Endpoints, *more: str)
     ]
 
 
-def test_a_killed_migration_resumes_and_switches(emulator: Endpoints, tmp_path: Path) -> None:
+def test_a_killed_migration_resumes_and_switches(
+    uninterrupted: SlowCollection, emulator: Endpoints, tmp_path: Path
+) -> None:
     from qdrant_client import QdrantClient
 
-    manifest = _manifest(tmp_path)
-    subprocess.run(
-        _args("backfill", manifest, tmp_path, emulator),
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    # What the backfill left (collection slow_v1 behind the alias ``slow``, and its journal): a
+    # copy of the uninterrupted run's folder (the job's arguments, unpaced).
+    manifest = uninterrupted.manifest
+    for folder in ("qdrant", "state"):
+        shutil.copytree(uninterrupted.root / folder, tmp_path / folder)
     migrate = _args(
-        "migrate",
         manifest,
         tmp_path,
         emulator,

@@ -323,6 +323,9 @@ def test_an_async_job_a_killed_run_started_is_reused_not_paid_twice(
         f"bedrock.s3_staging_uri=s3://{bucket}/staging",
         "bedrock.async_poll_min_s=0.1",
         "bedrock.async_poll_max_s=0.5",
+        # No StartAsyncInvoke quota at the local endpoint: the pipeline's default of 60 starts
+        # a minute would pace this run (test_backfill.py's service run: 21 s, unpaced 6 s).
+        "bedrock.quota.async_requests_per_minute=6000",
     ]
     cfg = compose_backfill(
         [*emulator.pipeline_overrides(), *service, f"manifest={tmp_path / 'manifest.parquet'}"]

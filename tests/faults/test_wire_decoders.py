@@ -1,6 +1,9 @@
 """A decoder that crashes its process, allocates without bound or hangs fails its own asset only
 (``decoder_crashed``, ``decode_out_of_memory``, ``decode_timeout``); the other assets of its
-block are embedded in the same run (read back from the collection)."""
+block are embedded in the same run (read back from the collection).
+
+Run with the harness (``wire_harness.py``, its Ray and endpoints in ``conftest.py``) like the wire
+fault cases, hence the ``test_wire_`` name: those modules run last in this folder, together."""
 
 from __future__ import annotations
 
@@ -13,19 +16,13 @@ from ray import cloudpickle
 
 from nova_devkit.emulator.launch import Endpoints
 from pipelines.modalities import current, register
-from tests.faults import hostile_decoders, wire_harness
+from tests.faults import hostile_decoders
 from tests.faults.wire_harness import (
     check_run,
     invoke_calls,
     run_job,
     write_manifest,
 )
-
-# The harness's module-scoped fixtures, used by name below.
-endpoint = wire_harness.endpoint
-ray_module = wire_harness.ray_module
-secret_env = wire_harness.secret_env
-wire = wire_harness.wire
 
 pytestmark = [pytest.mark.integration]
 
