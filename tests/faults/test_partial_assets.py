@@ -24,7 +24,6 @@ from pipelines.backfill import BackfillResult, run_backfill
 from pipelines.config.compose import compose_backfill
 from pipelines.core import codes
 from pipelines.core.ledger import OUTCOMES
-from tests.integration.conftest import ray_session  # noqa: F401  (the session's Ray)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
