@@ -18,7 +18,9 @@ from nova_devkit.emulator.launch import Endpoints
 class SlowCollection:
     """What an uninterrupted backfill of the slow assets left (see ``uninterrupted``)."""
 
-    root: Path  # its qdrant/ (collection ``slow``), state/ (journal) and runs/
+    # Its qdrant/ (collection ``slow``), state/ (journal) and runs/; test_migrate_resume.py
+    # migrates that collection in place (the only test that writes here).
+    root: Path
     manifest: Path
     points: dict[str, tuple[list[float], dict[str, Any]]]  # point id -> (vector, payload)
 
@@ -26,9 +28,9 @@ class SlowCollection:
 @pytest.fixture(scope="session")
 def uninterrupted(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> SlowCollection:
     """The slow assets of ``test_kill_resume.py`` backfilled by one uninterrupted job process:
-    the collection every killed and resumed run must end equal to, and the one
-    ``test_migrate_resume.py`` migrates (a copy of its folder). Run once for both modules, and
-    without the pace that lets the other runs be killed mid-way (nothing here is killed)."""
+    the collection every killed and resumed run must end equal to (``points``, read here), and
+    the one ``test_migrate_resume.py`` migrates, in place. Run once for both modules, and without
+    the pace that lets the other runs be killed mid-way (nothing here is killed)."""
     from tests.integration.test_kill_resume import ASSETS, CHUNKS, _args, _manifest, _points
 
     root = tmp_path_factory.mktemp("uninterrupted")

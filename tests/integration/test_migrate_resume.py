@@ -2,16 +2,14 @@
 same command again: the second run resumes the same collection (``slow_v2``), pays only for what
 the journal does not hold, validates and switches the alias.
 
-The collection migrated is a copy of the one the uninterrupted backfill of
-``tests/integration/conftest.py`` left (a job process over the slow-decoding modality of
-``test_kill_resume.py``); both migrations run as real processes (their own Ray) that register that
-modality themselves.
+The collection migrated is the one the uninterrupted backfill of ``tests/integration/conftest.py``
+left (a job process over the slow-decoding modality of ``test_kill_resume.py``), in its folder;
+both migrations run as real processes (their own Ray) that register that modality themselves.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -69,18 +67,17 @@ def _args(manifest: Path, root: Path, emulator: Endpoints, *more: str) -> list[s
 
 
 def test_a_killed_migration_resumes_and_switches(
-    uninterrupted: SlowCollection, emulator: Endpoints, tmp_path: Path
+    uninterrupted: SlowCollection, emulator: Endpoints
 ) -> None:
     from qdrant_client import QdrantClient
 
-    # What the backfill left (collection slow_v1 behind the alias ``slow``, and its journal): a
-    # copy of the uninterrupted run's folder (the job's arguments, unpaced).
-    manifest = uninterrupted.manifest
-    for folder in ("qdrant", "state"):
-        shutil.copytree(uninterrupted.root / folder, tmp_path / folder)
+    # What the backfill left (collection slow_v1 behind the alias ``slow``, and its journal): the
+    # uninterrupted run's folder, migrated in place. (The journal names a collection by its
+    # store's path: in a copy of the folder the old collection would have no journal entries.)
+    root, manifest = uninterrupted.root, uninterrupted.manifest
     migrate = _args(
         manifest,
-        tmp_path,
+        root,
         emulator,
         "embedding.dimension=3072",
         f"validation.sample_queries={QUERIES}",
@@ -106,7 +103,7 @@ def test_a_killed_migration_resumes_and_switches(
     again = subprocess.run(migrate, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     paid_again = _calls(emulator) - start - killed_at
-    reports = sorted((tmp_path / "runs" / "slow").glob("migrate-*/migration.json"))
+    reports = sorted((root / "runs" / "slow").glob("migrate-*/migration.json"))
     report = json.loads(reports[-1].read_text())
     assert report["outcome"] == "switched" and report["resumed"] and report["to"] == "slow_v2"
     # The resumed run paid for the unfinished assets (and a preflight), and the queries: not
@@ -114,7 +111,7 @@ def test_a_killed_migration_resumes_and_switches(
     assert paid_again < total + 1 + 2 * QUERIES, (killed_at, paid_again)
     assert report["build"]["skipped_unchanged"] > 0
 
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client = QdrantClient(path=str(root / "qdrant"))
     try:
         aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
         assert aliases == {"slow": "slow_v2"}
