@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # Most estimated work per block: a few minutes of decoding on one core.
 MAX_BLOCK_WORK = 256 * 1024 * 1024
-MAX_ASSETS_PER_BLOCK = 256
+MAX_ASSETS_PER_BLOCK = 4096
 GUIDED_FACTOR = 2
 
 

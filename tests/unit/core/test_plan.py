@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.core.plan import MAX_BLOCK_WORK, asset_blocks
+from pipelines.core.plan import MAX_ASSETS_PER_BLOCK, MAX_BLOCK_WORK, asset_blocks
 
 
 def _table(rows: list[dict[str, object]]) -> pa.Table:
@@ -127,3 +127,38 @@ def test_part_segments_are_contiguous_disjoint_and_cover_every_count() -> None:
             if count:
                 assert got[0]  # the first part speaks for the asset
     assert list(part_segments({"part": None}, 3)) == [0, 1, 2]
+
+
+def test_many_small_inline_texts_share_few_blocks() -> None:
+    # A task costs Ray about the same whatever its rows: 10,000 short texts are a handful of
+    # tasks (enough for every CPU), not one task per few hundred texts.
+    table = _table([{"modality": "text", "text": f"text number {i}"} for i in range(10_000)])
+    blocks = asset_blocks(table, cpus=2)
+    assert sum(b.num_rows for b in blocks) == 10_000
+    assert 4 <= len(blocks) <= 50
+    assert 1000 < max(b.num_rows for b in blocks) <= MAX_ASSETS_PER_BLOCK
+
+
+def test_a_parquet_source_reads_windows_bounded_by_rows_and_by_bytes(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from pipelines.core.rows import ASSET
+    from pipelines.core.runner import ParquetSource
+
+    texts = [("x" * (10 if i < 500 else 2000)) for i in range(1000)]
+    rows = [{"asset_id": f"a{i}", "modality": "text", "text": t} for i, t in enumerate(texts)]
+    path = tmp_path / "todo.parquet"
+    pq.write_table(ASSET.table(rows), path, row_group_size=100)
+
+    by_rows = list(ParquetSource(ASSET, path, window_rows=300).windows(2))
+    assert [sum(b.num_rows for b in w) for w in by_rows] == [300, 300, 300, 100]
+    # Long texts: the byte cap closes windows well before the row cap.
+    by_bytes = list(
+        ParquetSource(ASSET, path, window_rows=10_000, window_bytes=200_000, read_rows=50).windows(
+            2
+        )
+    )
+    sizes = [sum(b.num_rows for b in w) for w in by_bytes]
+    assert sizes == [600, 100, 100, 100, 100]
+    got = [a for w in by_bytes for b in w for a in b["asset_id"].to_pylist()]
+    assert got == [f"a{i}" for i in range(1000)]
