@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 # Most estimated work per block: a few minutes of decoding on one core.
 MAX_BLOCK_WORK = 256 * 1024 * 1024
 # Most assets per block. A Ray task costs about the same whatever its rows: 256 small inline
-# texts were ~10 ms of work for a task's ~0.2 ms-per-row overhead (benchmarks/bench_scale.py).
+# texts were ~10 ms of work, less than the task itself cost (benchmarks/bench_scale.py).
 MAX_ASSETS_PER_BLOCK = 4096
 GUIDED_FACTOR = 2
 
