@@ -238,14 +238,15 @@ class ResourcesConfig:
 
     ``embed.max_in_flight`` is also the rows of one decode output block and of one embed call:
     Ray Data costs about the same per block whatever its rows, so 32 rather than 8 took the
-    whole pipeline's CPU from 1.97x to 1.65x the plain loop on 1,320 PDF pages
+    whole pipeline's CPU from 1.97x to 1.65x the plain loop on 1,320 PDF pages, and 64 rather
+    than 32 took 3,990 pages from 131.0 to 123.2 CPU-s and 77.7 to 72.2 s of wall
     (``benchmarks/bench_pipeline.py``)."""
 
     decode: StageResourcesConfig = field(
         default_factory=lambda: StageResourcesConfig(num_cpus=0.75)
     )
     embed: StageResourcesConfig = field(
-        default_factory=lambda: StageResourcesConfig(num_cpus=0.25, concurrency=2, max_in_flight=32)
+        default_factory=lambda: StageResourcesConfig(num_cpus=0.25, concurrency=2, max_in_flight=64)
     )
     # Parallel writers against a Qdrant server; the embedded store is written by the driver.
     write: StageResourcesConfig = field(

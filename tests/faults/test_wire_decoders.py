@@ -47,7 +47,7 @@ def test_a_hostile_decoder_fails_its_asset_alone(
     endpoint: Endpoints, tmp_path: Path, behaviour: str, code: str
 ) -> None:
     rows = []
-    # One block (rows_per_block is resources.embed.max_in_flight, 32): good, bad, good.
+    # One block (rows_per_block is resources.embed.max_in_flight, 64): good, bad, good.
     for i, content in enumerate(["good one", "good two", behaviour, "good three", "good four"]):
         path = tmp_path / f"asset-{i}.hostile"
         path.write_text(content)
