@@ -54,6 +54,7 @@ from pipelines.config.validate import validate_migrate
 from pipelines.core.console import Console
 from pipelines.core.errors import ConfigError, InfrastructureError
 from pipelines.core.journal import Entry, Journal, same_fingerprint
+from pipelines.core.ledger import KEPT
 from pipelines.core.rows import STORED_POINT
 from pipelines.stores import VectorStore, open_store
 
@@ -493,8 +494,9 @@ def _truncate_copy(
 def _copy_journal(
     cfg: MigrateJobConfig, old: str, target: str, fingerprints: dict[str, str], run_id: str
 ) -> int:
-    """The old collection's journal entries under the new collection's key (embedded ones with
-    the new fingerprints: their points were just copied), and its fingerprints."""
+    """The old collection's journal entries under the new collection's key (those whose points
+    stay, embedded or partial, with the new fingerprints: their points were just copied), and its
+    fingerprints."""
     journal = Journal(cfg.state.path)
     old_key, new_key = _key(cfg, old), _key(cfg, target)
     try:
@@ -504,7 +506,7 @@ def _copy_journal(
             for chunk in journal.entries(old_key):  # its own snapshot: safe to write meanwhile
                 entries = [
                     dataclasses.replace(e, fingerprint=fingerprints.get(e.modality or ""))
-                    if e.outcome == "embedded" and e.modality in fingerprints
+                    if e.outcome in KEPT and e.modality in fingerprints
                     else e
                     for e in chunk
                 ]
@@ -668,7 +670,7 @@ def _points_check(
     examples: list[str] = []
     try:
         for chunk in journal.entries(new_key):
-            done = [e for e in chunk if e.outcome == "embedded"]
+            done = [e for e in chunk if e.outcome in KEPT]
             ids = [e.asset_id for e in done]
             counts = new_store.count_by_asset(ids)
             before = journal.lookup(old_key, ids) if same_segments else {}
@@ -676,7 +678,7 @@ def _points_check(
                 e.asset_id
                 for e in done
                 if (o := before.get(e.asset_id)) is not None
-                and o.outcome == "embedded"
+                and o.outcome in KEPT
                 and o.content_version == e.content_version
             ]
             old_counts = old_store.count_by_asset(comparable) if comparable else {}
@@ -693,11 +695,11 @@ def _points_check(
         assert cfg.manifest is not None
         listed = iter_asset_ids(cfg.manifest, cfg.bedrock.s3_endpoint_url)
         for chunk in journal.entries(old_key, only=listed):
-            held_ids = [e.asset_id for e in chunk if e.outcome == "embedded"]
+            held_ids = [e.asset_id for e in chunk if e.outcome in KEPT]
             now = journal.lookup(new_key, held_ids)
             for asset_id in held_ids:
                 entry = now.get(asset_id)
-                if entry is None or entry.outcome != "embedded":
+                if entry is None or entry.outcome not in KEPT:
                     missing += 1
                     if len(examples) < 10:
                         examples.append(asset_id)
