@@ -98,7 +98,8 @@ class ParquetSource(Source):
     leave cores idle): measured with ``benchmarks/bench_scale.py`` (1,000,000 inline texts),
     windows of 50,000 rows took 89 s and windows of 200,000 rows 73 s, the driver's peak going
     from 933 to 1,181 MiB. The byte cap keeps a window of long inline texts as small in memory as
-    one of short ones.
+    one of short ones, and ``window_blocks`` a window of assets of unknown size (``s3://``, one
+    block each) from becoming hundreds of thousands of blocks in one execution.
     """
 
     windowed = True
@@ -111,6 +112,7 @@ class ParquetSource(Source):
         window_rows: int = 200_000,
         window_bytes: int = 64 * 1024 * 1024,
         read_rows: int = 4096,
+        window_blocks: int = 50_000,
     ) -> None:
         self.gives = gives
         self.path = os.fspath(path)
@@ -119,6 +121,7 @@ class ParquetSource(Source):
         self.window_bytes = window_bytes
         # Rows read at a time: the byte cap is checked between reads.
         self.read_rows = read_rows
+        self.window_blocks = window_blocks
 
     def blocks(self, cpus: int) -> Iterator[pa.Table]:
         for window in self.windows(cpus):
@@ -146,8 +149,12 @@ class ParquetSource(Source):
         if not batches:
             return
         table = pa.Table.from_batches(batches).cast(self.gives.schema).combine_chunks()
-        if table.num_rows:
-            yield self.cut(table, cpus) if self.cut else [table]
+        if not table.num_rows:
+            return
+        blocks = self.cut(table, cpus) if self.cut else [table]
+        step = max(1, self.window_blocks)
+        for start in range(0, len(blocks), step):
+            yield blocks[start : start + step]
 
 
 class StoreScanSource(Source):

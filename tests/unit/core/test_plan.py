@@ -162,3 +162,14 @@ def test_a_parquet_source_reads_windows_bounded_by_rows_and_by_bytes(tmp_path: P
     assert sizes == [600, 100, 100, 100, 100]
     got = [a for w in by_bytes for b in w for a in b["asset_id"].to_pylist()]
     assert got == [f"a{i}" for i in range(1000)]
+
+    # Assets cut one per block (sizes unknown): a window holds at most window_blocks of them.
+    def one_per_row(table: pa.Table, cpus: int) -> list[pa.Table]:
+        return [table.slice(i, 1) for i in range(table.num_rows)]
+
+    by_blocks = list(
+        ParquetSource(ASSET, path, cut=one_per_row, window_rows=300, window_blocks=128).windows(2)
+    )
+    assert [len(w) for w in by_blocks] == [128, 128, 44] * 3 + [100]
+    got = [a for w in by_blocks for b in w for a in b["asset_id"].to_pylist()]
+    assert got == [f"a{i}" for i in range(1000)]
