@@ -112,7 +112,14 @@ def test_guard_restarted_keeps_what_it_learned() -> None:
     assert handle.ask("run_account", "run-1")["calls"] == 3
     # Killed for good (no restart): the next caller creates it again from the saved state.
     ray.kill(ray.get_actor("test-guard-restart", namespace=BUDGET_NAMESPACE), no_restart=True)
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while True:  # until Ray no longer knows it by its name
+        try:
+            ray.get_actor("test-guard-restart", namespace=BUDGET_NAMESPACE)
+        except ValueError:
+            break
+        assert time.monotonic() < deadline, "the killed guard is still known by its name"
+        time.sleep(0.05)
     again = GuardHandle("test-guard-restart", RateBudgetSettings(600, 1e9), timeout_s=30)
     assert again.ask("snapshot")["fraction"] == pytest.approx(before["fraction"])
     assert again.ask("run_account", "run-1")["calls"] == 3

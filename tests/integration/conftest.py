@@ -3,7 +3,6 @@ compare with. (The session's Ray, ``ray_session``, is in ``tests/conftest.py``.)
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +30,21 @@ def uninterrupted(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory
     the collection every killed and resumed run must end equal to (``points``, read here), and
     the one ``test_migrate_resume.py`` migrates, in place. Run once for both modules, and without
     the pace that lets the other runs be killed mid-way (nothing here is killed)."""
-    from tests.integration.test_kill_resume import ASSETS, CHUNKS, _args, _manifest, _points
+    from tests.integration.test_kill_resume import (
+        ASSETS,
+        CHUNKS,
+        _args,
+        _manifest,
+        _points,
+        _unpaced_env,
+    )
 
     root = tmp_path_factory.mktemp("uninterrupted")
     manifest = _manifest(root)
     endpoints.emulator.reset()
     subprocess.run(
         _args(manifest, root, endpoints, paced=False),
-        env={**os.environ, "SLOW_TEXT_SECONDS_PER_SEGMENT": "0"},
+        env=_unpaced_env(),
         check=True,
         capture_output=True,
         timeout=300,

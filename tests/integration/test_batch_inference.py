@@ -200,7 +200,9 @@ def test_killed_run_finds_its_job_instead_of_submitting_again(
     batch_emulator: Endpoints, tmp_path: Path, bucket: str
 ) -> None:
     _corpus(tmp_path)
-    batch_emulator.emulator.configure(batch_duration_s=8.0)
+    # The job runs for 4 s: the run is killed within a poll (0.2 s) of its submission, long
+    # before the job ends, and the next run waits for the rest of those 4 s.
+    batch_emulator.emulator.configure(batch_duration_s=4.0)
     args = _overrides(tmp_path, batch_emulator, bucket, "k", "bedrock.mode=batch")
     proc = subprocess.Popen(
         [sys.executable, "-c", JOB, *args, "bedrock.batch.wait_s=120"],

@@ -1,4 +1,4 @@
-"""What a user sees: a backfill of about a minute, run in a pseudo-terminal like a person would.
+"""What a user sees: a backfill of over half a minute, run in a pseudo-terminal like a person would.
 
 The status line must be redrawn in place every few seconds with counts that move, and neither
 Ray's INFO lines nor the core worker's C++ log lines may reach the screen.
@@ -25,7 +25,9 @@ from nova_devkit.emulator.launch import Endpoints
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ASSETS = 48
-QUOTA_PER_MIN = 60  # 48 calls at one a second: the run lasts about a minute
+# 48 calls at 80 a minute: the calls alone span 35 s (the quota guard's burst is half a second),
+# so the status is drawn for longer than the 30 s the test asks of the run, however busy the host.
+QUOTA_PER_MIN = 80
 STATUS = re.compile(r"\[backfill\] (\d+)/(\d+) assets")
 REDRAW = "\r\x1b[2K"
 
@@ -97,7 +99,7 @@ def test_a_backfill_in_a_terminal_shows_a_live_status_and_no_ray_chatter(
     assert all(total == str(ASSETS) for total in re.findall(r"/(\d+) assets", text))
     times = [t for t, _ in redraws]
     # In place (carriage return + erase line, not new lines), at least every few seconds.
-    assert times[-1] - times[0] >= 30, "the run was meant to last about a minute"
+    assert times[-1] - times[0] >= 30, "the run was meant to last over half a minute"
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) <= 5.0, f"the status went {max(gaps):.1f}s without an update"
     assert not re.search(r"\n\[backfill\] \d+/\d+ assets", text), "status printed as new lines"

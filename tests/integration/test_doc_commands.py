@@ -189,8 +189,14 @@ def _kill_tree_matching(marker: str) -> int:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
     # A head's gcs_server and one of its Python helpers never exit on SIGTERM (measured: still
-    # there after 20 s, the rest gone within 2 s): a short grace, then SIGKILL.
-    _, alive = psutil.wait_procs(list(found.values()), timeout=5)
+    # there after 20 s, the rest gone within 2 s): a grace of at most 5 s, cut short once a
+    # second has passed without another process exiting, then SIGKILL.
+    alive = list(found.values())
+    started = last_exit = time.monotonic()
+    while alive and (now := time.monotonic()) - started < 5 and now - last_exit < 1:
+        gone, alive = psutil.wait_procs(alive, timeout=0.2)
+        if gone:
+            last_exit = time.monotonic()
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()

@@ -27,6 +27,7 @@ from tests.integration.test_kill_resume import (
     _calls,
     _kill_all,
     _quiet,
+    _unpaced_env,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,7 +47,9 @@ sys.exit(run_migration(compose_migrate(sys.argv[1:])).exit_code)
 QUERIES = 3
 
 
-def _args(manifest: Path, root: Path, emulator: Endpoints, *more: str) -> list[str]:
+def _args(
+    manifest: Path, root: Path, emulator: Endpoints, *more: str, paced: bool = True
+) -> list[str]:
     # The arguments of test_kill_resume._args (the backfill's), then the migration's.
     return [
         sys.executable,
@@ -57,7 +60,7 @@ def _args(manifest: Path, root: Path, emulator: Endpoints, *more: str) -> list[s
         f"manifest={manifest}",
         *emulator.pipeline_overrides(),
         "qdrant.collection=slow",
-        "bedrock.quota.requests_per_minute=240",
+        *(["bedrock.quota.requests_per_minute=240"] if paced else []),
         "resources.embed.max_in_flight=4",
         f"qdrant.path={root / 'qdrant'}",
         f"run_dir={root / 'runs'}",
@@ -75,13 +78,8 @@ def test_a_killed_migration_resumes_and_switches(
     # uninterrupted run's folder, migrated in place. (The journal names a collection by its
     # store's path: in a copy of the folder the old collection would have no journal entries.)
     root, manifest = uninterrupted.root, uninterrupted.manifest
-    migrate = _args(
-        manifest,
-        root,
-        emulator,
-        "embedding.dimension=3072",
-        f"validation.sample_queries={QUERIES}",
-    )
+    more = ("embedding.dimension=3072", f"validation.sample_queries={QUERIES}")
+    migrate = _args(manifest, root, emulator, *more)
     total = ASSETS * CHUNKS
     start = _calls(emulator)
     proc = subprocess.Popen(
@@ -100,7 +98,15 @@ def test_a_killed_migration_resumes_and_switches(
     killed_at = _calls(emulator) - start
     assert 0.4 * total <= killed_at < total
 
-    again = subprocess.run(migrate, capture_output=True, text=True, timeout=300)
+    # The same migration again; nothing kills it, so without the pace (neither the quota nor the
+    # decoder's pace is in a vector, payload or fingerprint: see slow_modality.py).
+    again = subprocess.run(
+        _args(manifest, root, emulator, *more, paced=False),
+        env=_unpaced_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     paid_again = _calls(emulator) - start - killed_at
     reports = sorted((root / "runs" / "slow").glob("migrate-*/migration.json"))
