@@ -674,11 +674,13 @@ def _points_check(
             ids = [e.asset_id for e in done]
             counts = new_store.count_by_asset(ids)
             before = journal.lookup(old_key, ids) if same_segments else {}
+            # Counts compare only between whole assets: a partial asset in either collection
+            # may lack segments the other holds (a page refused once, embedded the next time).
             comparable = [
                 e.asset_id
                 for e in done
                 if (o := before.get(e.asset_id)) is not None
-                and o.outcome in KEPT
+                and e.outcome == o.outcome == "embedded"
                 and o.content_version == e.content_version
             ]
             old_counts = old_store.count_by_asset(comparable) if comparable else {}
