@@ -79,7 +79,8 @@ def truncate(full: np.ndarray, dimension: int) -> list[float]:
     """The ``dimension``-d vector: the normalised prefix of the full vector (Matryoshka)."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"dimension must be one of {DIMENSIONS}")
-    return [float(x) for x in _unit(full[:dimension])]
+    vector: list[float] = _unit(full[:dimension]).tolist()
+    return vector
 
 
 # --- text ---------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import orjson
+
 from nova_devkit.emulator.control import control_request
 from nova_devkit.emulator.errors import (
     ASYNC_JOB_FAILURE,
@@ -103,6 +105,10 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     server: EmulatorHTTPServer
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: the headers and the body go out as two writes; with Nagle's algorithm the
+    # body waits for the client's delayed ACK of the headers (~40 ms on Linux) on every answer
+    # a client waits for (measured: 48 ms per sequential InvokeModel call, 3 ms without).
+    disable_nagle_algorithm = True
     # Idle keep-alive connections are closed after this many seconds (frees their threads).
     timeout = 300
     # The record of the request being served; closed (counted) just before the answer is sent.
@@ -364,7 +370,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         if req.kind == "text":
             headers["X-Amzn-Bedrock-Input-Token-Count"] = str(prepared.tokens)
-        return json.dumps({"embeddings": embeddings}).encode(), headers
+        # orjson: ~20x json.dumps on 1,024-3,072 floats, same shortest-repr numbers; the endpoint
+        # shares the machine's cores with the job in benchmarks.
+        return orjson.dumps({"embeddings": embeddings}), headers
 
     # -- /_emulator/ -------------------------------------------------------------------------
 

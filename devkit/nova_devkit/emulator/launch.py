@@ -120,13 +120,20 @@ class S3Server:
             bind_or_explain(lambda: sock.bind(address), "emulator.s3_port", self.host, self.port)
             sock.listen(128)
             app = DomainDispatcherApplication(create_backend_app)
+
+            class Handler(MotoRequestHandler):
+                # TCP_NODELAY: werkzeug writes the headers and the body separately, and with
+                # Nagle's algorithm the body would wait ~40 ms for the client's delayed ACK on
+                # every answer (see nova_devkit.emulator.handler.RequestHandler).
+                disable_nagle_algorithm = True
+
             # werkzeug serves a duplicate of the bound socket's descriptor.
             self._server = make_server(
                 self.host,
                 self.port,
                 app,
                 threaded=True,
-                request_handler=MotoRequestHandler,
+                request_handler=Handler,
                 fd=sock.fileno(),
             )
         thread = threading.Thread(target=self._server.serve_forever, name="s3", daemon=True)

@@ -51,6 +51,9 @@ class S3FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are two writes: without TCP_NODELAY the body waits ~40 ms for
+            # the client's delayed ACK (see nova_devkit.emulator.handler.RequestHandler).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

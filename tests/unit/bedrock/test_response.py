@@ -79,3 +79,24 @@ def test_missing_expected_type_is_malformed() -> None:
     body = {"embeddings": [{"embeddingType": "VIDEO", "embedding": _vec(256)}]}
     with pytest.raises(BedrockCallError, match="AUDIO"):
         parse_embedding_response(body, {}, expected_types=("VIDEO", "AUDIO"))
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_a_vector_holding_nan_or_infinity_is_non_finite_not_malformed(token: str) -> None:
+    # Not standard JSON: the fast parser refuses the body, the standard library reads it.
+    body = b'{"embeddings": [{"embeddingType": "IMAGE", "embedding": [0.5, %s, 0.5]}]}' % (
+        token.encode()
+    )
+    with pytest.raises(BedrockCallError) as info:
+        parse_embedding_response(body, {})
+    assert info.value.error_class is ErrorClass.TRANSIENT
+    assert info.value.code == "non_finite_vector"
+
+
+def test_finite_values_whose_sum_overflows_are_accepted() -> None:
+    body = json.dumps(
+        {"embeddings": [{"embeddingType": "IMAGE", "embedding": [1e308, 1e308, -1e308, 3]}]}
+    ).encode()
+    result = parse_embedding_response(body, {})
+    assert result.embeddings[0].vector == [1e308, 1e308, -1e308, 3.0]
+    assert all(type(x) is float for x in result.embeddings[0].vector)
