@@ -5,6 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+# `make test` runs the suite on WORKERS processes (pytest-xdist; each its own local Ray and
+# endpoints), one test at a time from the queue (loadgroup: an xdist_group's tests together).
+# `make test WORKERS=0` runs it in this one process.
+WORKERS ?= 2
+XDIST := -n $(WORKERS) --dist loadgroup
 
 .DEFAULT_GOAL := help
 
@@ -19,11 +24,11 @@ $(STAMP): pyproject.toml devkit/pyproject.toml
 
 venv: $(STAMP) ## Create .venv: the library (test and dev extras) and the devkit, both editable
 
-test: $(STAMP) ## Run the whole test suite (CI runs it after `make lint`)
-	$(PY) -m pytest -q $(ARGS)
+test: $(STAMP) ## Run the whole test suite on WORKERS=2 processes (CI runs it after `make lint`)
+	$(PY) -m pytest -q $(XDIST) $(ARGS)
 
-test-fast: $(STAMP) ## Run the tests not marked slow
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test-fast: $(STAMP) ## Run the tests not marked slow (on WORKERS=2 processes)
+	$(PY) -m pytest -q -m "not slow" $(XDIST) $(ARGS)
 
 lint: $(STAMP) ## ruff check + format check + mypy (CI runs it)
 	$(VENV)/bin/ruff check .

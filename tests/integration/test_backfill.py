@@ -136,6 +136,7 @@ def _job(corpus: dict[str, Any], emulator: Endpoints, tmp: Path, *more: str) -> 
             "bedrock.base_backoff_s=0.05",
             f"qdrant.path={tmp / 'qdrant'}",
             f"run_dir={tmp / 'runs'}",
+            f"state.path={tmp / 'state'}",
             "segmentation.audio_window_s=15",
             *more,
         ]

@@ -107,6 +107,7 @@ def test_a_modality_registered_by_a_test_is_backfilled_end_to_end(
             f"qdrant.path={tmp_path / 'qdrant'}",
             "qdrant.collection=sensors",
             f"run_dir={tmp_path / 'runs'}",
+            f"state.path={tmp_path / 'state'}",
         ]
     )
     result = run_backfill(cfg)

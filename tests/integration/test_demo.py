@@ -16,6 +16,8 @@ def test_demo_queries_find_their_sources(tmp_path: Path) -> None:
         DemoConfig(
             out_dir=str(tmp_path / "demo"),
             usecases=["product_search", "audio_fingerprinting", "document_retrieval"],
+            # Its journal beside its collections, not in ./.state (shared by every worker).
+            overrides=[f"state.path={tmp_path / 'state'}"],
         )
     )
     for usecase in ("product_search", "audio_fingerprinting", "document_retrieval"):

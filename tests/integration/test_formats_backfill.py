@@ -39,6 +39,7 @@ def _backfill(usecase: str, manifest: Path, tmp_path: Path, emulator: Endpoints)
             *emulator.pipeline_overrides(),
             f"qdrant.path={tmp_path / 'qdrant'}",
             f"run_dir={tmp_path / 'runs'}",
+            f"state.path={tmp_path / 'state'}",
             # The scanned copy sits beside the manifest; the audio-only WebM is read in place.
             f"inputs.allowed_roots=[{manifest.parent},{FILES}]",
         ]

@@ -28,7 +28,9 @@ import pytest
 from nova_devkit.emulator.launch import Endpoints
 from tests.integration.conftest import SlowCollection
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One xdist worker runs both modules (`--dist loadgroup`): the session fixture `uninterrupted`
+# (tests/integration/conftest.py), a whole backfill, is then made once, not once per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("uninterrupted")]
 
 ASSETS = 12
 CHUNKS = 5  # segments per asset: 60 calls in all

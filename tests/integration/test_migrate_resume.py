@@ -30,7 +30,9 @@ from tests.integration.test_kill_resume import (
     _unpaced_env,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One xdist worker runs both modules (`--dist loadgroup`): the session fixture `uninterrupted`
+# (tests/integration/conftest.py), a whole backfill, is then made once, not once per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("uninterrupted")]
 
 JOB = f"""
 import sys
