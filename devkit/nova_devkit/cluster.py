@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -50,6 +51,12 @@ def ray_head(num_cpus: int = 2, env: dict[str, str] | None = None) -> Iterator[H
     ray_bin = str(Path(sys.executable).with_name("ray"))
     environ = {**os.environ, **(env or {}), "RAY_TMPDIR": tmp, "RAY_USAGE_STATS_ENABLED": "0"}
     environ.pop("RAY_ADDRESS", None)
+    if "RAY_AUTH_MODE" not in environ:
+        # Ray >= 2.60: `ray start` turns token authentication on by itself when a token file
+        # exists (~/.ray/auth_token), but a driver given the head's address never does, and is
+        # refused. The head and its jobs get this head's own token instead, whatever the machine
+        # holds.
+        environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     port = free_port()
     cmd = [
         ray_bin, "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}",

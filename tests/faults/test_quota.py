@@ -46,7 +46,9 @@ def _invokes(emulator: Endpoints) -> list[Any]:
 def test_two_jobs_on_one_head_share_one_quota(emulator: Endpoints, tmp_path: Path) -> None:
     from nova_devkit.cluster import ray_head, start_job, wait_jobs
 
-    quota, rows = 600.0, 120
+    # 200 rows a job: ~20 s of calls alone at the quota, so the two overlap even when one job's
+    # start-up lags the other's by ~15 s on a busy machine (120 rows, ~12 s, once did not).
+    quota, rows = 600.0, 200
     emulator.emulator.configure(
         quota={"requests_per_minute": quota}, latency_ms=100.0, jitter_ms=200.0
     )
