@@ -78,6 +78,10 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog (socketserver's default is 5): two embed actors open up to 64
+    # connections each at once, and connects beyond a full backlog wait for the client's SYN
+    # retries, or fail as attempts that never reach the endpoint's records.
+    request_queue_size = 128
 
     def __init__(self, addr: tuple[str, int], emulator: EmulatorServer) -> None:
         self.emulator = emulator
