@@ -20,13 +20,14 @@ While the job runs, a thread samples every process of the job's tree (the driver
 raylet and helpers, the Ray workers, the decoder subprocesses) every 0.2 s with psutil and
 attributes each process's CPU time to a role by what it is doing (Ray sets a worker's process
 title to the task or actor it runs): ``decode`` (decode tasks), ``decoder_subprocess`` (decode
-isolation, :mod:`pipelines.stages.decode_isolated`), ``embed`` (embed actors, and server mode's
-write actors), ``driver`` (the job's own process: planning, Ray Data's executor, the embedded
-Qdrant writer, the ledger), ``quota_actor`` (the cluster-wide rate budget), ``ray_system`` (GCS,
-raylet, dashboard and runtime-env agents, log monitor, idle workers, Ray Data's own actors and
-metadata tasks; its share is also printed by process). A worker's CPU between two samples goes to
-the work role it had at either end. A process that ends between two samples loses at most 0.2 s
-of CPU from the figure.
+isolation, :mod:`pipelines.stages.decode_isolated`), ``embed`` (embed actors), ``writer`` (server
+mode's write actors; in embedded mode the write stage's CPU in the driver, which the run report
+gives as ``write_cpu_s``), ``driver`` (the job's own process without the writer: planning, Ray
+Data's executor, the ledger and journal, the console), ``quota_actor`` (the cluster-wide rate
+budget), ``ray_system`` (GCS, raylet, dashboard and runtime-env agents, log monitor, idle
+workers, Ray Data's own actors and metadata tasks; its share is also printed by process). A
+worker's CPU between two samples goes to the work role it had at either end. A process that
+ends between two samples loses at most 0.2 s of CPU from the figure.
 
 Printed per kind and dimension:
 
@@ -228,6 +229,7 @@ ROLES = (
     "decode",
     "decoder_subprocess",
     "embed",
+    "writer",
     "driver",
     "quota_actor",
     "ray_system",
@@ -242,13 +244,17 @@ def role_of(pid: int, root_pid: int, cmdline: list[str]) -> str:
     if "decode_isolated" in text:
         return "decoder_subprocess"
     if text.startswith("ray::"):
-        # The runner's stages: decode runs as tasks (_TaskCall), embed as actors (_ActorCall);
-        # in embedded mode the writer is the driver (server mode's write actors are _ActorCall
-        # too, and would be counted with embed).
-        if "_TaskCall" in text:
-            return "decode"
-        if "_ActorCall" in text:
-            return "embed"
+        # The runner names Ray Data's operators after their stages (pipelines/core/runner.py:
+        # _named): decode tasks are `ray::MapBatches(decode)->...`, the embed actors
+        # `ray::MapWorker(MapBatches(embed))`, server mode's write actors
+        # `ray::MapWorker(MapBatches(write))`. In embedded mode the writer runs in the driver:
+        # see split_driver.
+        stage = re.search(r"MapBatches\((\w+)\)", text)
+        if stage:
+            name = stage.group(1)
+            if name == "write":
+                return "writer"
+            return "embed" if "MapWorker(" in text else "decode"
         if "QuotaGuard" in text or "nova-mme-quota" in text:
             return "quota_actor"
     # GCS, raylet, dashboard and runtime-env agents, idle workers, Ray Data's own actors and
@@ -328,6 +334,13 @@ class RoleCpu:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def split_driver(self, writer_s: float) -> None:
+        """Move the embedded writer's CPU (the run report's ``write_cpu_s``: the write stage's
+        thread time in the driver) from ``driver`` to ``writer``."""
+        moved = min(max(writer_s, 0.0), self.by_role.get("driver", 0.0))
+        self.by_role["driver"] = self.by_role.get("driver", 0.0) - moved
+        self.by_role["writer"] = self.by_role.get("writer", 0.0) + moved
 
     @property
     def total(self) -> float:
@@ -447,6 +460,7 @@ def run_job(
         raise RuntimeError(f"backfill exited {proc.returncode}:\n{out[-3000:]}")
     reports = sorted(run_dir.rglob("report.json"))
     report = json.loads(reports[-1].read_text()) if reports else {}
+    sampler.split_driver(float(report.get("write_cpu_s") or 0.0))
     return {
         "wall_s": wall,
         "report": report,

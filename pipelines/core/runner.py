@@ -21,6 +21,7 @@ import abc
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -269,6 +270,18 @@ class _ActorCall:
             stage.teardown()
 
 
+def _named(call: type, stage: Stage) -> type:
+    """``call`` (:class:`_TaskCall` or :class:`_ActorCall`) under the stage's name.
+
+    Ray Data names an operator after the class it runs, and Ray titles a worker after what it
+    runs: named so, the operator is ``MapBatches(decode)`` in Ray Data's logs and the dashboard,
+    and the worker running it ``ray::MapWorker(MapBatches(embed))`` in ``ps`` (which is how
+    ``benchmarks/bench_pipeline.py`` tells the stages' CPU apart), not ``_TaskCall`` for every
+    stage. The class is made here, so it travels to the workers by value.
+    """
+    return type(stage.name, (call,), {"__module__": call.__module__, "__qualname__": stage.name})
+
+
 def apply_stage(ds: Any, stage: Stage, worker_env: Mapping[str, str] | None = None) -> Any:
     """``ds.map_batches`` for one Ray stage, as its resources say (``worker_env``: environment
     variables for its workers, when the job's runtime environment cannot carry them)."""
@@ -282,7 +295,7 @@ def apply_stage(ds: Any, stage: Stage, worker_env: Mapping[str, str] | None = No
         common["batch_size"] = r.batch_size
     if r.actor:
         out = ds.map_batches(
-            _ActorCall,
+            _named(_ActorCall, stage),
             fn_constructor_kwargs={"stage": stage},
             compute=rd.ActorPoolStrategy(
                 size=r.concurrency or 1,
@@ -293,7 +306,7 @@ def apply_stage(ds: Any, stage: Stage, worker_env: Mapping[str, str] | None = No
         )
     else:
         out = ds.map_batches(
-            _TaskCall(stage),
+            _named(_TaskCall, stage)(stage),
             compute=rd.TaskPoolStrategy(size=r.concurrency) if r.concurrency else None,
             **common,
         )
@@ -465,8 +478,9 @@ def run_pipeline(
     ``batch_size`` rows per driver batch (None: each block as it arrives). ``worker_env``:
     environment variables every worker needs (dummy credentials for a local endpoint).
 
-    Returns each stage's ``on_finish`` figures by stage name. Exceptions from a stage (an
-    infrastructure failure) propagate after the driver stages are torn down.
+    Returns each stage's ``on_finish`` figures by stage name; a driver stage's also hold the
+    CPU seconds it took in this process (``<name>_cpu_s``, e.g. ``write_cpu_s``). Exceptions
+    from a stage (an infrastructure failure) propagate after the driver stages are torn down.
     """
     import ray.data as rd
 
@@ -481,6 +495,9 @@ def run_pipeline(
     for stage in pipeline.stages:
         stage.on_start()
     driver_stages = [s for s in pipeline.stages if s.resources.on_driver]
+    # CPU seconds each driver stage takes in this process (its thread): the driver's own work
+    # and a driver stage's (the embedded store's writes) are one process to ps and psutil.
+    driver_cpu = dict.fromkeys((s.name for s in driver_stages), 0.0)
     for stage in driver_stages:
         stage.setup()
     try:
@@ -491,7 +508,9 @@ def run_pipeline(
             try:
                 for batch in batches:
                     for stage in driver:
+                        cpu = time.thread_time()
                         out = list(_outputs(stage, batch))
+                        driver_cpu[stage.name] += time.thread_time() - cpu
                         batch = pa.concat_tables(out) if out else stage.gives.empty()
                     on_batch(batch)
             finally:
@@ -503,4 +522,7 @@ def run_pipeline(
     finally:
         for stage in driver_stages:
             stage.teardown()
-    return {stage.name: stage.on_finish() for stage in pipeline.stages}
+    figures = {stage.name: stage.on_finish() for stage in pipeline.stages}
+    for name, seconds in driver_cpu.items():
+        figures[name] = {**figures[name], f"{name}_cpu_s": round(seconds, 3)}
+    return figures

@@ -323,3 +323,75 @@ class WrongSchema(Stage):
 def test_a_stage_that_breaks_its_contract_fails_the_run() -> None:
     with pytest.raises(Exception, match="must give SegmentRow"):
         _run(Pipeline("bad", BlocksSource(ASSET, _manifest()), [WrongSchema()]))
+
+
+class TitleRow(TypedDict):
+    asset_id: Annotated[str, pa.string()]
+    task: Annotated[str, pa.string()]
+    actor: Annotated[str, pa.string()]
+
+
+TITLES = RowType(TitleRow)
+
+
+def _title() -> str:
+    """This process's title, as ps shows it (Ray sets a worker's to what it runs)."""
+    with open("/proc/self/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+class TaskTitle(Stage):
+    name = "spell"
+    takes = ASSET
+    gives = TITLES
+    # Not the actor stage's CPUs: Ray Data would fuse the two into the actor.
+    resources = Resources(num_cpus=0.5)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        ids = batch["asset_id"].to_pylist()
+        return TITLES.table([{"asset_id": a, "task": _title(), "actor": ""} for a in ids])
+
+
+class ActorTitle(Stage):
+    name = "speak"
+    takes = TITLES
+    gives = TITLES
+    resources = Resources(num_cpus=0.25, concurrency=1, actor=True)
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        return TITLES.table([{**r, "actor": _title()} for r in batch.to_pylist()])
+
+
+class Tally(Stage):
+    """A driver stage that spins ~0.3 s of CPU and sleeps 0.6 s per run."""
+
+    name = "tally"
+    takes = TITLES
+    gives = TITLES
+    resources = Resources(num_cpus=0, on_driver=True)
+    spun = False
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        if not self.spun:
+            self.spun = True
+            import time
+
+            start = time.thread_time()
+            while time.thread_time() - start < 0.3:
+                pass
+            time.sleep(0.6)
+        return batch
+
+
+def test_workers_are_titled_after_their_stages_and_driver_stages_report_their_cpu() -> None:
+    pipeline = Pipeline(
+        "titles", BlocksSource(ASSET, _manifest()), [TaskTitle(), ActorTitle(), Tally()]
+    )
+    rows, figures = _run(pipeline)
+    assert len(rows) == len(TEXTS)
+    # What ps shows for a stage's workers names the stage (Ray Data's operator is named after it).
+    assert {r["task"].split("->")[0] for r in rows} == {"ray::MapBatches(spell)"}
+    assert all(r["actor"].startswith("ray::MapWorker(MapBatches(speak))") for r in rows), rows
+    # The driver stage's CPU in the driver: its spin, not its sleep.
+    assert 0.3 <= figures["tally"]["tally_cpu_s"] < 0.6, figures
+    assert "spell_cpu_s" not in figures["spell"]

@@ -116,7 +116,8 @@ def _journaled(root: Path) -> int:
 def _victim(proc: subprocess.Popen[bytes], target: str) -> psutil.Process:
     if target == "driver":
         return psutil.Process(proc.pid)
-    marker = {"embed actor": "_ActorCall", "decode task": "_TaskCall"}[target]
+    # Ray titles a stage's workers after it (pipelines/core/runner.py: _named).
+    marker = {"embed actor": "MapBatches(embed)", "decode task": "MapBatches(decode)"}[target]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for child in psutil.Process(proc.pid).children(recursive=True):
