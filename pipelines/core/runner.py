@@ -459,7 +459,10 @@ def build(
 
     ray_stages = [s for s in pipeline.stages if not s.resources.on_driver]
     driver_stages = [s for s in pipeline.stages if s.resources.on_driver]
-    ds = rd.from_arrow(list(blocks))
+    # The blocks' metadata is read here, in the driver that holds them: ``from_arrow`` would
+    # run one Ray task per block for it and wait for them (a worker to start first, ~1 s at a
+    # job's start; hundreds of tasks for a window of small blocks).
+    ds = rd.from_blocks(list(blocks))
     for stage in ray_stages:
         ds = apply_stage(ds, stage, worker_env)
     return ds, driver_stages
