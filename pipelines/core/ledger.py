@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 
@@ -138,9 +138,12 @@ class Failure:
     segment_index: int | None = None
 
 
-@dataclass(frozen=True)
-class Settled:
-    """An asset whose outcome the run decided (to journal, and to clean up after)."""
+class Settled(NamedTuple):
+    """An asset whose outcome the run decided (to journal, and to clean up after).
+
+    A named tuple: a run makes one per asset, and a frozen dataclass cost ~2 us of the
+    driver's CPU each to build (``benchmarks/bench_scale.py``'s estimate makes a million).
+    """
 
     asset_id: str
     modality: str
@@ -188,7 +191,7 @@ class Progress:
     throttles: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Delta:
     """What one flush adds to one asset's row."""
 
@@ -361,9 +364,8 @@ class RunLedger:
         Column by column: each column the accounting reads becomes one Python list, and a
         modality's ``usage`` gets a view of its row (:class:`_Row`) that converts only the
         columns it reads, instead of a dict of every column for every row. Measured alone on
-        inline-text acknowledgements: ~6 instead of ~9 us of CPU a row (the flush that follows
-        costs ~13 us a row); in a 1,000,000-row estimate the driver's accounting is the largest
-        part of its work.
+        inline-text acknowledgements: ~6 instead of ~9 us of CPU a row. In a 1,000,000-row
+        estimate the driver's accounting is the largest part of its work.
         """
         if not batch.num_rows:
             return
@@ -469,7 +471,16 @@ class RunLedger:
         return delta
 
     def flush(self) -> list[Settled]:
-        """Write the buffered deltas in one transaction; returns the assets they made complete."""
+        """Write the buffered deltas in one transaction; returns the assets they made complete.
+
+        Per asset: its written segments, then one ``UPDATE`` of its row (counters, segments,
+        points) and, for the complete ones, one ``UPDATE ... RETURNING`` that marks them
+        embedded and returns them. ``account`` + ``flush`` on 98,304 inline-text
+        acknowledgements, with a job's collector settings
+        (:func:`~pipelines.core.job_entry.job_gc`): ~11-12 us of CPU a row, against ~13-15 us
+        with a statement a row more for the points and a ``SELECT`` before the outcome
+        (``benchmarks/README.md``).
+        """
         if not self._buffer:
             return []
         buffer, self._buffer = self._buffer, {}
@@ -492,20 +503,26 @@ class RunLedger:
                 "DO UPDATE SET segments = segments + excluded.segments",
                 [(a, n, k) for a, d in buffer.items() for n, k in d.usage.notes.items()],
             )
+            # Only an asset this flush brings a failure for can become failed now.
             newly_failed = 0
-            for chunk in _chunks(ids, 900):
+            failing = [a for a, d in buffer.items() if d.failures]
+            for chunk in _chunks(failing, 900):
                 marks = ",".join("?" * len(chunk))
                 newly_failed += self.db.execute(
-                    f"UPDATE plan SET failed = 1 WHERE failed = 0 AND asset_id IN ({marks}) "
-                    "AND EXISTS (SELECT 1 FROM failures f WHERE f.asset_id = plan.asset_id)",
+                    f"UPDATE plan SET failed = 1 WHERE failed = 0 AND asset_id IN ({marks})",
                     chunk,
                 ).rowcount
+            # One statement a row: the counters, the segments written so far, and the points an
+            # embedded asset holds (a copy's points are its leader's, set when it settles).
             self.db.executemany(
                 "UPDATE plan SET expected = COALESCE(?, expected), calls = calls + ?, "
                 "throttles = throttles + ?, retries = retries + ?, text_chars = text_chars + ?, "
                 "input_tokens = input_tokens + ?, images = images + ?, "
                 "media_seconds = media_seconds + ?, audio_seconds = audio_seconds + ?, "
-                "segments = (SELECT COUNT(*) FROM segments s WHERE s.asset_id = plan.asset_id) "
+                "segments = (SELECT COUNT(*) FROM segments s WHERE s.asset_id = plan.asset_id), "
+                f"points = CASE WHEN decision = '{TODO}' "
+                "THEN (SELECT COUNT(*) FROM segments s WHERE s.asset_id = plan.asset_id) "
+                "ELSE points END "
                 "WHERE asset_id = ?",
                 [
                     (
@@ -523,10 +540,6 @@ class RunLedger:
                     for a, d in buffer.items()
                 ],
             )
-            self.db.executemany(
-                "UPDATE plan SET points = segments WHERE asset_id = ? AND decision = ?",
-                [(a, TODO) for a in ids],
-            )
             done = self._complete_among(ids)
         self.progress.failed += newly_failed
         self.progress.settled += newly_failed + len(done)
@@ -539,17 +552,15 @@ class RunLedger:
         for chunk in _chunks(ids, 900):
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT asset_id, modality, content_version, points, changed FROM plan "
+                "UPDATE plan SET outcome = 'embedded' "
                 f"WHERE asset_id IN ({marks}) AND outcome IS NULL AND failed = 0 "
-                "AND expected IS NOT NULL AND segments >= expected",
+                "AND expected IS NOT NULL AND segments >= expected "
+                "RETURNING asset_id, modality, content_version, points, changed",
                 chunk,
             ).fetchall()
             done.extend(
                 Settled(a, m, v, "embedded", int(p), None, bool(c)) for a, m, v, p, c in rows
             )
-        self.db.executemany(
-            "UPDATE plan SET outcome = 'embedded' WHERE asset_id = ?", [(s.asset_id,) for s in done]
-        )
         return done
 
     def settle_copy(self, asset_id: str, expected: int, points: int) -> Settled:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 FingerprintFields = tuple[tuple[str, ...], tuple[str, ...]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     """What embedding some segments used: the quantities prices are quoted in."""
 
