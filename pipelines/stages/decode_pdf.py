@@ -59,6 +59,8 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from pipelines.config.schema import EmbeddingConfig, SegmentationConfig
 from pipelines.core import codes
 from pipelines.core.errors import RecordError
@@ -70,6 +72,7 @@ from pipelines.stages._decode_common import (
     describe,
     local_source,
 )
+from pipelines.stages._png import encode_png
 from pipelines.stages.chunk_text import chunk_text
 
 if TYPE_CHECKING:
@@ -262,7 +265,8 @@ def page_zoom(width_pt: float, height_pt: float, dpi: float, max_pixels: int) ->
 
 
 def _render_page(doc: pymupdf.Document, page_no: int, seg: SegmentationConfig) -> tuple[bytes, str]:
-    """Render one page to PNG (JPEG when the PNG would be too big for an inline request)."""
+    """Render one page to PNG (:func:`~pipelines.stages._png.encode_png`: lossless, a fraction of
+    PyMuPDF's own encoder's CPU), or JPEG when the PNG would be too big for an inline request."""
     import pymupdf
 
     page = doc.load_page(page_no)
@@ -274,7 +278,7 @@ def _render_page(doc: pymupdf.Document, page_no: int, seg: SegmentationConfig) -
         raise _error(
             codes.PDF_PAGE_TOO_LARGE, f"rendered {pix.width}x{pix.height} over the pixel cap"
         )
-    data = pix.tobytes("png")
+    data = encode_png(pixmap_pixels(pix))
     if len(data) <= MAX_INLINE_IMAGE_BYTES:
         return data, "png"
     for quality in (JPEG_QUALITY, 70, 50):
@@ -286,6 +290,12 @@ def _render_page(doc: pymupdf.Document, page_no: int, seg: SegmentationConfig) -
         f"{pix.width}x{pix.height} is over {MAX_INLINE_IMAGE_BYTES} bytes even as JPEG; "
         "lower segmentation.pdf_max_pixels",
     )
+
+
+def pixmap_pixels(pix: pymupdf.Pixmap) -> np.ndarray:
+    """A pixmap's samples as a height x width x channels array (a view: no copy)."""
+    rows = np.frombuffer(pix.samples_mv, np.uint8).reshape(pix.height, pix.stride)
+    return rows[:, : pix.width * pix.n].reshape(pix.height, pix.width, pix.n)
 
 
 def _page_text(doc: pymupdf.Document, page_no: int) -> tuple[str, bool]:
