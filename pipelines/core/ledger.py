@@ -520,7 +520,7 @@ class RunLedger:
                 "input_tokens = input_tokens + ?, images = images + ?, "
                 "media_seconds = media_seconds + ?, audio_seconds = audio_seconds + ?, "
                 "segments = (SELECT COUNT(*) FROM segments s WHERE s.asset_id = plan.asset_id), "
-                f"points = CASE WHEN decision = '{TODO}' "
+                "points = CASE WHEN decision = ? "
                 "THEN (SELECT COUNT(*) FROM segments s WHERE s.asset_id = plan.asset_id) "
                 "ELSE points END "
                 "WHERE asset_id = ?",
@@ -535,6 +535,7 @@ class RunLedger:
                         d.usage.images,
                         d.usage.media_seconds,
                         d.usage.audio_seconds,
+                        TODO,
                         a,
                     )
                     for a, d in buffer.items()
